@@ -1,0 +1,2 @@
+//! `rsim-edge`: runs `.rsm` models with no heap during inference, on hosts, Linux boards and Cortex-M.
+#![cfg_attr(not(feature = "std"), no_std)]

@@ -1,0 +1,19 @@
+//! `rsim-model`: the `.rsm` container shared by the host trainer and the edge runtime.
+//!
+//! The core (`no_std`, no `alloc`) decodes and validates model bytes in place; see `docs/FORMAT.md`.
+//! With the `std` feature it also writes models, builds architectures and converts ONNX/TFLite.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod format;
+pub mod graph;
+
+#[cfg(feature = "std")]
+pub mod arch;
+#[cfg(feature = "std")]
+pub mod write;
+
+pub use error::ModelError;
+pub use format::{Model, FORMAT_VERSION, MAGIC};
+pub use graph::*;
