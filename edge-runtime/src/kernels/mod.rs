@@ -1,0 +1,2 @@
+//! Reference kernels: pure functions of (params, shapes, slices), as TFLM's reference kernels.
+pub mod int8;
