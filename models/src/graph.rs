@@ -116,6 +116,8 @@ pub enum Activation {
     Relu,
     Relu6,
     HardSwish,
+    /// relu6(x + 3) / 6, the squeeze-excite gate of MobileNetV3.
+    HardSigmoid,
     Sigmoid,
     Gelu,
 }

@@ -1,3 +1,36 @@
+//! `cargo xtask <task>`: the glue a user would otherwise type. Each task lives in its own module.
+mod bench;
+mod bench_train;
+mod setup;
+mod test;
+
 fn main() {
-    eprintln!("xtask: no tasks yet");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "setup" => setup::run(rest),
+        "test" => test::run(rest),
+        "bench" if rest.first().map(String::as_str) == Some("train") => bench_train::run(&rest[1..]),
+        "bench" => bench::run(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 setup          create .venv with torch 2.11 and build the trainer against it\n  \
+                 test           run every test CI runs (host, qemu-aarch64, Cortex-M under QEMU)\n  \
+                 bench          edge runtime latency/memory vs tract (add --quick for 64x64 only)\n  \
+                 bench train    one SSL step and the data pipeline vs PyTorch in the same run"
+            );
+            Err(if task == "help" { String::new() } else { format!("unknown task `{task}`") })
+        }
+    };
+    if let Err(e) = result {
+        if !e.is_empty() {
+            eprintln!("xtask {task}: {e}");
+        }
+        std::process::exit(1);
+    }
 }
