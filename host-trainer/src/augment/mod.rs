@@ -1,0 +1,1 @@
+//! Stub: owned by the data-pipeline engineer.
