@@ -1,0 +1,181 @@
+//! Same int8 model, same input: byte-identical outputs on x86_64 (in process), aarch64 Linux
+//! (`rsim-run` under qemu-aarch64) and a Cortex-M4 (the mps2-an386 firmware under qemu-system-arm).
+//!
+//! Needs qemu-aarch64, qemu-system-arm, the aarch64 linker and the two rustup targets. Locally a
+//! missing tool skips loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails (`.ci/run` installs them).
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AARCH64: &str = "aarch64-unknown-linux-gnu";
+const THUMB: &str = "thumbv7em-none-eabihf";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+fn qemu_required() -> bool {
+    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
+    on("CI") || on("RSIM_REQUIRE_QEMU")
+}
+
+/// `Some(())` when every tool is present; otherwise skips loudly, or panics when CI requires them.
+fn prerequisites() -> Option<()> {
+    let mut missing = Vec::new();
+    for bin in ["qemu-aarch64", "qemu-system-arm", "aarch64-linux-gnu-gcc"] {
+        if !on_path(bin) {
+            missing.push(format!("`{bin}` on PATH"));
+        }
+    }
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    for t in [AARCH64, THUMB] {
+        if !sysroot.join("lib/rustlib").join(t).exists() {
+            missing.push(format!("rustup target {t}"));
+        }
+    }
+    if missing.is_empty() {
+        return Some(());
+    }
+    let msg = format!(
+        "cross-target test needs {} (apt-get install qemu-system-arm qemu-user gcc-aarch64-linux-gnu \
+         libc6-dev-arm64-cross; rustup target add {AARCH64} {THUMB})",
+        missing.join(", ")
+    );
+    if qemu_required() {
+        panic!("{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
+    }
+    eprintln!("\n*** SKIPPED: {msg}\n");
+    None
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The outer `cargo test` may export flags meant for the host build; the cross builds set their own.
+    c.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET");
+    c
+}
+
+fn check(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(status.success(), "{what} failed ({status})");
+}
+
+/// Runs `cmd`, kills it after `limit`, and returns its stdout (so a hung emulator cannot hang CI).
+fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait on child") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().expect("stdout reader"))
+}
+
+/// The `RSIM_OUTPUT <hex>` line printed by both `rsim-run` and the firmware, decoded.
+fn parse_output(stdout: &str, what: &str) -> Vec<u8> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RSIM_OUTPUT "))
+        .unwrap_or_else(|| panic!("{what}: no RSIM_OUTPUT line in its output:\n{stdout}"));
+    let line = line.trim();
+    assert!(line.len() % 2 == 0, "{what}: odd-length hex {line:?}");
+    (0..line.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&line[i..i + 2], 16).unwrap_or_else(|_| panic!("{what}: bad hex {line:?}")))
+        .collect()
+}
+
+/// x86_64, in process. STAND-IN until `rsim_edge::Engine` lands: validates and echoes the input.
+fn run_host(model: &[u8], input: &[u8]) -> Vec<u8> {
+    let info = rsim_model::Model::parse(model).expect("model validates").info;
+    input[..input.len().min(info.arena_size as usize)].to_vec()
+}
+
+fn run_aarch64(model: &Path, input: &Path) -> Vec<u8> {
+    let target_dir = workspace().join("target/cross");
+    check(
+        cargo().current_dir(workspace()).args([
+            "build", "--release", "-p", "rsim-edge", "--example", "rsim-run", "--target", AARCH64, "--target-dir",
+        ]).arg(&target_dir),
+        "building rsim-run for aarch64",
+    );
+    let exe = target_dir.join(AARCH64).join("release/examples/rsim-run");
+    let (ok, out) = run_with_timeout(
+        Command::new("qemu-aarch64").args(["-L", "/usr/aarch64-linux-gnu"]).arg(&exe).arg(model).arg(input),
+        Duration::from_secs(120),
+        "rsim-run under qemu-aarch64",
+    );
+    assert!(ok, "rsim-run under qemu-aarch64 failed:\n{out}");
+    parse_output(&out, "qemu-aarch64")
+}
+
+fn run_cortex_m4(model: &Path, input: &Path) -> Vec<u8> {
+    let fw = workspace().join("boards/firmware-mps2");
+    let target_dir = workspace().join("target/firmware");
+    check(
+        cargo()
+            .current_dir(&fw)
+            .args(["build", "--release", "--target", THUMB, "--target-dir"])
+            .arg(&target_dir)
+            .env("RSIM_FW_MODEL", model)
+            .env("RSIM_FW_INPUT", input),
+        "building the mps2-an386 firmware",
+    );
+    let elf = target_dir.join(THUMB).join("release/rsim-firmware-mps2");
+    let (ok, out) = run_with_timeout(
+        Command::new("qemu-system-arm")
+            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic"])
+            .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+            .arg(&elf),
+        Duration::from_secs(300),
+        "firmware under qemu-system-arm",
+    );
+    assert!(ok, "firmware under qemu-system-arm failed:\n{out}");
+    parse_output(&out, "qemu-system-arm mps2-an386")
+}
+
+#[test]
+fn int8_outputs_are_byte_identical_across_targets() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cross_targets");
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let (model, input) = support::int8_model(7);
+    let (model_path, input_path) = (dir.join("model.rsm"), dir.join("input.bin"));
+    rsim_model::write::write_atomic(&model_path, &model).expect("write model");
+    rsim_model::write::write_atomic(&input_path, &input).expect("write input");
+
+    let host = run_host(&model, &input);
+    let aarch64 = run_aarch64(&model_path, &input_path);
+    let m4 = run_cortex_m4(&model_path, &input_path);
+    eprintln!("x86_64 {host:?}\naarch64 {aarch64:?}\ncortex-m4 {m4:?}");
+    assert_eq!(aarch64, host, "qemu-aarch64 output differs from x86_64");
+    assert_eq!(m4, host, "Cortex-M4 (mps2-an386) output differs from x86_64");
+}
