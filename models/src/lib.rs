@@ -8,6 +8,7 @@
 pub mod error;
 pub mod format;
 pub mod graph;
+pub mod quant;
 
 #[cfg(feature = "std")]
 pub mod arch;
