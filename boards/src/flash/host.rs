@@ -1,0 +1,219 @@
+//! Host side of flashing as a sans-IO state machine: feed it received messages and the time, and it
+//! says what to send. The serial/TCP flasher and the seeded link simulator both drive this one.
+//!
+//! Protocol: `FlashBegin` (size, SHA-256) → `FlashAck{next}` (resume point) → chunks from `next`
+//! with up to `window` bytes unacknowledged (go-back-N: on a timeout or repeated acks the sender
+//! rewinds to the last acknowledged offset) → `FlashCommit` → `FlashDone` or `FlashNack`.
+
+use crate::wire::{FlashBegin, FlashErrorCode, Msg, MAX_CHUNK};
+
+/// Tuning of the sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderConfig {
+    /// Bytes per chunk (≤ [`MAX_CHUNK`], a multiple of the device's write size).
+    pub chunk: u32,
+    /// Unacknowledged bytes allowed in flight.
+    pub window: u32,
+    /// No progress for this long rewinds to the last ack (or resends begin/commit).
+    pub timeout_us: u64,
+    /// Consecutive timeouts without progress before giving up.
+    pub max_retries: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig { chunk: MAX_CHUNK as u32, window: 4 * MAX_CHUNK as u32, timeout_us: 1_000_000, max_retries: 20 }
+    }
+}
+
+/// How a transfer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The device verified the image and activated it.
+    Done { slot: u8, seq: u32 },
+    /// The device refused the image; its old model stays active.
+    Refused(FlashErrorCode),
+    /// The device stopped answering.
+    TimedOut { acked: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Begin,
+    Sending,
+    Committing,
+    Finished(Outcome),
+}
+
+/// Sends one image.
+#[derive(Debug)]
+pub struct Sender<'a> {
+    image: &'a [u8],
+    begin: FlashBegin,
+    cfg: SenderConfig,
+    state: State,
+    acked: u32,
+    sent: u32,
+    /// When the last frame of the current state went out / progress was last seen.
+    last_tx: Option<u64>,
+    last_progress: u64,
+    retries: u32,
+    dup_acks: u32,
+    /// Chunks resent after a rewind (for the report).
+    pub resent_bytes: u64,
+    /// Rewinds to the last acknowledged offset.
+    pub rewinds: u32,
+}
+
+impl<'a> Sender<'a> {
+    /// `sha256` must be the image's SHA-256 (the device checks it after the last byte).
+    pub fn new(image: &'a [u8], sha256: [u8; 32], cfg: SenderConfig) -> Self {
+        let chunk = cfg.chunk.clamp(1, MAX_CHUNK as u32);
+        let cfg = SenderConfig { chunk, window: cfg.window.max(chunk), ..cfg };
+        Sender {
+            image,
+            begin: FlashBegin { size: image.len() as u32, sha256 },
+            cfg,
+            state: State::Begin,
+            acked: 0,
+            sent: 0,
+            last_tx: None,
+            last_progress: 0,
+            retries: 0,
+            dup_acks: 0,
+            resent_bytes: 0,
+            rewinds: 0,
+        }
+    }
+
+    /// Bytes the device has acknowledged, and the image size.
+    pub fn progress(&self) -> (u32, u32) {
+        (self.acked, self.begin.size)
+    }
+
+    /// The outcome once the transfer ended.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.state {
+            State::Finished(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Handles a message from the device.
+    pub fn on_msg(&mut self, msg: &Msg<'_>, now_us: u64) {
+        match (*msg, self.state) {
+            (_, State::Finished(_)) => {}
+            (Msg::FlashDone { slot, seq }, State::Committing | State::Begin) => {
+                self.acked = self.begin.size;
+                self.state = State::Finished(Outcome::Done { slot, seq });
+            }
+            (Msg::FlashAck { next }, State::Begin) if next <= self.begin.size => {
+                self.acked = next;
+                self.sent = next;
+                self.progress_at(now_us);
+                self.state = State::Sending;
+            }
+            (Msg::FlashAck { next }, State::Sending) => {
+                if next > self.acked && next <= self.sent {
+                    self.acked = next;
+                    self.dup_acks = 0;
+                    self.progress_at(now_us);
+                } else if next == self.acked && self.sent > self.acked {
+                    // The device is missing the chunk at `acked`: after a few repeats, rewind once.
+                    self.dup_acks += 1;
+                    if self.dup_acks == 3 {
+                        self.rewind();
+                    }
+                }
+            }
+            (Msg::FlashNack { code: FlashErrorCode::Incomplete, next }, State::Committing) => {
+                self.acked = next.min(self.begin.size);
+                self.sent = self.acked;
+                self.state = State::Sending;
+            }
+            (Msg::FlashNack { code: FlashErrorCode::NoTransfer, .. }, State::Sending | State::Committing) => {
+                // The device lost the transfer (reboot): start over; it resumes nothing.
+                self.state = State::Begin;
+                self.last_tx = None;
+            }
+            (Msg::FlashNack { code, .. }, _) if code != FlashErrorCode::NoTransfer && code != FlashErrorCode::Incomplete => {
+                self.state = State::Finished(Outcome::Refused(code));
+            }
+            _ => {}
+        }
+    }
+
+    fn progress_at(&mut self, now: u64) {
+        self.last_progress = now;
+        self.retries = 0;
+    }
+
+    fn rewind(&mut self) {
+        self.resent_bytes += (self.sent - self.acked) as u64;
+        self.rewinds += 1;
+        self.sent = self.acked;
+    }
+
+    /// The next message to send at `now_us`, if any. Call until it returns `None`, then wait for input.
+    pub fn poll(&mut self, now_us: u64) -> Option<Msg<'a>> {
+        let timed_out = now_us.saturating_sub(self.last_progress) >= self.cfg.timeout_us;
+        match self.state {
+            State::Finished(_) => None,
+            State::Begin | State::Committing => {
+                let due = match self.last_tx {
+                    None => true,
+                    Some(t) => now_us.saturating_sub(t) >= self.cfg.timeout_us,
+                };
+                if !due {
+                    return None;
+                }
+                if self.last_tx.is_some() && !self.give_up() {
+                    return None;
+                }
+                self.last_tx = Some(now_us);
+                Some(if self.state == State::Begin { Msg::FlashBegin(self.begin) } else { Msg::FlashCommit })
+            }
+            State::Sending => {
+                if self.acked >= self.begin.size {
+                    self.state = State::Committing;
+                    self.last_tx = Some(now_us);
+                    self.retries = 0;
+                    return Some(Msg::FlashCommit);
+                }
+                if timed_out {
+                    if !self.give_up() {
+                        return None;
+                    }
+                    self.rewind();
+                    self.last_progress = now_us;
+                }
+                if self.sent >= self.begin.size || self.sent - self.acked >= self.cfg.window {
+                    return None;
+                }
+                let start = self.sent as usize;
+                let end = (start + self.cfg.chunk as usize).min(self.image.len());
+                self.sent = end as u32;
+                Some(Msg::FlashChunk { offset: start as u32, data: self.image.get(start..end)? })
+            }
+        }
+    }
+
+    /// Counts a retry; returns false (and finishes) when retries are exhausted.
+    fn give_up(&mut self) -> bool {
+        self.retries += 1;
+        if self.retries > self.cfg.max_retries {
+            self.state = State::Finished(Outcome::TimedOut { acked: self.acked });
+            return false;
+        }
+        true
+    }
+
+    /// Microseconds until `poll` may have something new to send (for sleeping).
+    pub fn next_deadline(&self) -> Option<u64> {
+        match self.state {
+            State::Finished(_) => None,
+            State::Begin | State::Committing => self.last_tx.map(|t| t + self.cfg.timeout_us),
+            State::Sending => Some(self.last_progress + self.cfg.timeout_us),
+        }
+    }
+}
