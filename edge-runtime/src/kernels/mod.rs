@@ -1,2 +1,3 @@
 //! Reference kernels: pure functions of (params, shapes, slices), as TFLM's reference kernels.
+pub mod float;
 pub mod int8;

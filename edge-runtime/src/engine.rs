@@ -1,0 +1,214 @@
+//! The engine: a parsed model, a prepared op list and one caller-owned arena. Nothing allocates.
+//!
+//! Arena contract: the caller passes any byte buffer; the engine uses it from its first 16-byte
+//! aligned address (skipping up to 15 bytes), and needs `info.arena_size` bytes from there. So a
+//! 16-byte-aligned buffer of [`required_arena`] bytes is enough, an unaligned one may need up to
+//! 15 more, and one byte short is [`EngineError::ArenaTooSmall`].
+//!
+//! Model bytes contract: constants are read in place, so the model bytes must start on a 4-byte
+//! boundary (the weights section is 16-aligned within the file). Flash images, `Vec<u8>` from
+//! `std::fs::read` and `#[repr(align(16))]` statics satisfy this; a misaligned slice (e.g. a bare
+//! `include_bytes!`) is refused with [`EngineError::ModelMisaligned`] rather than read unsafely.
+
+use crate::exec;
+use crate::preprocess;
+use crate::EngineError;
+use rsim_model::{DType, Model, Op, Quant, Tensor};
+
+/// Alignment of the arena start the engine uses.
+pub const ARENA_ALIGN: usize = 16;
+/// Alignment the model bytes need for in-place reads of f32/i32 constants.
+pub const MODEL_ALIGN: usize = 4;
+
+pub struct Engine<'m, 'a> {
+    model: Model<'m>,
+    /// Exactly `info.arena_size` bytes, starting 16-byte aligned.
+    arena: &'a mut [u8],
+    high_water: usize,
+}
+
+/// Bytes of arena a 16-byte-aligned buffer needs for this model (its planned arena size).
+pub fn required_arena(model: &[u8]) -> Result<usize, EngineError> {
+    Ok(Model::parse(model)?.info.arena_size as usize)
+}
+
+impl<'m, 'a> Engine<'m, 'a> {
+    /// Parses and validates the model, checks every op (shapes, dtypes, parameters, arena placement)
+    /// and takes the arena. After this, `invoke` fails only on a kernel bug, never on model bytes.
+    pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
+        let model = Model::parse(model)?;
+        if !model.weights.is_empty() && (model.weights.as_ptr() as usize) % MODEL_ALIGN != 0 {
+            return Err(EngineError::ModelMisaligned { align: MODEL_ALIGN });
+        }
+        let need = model.info.arena_size as usize;
+        let addr = arena.as_ptr() as usize;
+        let skip = (ARENA_ALIGN - addr % ARENA_ALIGN) % ARENA_ALIGN;
+        let given = arena.len();
+        let arena = match arena.get_mut(skip..).and_then(|a| a.get_mut(..need)) {
+            Some(a) => a,
+            None => return Err(EngineError::ArenaTooSmall { needed: need.saturating_add(skip), given }),
+        };
+        let mut high_water = 0;
+        for t in [&model.info.input, &model.info.output] {
+            let (_, end) = exec::arena_span(t).ok_or(EngineError::BadInput { reason: "graph input/output must be arena tensors" })?;
+            if end > need {
+                return Err(EngineError::BadInput { reason: "graph input/output lies outside the arena" });
+            }
+            high_water = high_water.max(end);
+        }
+        for (i, op) in model.ops().enumerate() {
+            let op = op?;
+            let hw = exec::prepare_op(i as u32, &op, &model, need)?;
+            high_water = high_water.max(hw);
+        }
+        Ok(Engine { model, arena, high_water })
+    }
+
+    pub fn model(&self) -> &Model<'m> {
+        &self.model
+    }
+
+    /// Highest arena byte any tensor occupies (from the aligned start), for board telemetry.
+    pub fn arena_used(&self) -> usize {
+        self.high_water
+    }
+
+    fn span(&self, t: &Tensor) -> (usize, usize) {
+        exec::arena_span(t).unwrap_or((0, 0))
+    }
+
+    /// Raw bytes of the graph input tensor (fill, then `invoke`).
+    pub fn input_mut(&mut self) -> &mut [u8] {
+        let (s, e) = self.span(&self.model.info.input);
+        self.arena.get_mut(s..e).unwrap_or_default()
+    }
+
+    /// Raw bytes of the graph output tensor (valid after `invoke`).
+    pub fn output(&self) -> &[u8] {
+        let (s, e) = self.span(&self.model.info.output);
+        self.arena.get(s..e).unwrap_or_default()
+    }
+
+    /// Runs every op in order on whatever the input tensor holds.
+    pub fn invoke(&mut self) -> Result<(), EngineError> {
+        self.invoke_observed(&mut |_, _, _| {})
+    }
+
+    /// As [`invoke`](Self::invoke), calling `f(op_index, op, output_bytes)` after each op, so tests can
+    /// compare every intermediate tensor and boards can trace.
+    pub fn invoke_observed(&mut self, f: &mut dyn FnMut(u32, &Op, &[u8])) -> Result<(), EngineError> {
+        let weights = self.model.weights;
+        for (i, op) in self.model.ops().enumerate() {
+            let op = op?;
+            let (s, e) = exec::run_op(i as u32, &op, weights, self.arena)?;
+            f(i as u32, &op, self.arena.get(s..e).unwrap_or_default());
+        }
+        Ok(())
+    }
+
+    /// Feeds already-normalized NHWC floats (quantized when the graph input is int8) and runs.
+    pub fn run_f32(&mut self, nhwc: &[f32]) -> Result<(), EngineError> {
+        let input = self.model.info.input;
+        let q = input_quant(&input)?;
+        let dst = self.input_mut();
+        if Some(nhwc.len()) != input.shape.checked_len() {
+            return Err(EngineError::BadInput { reason: "input length does not match the graph input tensor" });
+        }
+        match q {
+            None => {
+                for (d, v) in dst.chunks_exact_mut(4).zip(nhwc) {
+                    d.copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            Some((scale, zp)) => {
+                for (d, &v) in dst.iter_mut().zip(nhwc) {
+                    *d = preprocess::quantize_i8(v, scale, zp) as u8;
+                }
+            }
+        }
+        self.invoke()
+    }
+
+    /// Feeds an image of u8 pixels (`channels` bands, in the input spec's layout), resized, cropped
+    /// and normalized per the model's [`InputSpec`](rsim_model::InputSpec), and runs.
+    pub fn run_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
+        let info = self.model.info;
+        let q = input_quant(&info.input)?;
+        let img = preprocess::Image { pixels, width, height, channels, layout: info.input_spec.layout };
+        let dst = self.input_mut();
+        preprocess::preprocess(&img, &info.input_spec, &info.input.shape, q, dst)?;
+        self.invoke()
+    }
+
+    /// Number of elements in the graph output.
+    pub fn output_len(&self) -> usize {
+        self.model.info.output.shape.checked_len().unwrap_or(0)
+    }
+
+    /// Output element `i` as f32 (int8 outputs dequantized).
+    fn output_value(&self, out: &[u8], i: usize, q: Option<(f32, i32)>) -> Option<f32> {
+        match q {
+            None => out.get(i * 4..i * 4 + 4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Some((scale, zp)) => out.get(i).map(|&b| scale * ((b as i8) as i32 - zp) as f32),
+        }
+    }
+
+    /// Writes the output as f32 (dequantizing int8) into `out[..output_len()]`; returns the count.
+    pub fn output_f32(&self, out: &mut [f32]) -> Result<usize, EngineError> {
+        let q = output_quant(&self.model.info.output)?;
+        let n = self.output_len();
+        let dst = out.get_mut(..n).ok_or(EngineError::BadInput { reason: "output buffer is shorter than the graph output" })?;
+        let bytes = self.output();
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = self.output_value(bytes, i, q).unwrap_or(0.0);
+        }
+        Ok(n)
+    }
+
+    /// The `out.len()` best classes as (index, score), best first; equal scores keep the lower index
+    /// first. Returns how many entries were filled (fewer when the output has fewer classes).
+    /// Scores are the dequantized outputs; NaN ranks last.
+    pub fn top_k(&self, out: &mut [(u16, f32)]) -> usize {
+        let Ok(q) = output_quant(&self.model.info.output) else { return 0 };
+        let bytes = self.output();
+        let n = self.output_len().min(u16::MAX as usize + 1);
+        let scores = (0..n).map(|i| self.output_value(bytes, i, q).unwrap_or(f32::NAN));
+        top_k_into(scores, out)
+    }
+}
+
+/// Keeps the best `out.len()` of `scores` in `out`, sorted; see [`Engine::top_k`].
+pub fn top_k_into(scores: impl Iterator<Item = f32>, out: &mut [(u16, f32)]) -> usize {
+    let key = |s: f32| if s.is_nan() { f32::NEG_INFINITY } else { s };
+    let mut filled = 0usize;
+    for (i, s) in scores.enumerate().take(u16::MAX as usize + 1) {
+        // First slot holding a strictly worse score: later equal scores stay behind earlier ones.
+        let pos = out.iter().take(filled).position(|&(_, o)| key(o) < key(s)).unwrap_or(filled);
+        if pos >= out.len() {
+            continue;
+        }
+        let end = filled.min(out.len() - 1);
+        if let Some(tail) = out.get_mut(pos..=end) {
+            tail.rotate_right(1);
+        }
+        if let Some(slot) = out.get_mut(pos) {
+            *slot = (i as u16, s);
+        }
+        filled = (filled + 1).min(out.len());
+    }
+    filled
+}
+
+/// The graph input's quantization: `None` for f32, `(scale, zero_point)` for per-tensor int8.
+fn input_quant(t: &Tensor) -> Result<Option<(f32, i32)>, EngineError> {
+    match (t.dtype, t.quant) {
+        (DType::F32, _) => Ok(None),
+        (DType::I8, Quant::PerTensor { scale, zero_point }) => Ok(Some((scale, zero_point))),
+        (DType::I8, _) => Err(EngineError::BadInput { reason: "int8 graph input needs per-tensor quantization" }),
+        _ => Err(EngineError::BadInput { reason: "graph input must be f32 or int8" }),
+    }
+}
+
+fn output_quant(t: &Tensor) -> Result<Option<(f32, i32)>, EngineError> {
+    input_quant(t).map_err(|_| EngineError::BadInput { reason: "graph output must be f32 or per-tensor int8" })
+}
