@@ -106,14 +106,15 @@ impl<'m, 'a> Engine<'m, 'a> {
         Ok(())
     }
 
-    /// Feeds already-normalized NHWC floats (quantized when the graph input is int8) and runs.
-    pub fn run_f32(&mut self, nhwc: &[f32]) -> Result<(), EngineError> {
+    /// Writes already-normalized NHWC floats into the graph input (quantized when it is int8).
+    /// The input lives in the planned arena, so a run may overwrite it: set it before every run.
+    pub fn set_input_f32(&mut self, nhwc: &[f32]) -> Result<(), EngineError> {
         let input = self.model.info.input;
         let q = input_quant(&input)?;
-        let dst = self.input_mut();
         if Some(nhwc.len()) != input.shape.checked_len() {
             return Err(EngineError::BadInput { reason: "input length does not match the graph input tensor" });
         }
+        let dst = self.input_mut();
         match q {
             None => {
                 for (d, v) in dst.chunks_exact_mut(4).zip(nhwc) {
@@ -126,17 +127,29 @@ impl<'m, 'a> Engine<'m, 'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// [`set_input_f32`](Self::set_input_f32), then [`invoke`](Self::invoke).
+    pub fn run_f32(&mut self, nhwc: &[f32]) -> Result<(), EngineError> {
+        self.set_input_f32(nhwc)?;
         self.invoke()
     }
 
-    /// Feeds an image of u8 pixels (`channels` bands, in the input spec's layout), resized, cropped
-    /// and normalized per the model's [`InputSpec`](rsim_model::InputSpec), and runs.
-    pub fn run_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
+    /// Preprocesses an image of u8 pixels (`channels` bands, in the input spec's layout) into the
+    /// graph input: resize, centre crop and normalize per the model's [`InputSpec`](rsim_model::InputSpec)
+    /// (see [`preprocess`](crate::preprocess)).
+    pub fn set_input_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
         let info = self.model.info;
         let q = input_quant(&info.input)?;
         let img = preprocess::Image { pixels, width, height, channels, layout: info.input_spec.layout };
         let dst = self.input_mut();
-        preprocess::preprocess(&img, &info.input_spec, &info.input.shape, q, dst)?;
+        preprocess::preprocess(&img, &info.input_spec, &info.input.shape, q, dst)
+    }
+
+    /// [`set_input_image_u8`](Self::set_input_image_u8), then [`invoke`](Self::invoke).
+    pub fn run_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
+        self.set_input_image_u8(pixels, width, height, channels)?;
         self.invoke()
     }
 
