@@ -6,6 +6,7 @@
 //! ```text
 //! RSIM_OUTPUT <output tensor bytes as lowercase hex>
 //! ```
+use rsim_edge::Engine;
 use std::process::ExitCode;
 
 const USAGE: &str = "\
@@ -49,19 +50,18 @@ fn run(model_path: &str, input_path: &str) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("cannot read model {model_path}: {e}"))?;
     let input = std::fs::read(input_path).map_err(|e| format!("cannot read input {input_path}: {e}"))?;
     // Constants are read in place, so the model must sit 16-byte aligned as it would in flash.
-    let mut model_buf = AlignedBuf::new(bytes.len());
-    model_buf.bytes_mut().copy_from_slice(&bytes);
-    let model = model_buf.bytes();
-    let info = rsim_model::Model::parse(model).map_err(|e| format!("{model_path}: {e}"))?.info;
-    let mut arena = AlignedBuf::new(info.arena_size as usize);
-    infer(model, &input, arena.bytes_mut()).map_err(|e| format!("{model_path}: {e}"))
-}
-
-/// STAND-IN until `rsim_edge::Engine` lands: validates the model and echoes the input.
-fn infer(model: &[u8], input: &[u8], arena: &mut [u8]) -> Result<Vec<u8>, rsim_edge::EngineError> {
-    rsim_model::Model::parse(model)?;
-    let n = input.len().min(arena.len());
-    Ok(input[..n].to_vec())
+    let mut model = AlignedBuf::new(bytes.len());
+    model.bytes_mut().copy_from_slice(&bytes);
+    let need = rsim_edge::required_arena(model.bytes()).map_err(|e| format!("{model_path}: {e}"))?;
+    let mut arena = AlignedBuf::new(need);
+    let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).map_err(|e| format!("{model_path}: {e}"))?;
+    let dst = engine.input_mut();
+    if dst.len() != input.len() {
+        return Err(format!("{input_path} has {} bytes but the model's input tensor has {}", input.len(), dst.len()));
+    }
+    dst.copy_from_slice(&input);
+    engine.invoke().map_err(|e| format!("{model_path}: inference failed: {e}"))?;
+    Ok(engine.output().to_vec())
 }
 
 /// A zeroed byte buffer whose start is 16-byte aligned (backed by `u128`s).

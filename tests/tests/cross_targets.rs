@@ -111,10 +111,9 @@ fn parse_output(stdout: &str, what: &str) -> Vec<u8> {
         .collect()
 }
 
-/// x86_64, in process. STAND-IN until `rsim_edge::Engine` lands: validates and echoes the input.
+/// x86_64, in process: the same engine the other targets run, linked into this test.
 fn run_host(model: &[u8], input: &[u8]) -> Vec<u8> {
-    let info = rsim_model::Model::parse(model).expect("model validates").info;
-    input[..input.len().min(info.arena_size as usize)].to_vec()
+    support::run_engine(model, input).unwrap_or_else(|e| panic!("x86_64 engine: {e}"))
 }
 
 fn run_aarch64(model: &Path, input: &Path) -> Vec<u8> {

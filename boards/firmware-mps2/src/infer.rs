@@ -1,11 +1,16 @@
-//! One inference through rsim-edge, borrowing the caller's arena.
-use rsim_model::{Model, ModelError};
+//! One inference through rsim-edge on the caller's arena: no heap, no panics, typed errors.
+use rsim_edge::{Engine, EngineError};
 
-/// STAND-IN until `rsim_edge::Engine` lands: validates the model and returns the input bytes.
-pub fn run<'a>(model: &[u8], input: &[u8], arena: &'a mut [u8]) -> Result<&'a [u8], ModelError> {
-    let _ = Model::parse(model)?;
-    let n = input.len().min(arena.len());
-    let (dst, _) = arena.split_at_mut(n);
-    dst.copy_from_slice(input.get(..n).unwrap_or(&[]));
-    Ok(dst)
+/// Validates and prepares the model, copies `input` into its input tensor, runs every op and hands
+/// the output tensor's bytes to `report` (they live in the arena, so they are lent, not returned).
+pub fn run(model: &[u8], input: &[u8], arena: &mut [u8], report: impl FnOnce(&[u8])) -> Result<(), EngineError> {
+    let mut engine = Engine::new(model, arena)?;
+    let dst = engine.input_mut();
+    if dst.len() != input.len() {
+        return Err(EngineError::BadInput { reason: "embedded input size differs from the model's input tensor" });
+    }
+    dst.copy_from_slice(input);
+    engine.invoke()?;
+    report(engine.output());
+    Ok(())
 }

@@ -30,12 +30,13 @@ fn main() -> ! {
     // The arena lives on main's stack frame, which never returns: no `static mut`, no unsafe.
     let mut arena = Aligned([0u8; ARENA_SIZE]);
     let mut stdout = hio::hstdout().ok();
-    let result = infer::run(&MODEL.0, INPUT, &mut arena.0);
-    if let Some(out) = stdout.as_mut() {
-        let _ = match &result {
-            Ok(bytes) => report_hex(out, bytes),
-            Err(e) => writeln!(out, "RSIM_ERROR {e}"),
-        };
+    let result = infer::run(&MODEL.0, INPUT, &mut arena.0, |bytes| {
+        if let Some(out) = stdout.as_mut() {
+            let _ = report_hex(out, bytes);
+        }
+    });
+    if let (Err(e), Some(out)) = (&result, stdout.as_mut()) {
+        let _ = writeln!(out, "RSIM_ERROR {e}");
     }
     debug::exit(if result.is_ok() { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
     loop {

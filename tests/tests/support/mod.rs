@@ -2,6 +2,8 @@
 //! reshape, fully connected, softmax) with seeded random weights, and a seeded RNG.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod mutate;
+
 use rsim_model::write::{encode, input_spec, WeightsBuilder};
 use rsim_model::*;
 
@@ -174,4 +176,98 @@ pub fn int8_model(seed: u64) -> (Vec<u8>, Vec<u8>) {
     };
     let bytes = encode(&info, &[conv1, conv2, reshape, fc, softmax], &w.bytes, None);
     (bytes, rng.bytes(8 * 8 * 3))
+}
+
+/// A float classifier for 6x6x3 inputs and 3 classes: conv 3x3 + ReLU, global average pool,
+/// reshape, fully connected, softmax. Weights drawn from `seed`; returns model bytes and an input.
+pub fn f32_model(seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(seed);
+    let mut w = WeightsBuilder::default();
+    let floats = |n: usize, rng: &mut Rng| -> Vec<u8> {
+        (0..n).flat_map(|_| ((rng.below(2001) as f32 - 1000.0) / 1000.0).to_le_bytes()).collect()
+    };
+    let f = |id, dims: &[u32], offset| Tensor {
+        id,
+        dtype: DType::F32,
+        shape: Shape::new(dims),
+        storage: Storage::Arena { offset },
+        quant: Quant::None,
+    };
+    let input = f(0, &[1, 6, 6, 3], 0);
+    let cw = floats(4 * 3 * 3 * 3, &mut rng);
+    let cb = floats(4, &mut rng);
+    let conv = Op::Conv2d {
+        input,
+        weights: w.tensor(1, DType::F32, &[4, 3, 3, 3], &cw, Quant::None),
+        bias: Some(w.tensor(2, DType::F32, &[4], &cb, Quant::None)),
+        output: f(3, &[1, 6, 6, 4], 448),
+        params: Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: PAD1, groups: 1, activation: Activation::Relu },
+        requant: None,
+    };
+    let gap = Op::GlobalAvgPool { input: f(3, &[1, 6, 6, 4], 448), output: f(4, &[1, 1, 1, 4], 0), requant: None };
+    let reshape = Op::Reshape { input: f(4, &[1, 1, 1, 4], 0), output: f(5, &[1, 4], 16) };
+    let fw = floats(3 * 4, &mut rng);
+    let fb = floats(3, &mut rng);
+    let fc = Op::FullyConnected {
+        input: f(5, &[1, 4], 16),
+        weights: w.tensor(6, DType::F32, &[3, 4], &fw, Quant::None),
+        bias: Some(w.tensor(7, DType::F32, &[3], &fb, Quant::None)),
+        output: f(8, &[1, 3], 32),
+        activation: Activation::None,
+        requant: None,
+    };
+    let output = f(9, &[1, 3], 48);
+    let softmax = Op::Softmax { input: f(8, &[1, 3], 32), output, beta: 1.0, quant: None };
+    let info = ModelInfo {
+        name: "hand-f32-conv-gap-fc",
+        class_names: "x\ny\nz",
+        input_spec: input_spec(6, 6, &[0.5; 3], &[0.25; 3]),
+        input,
+        output,
+        arena_size: 1024,
+        op_count: 0,
+        provenance: Provenance { method: "hand-built (tests/tests/support)", data: "", commit: "", metrics: "" },
+    };
+    let bytes = encode(&info, &[conv, gap, reshape, fc, softmax], &w.bytes, None);
+    (bytes, floats(6 * 6 * 3, &mut rng))
+}
+
+/// A zeroed byte buffer starting 16-byte aligned, as model bytes sit in flash (backed by `u128`s).
+pub struct Aligned {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl Aligned {
+    pub fn zeroed(len: usize) -> Aligned {
+        Aligned { words: vec![0; len.div_ceil(16)], len }
+    }
+    pub fn copy_of(bytes: &[u8]) -> Aligned {
+        let mut a = Aligned::zeroed(bytes.len());
+        a.bytes_mut().copy_from_slice(bytes);
+        a
+    }
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: u128 has no padding and any byte pattern is a valid u8; len <= 16 * words.len().
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and the borrow is unique.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// One inference through the real engine: model bytes aligned as in flash, arena of the planned size.
+pub fn run_engine(model: &[u8], input: &[u8]) -> Result<Vec<u8>, rsim_edge::EngineError> {
+    let model = Aligned::copy_of(model);
+    let need = rsim_edge::required_arena(model.bytes())?;
+    let mut arena = Aligned::zeroed(need);
+    let mut engine = rsim_edge::Engine::new(model.bytes(), arena.bytes_mut())?;
+    let dst = engine.input_mut();
+    if dst.len() != input.len() {
+        return Err(rsim_edge::EngineError::BadInput { reason: "input size differs from the model's input tensor" });
+    }
+    dst.copy_from_slice(input);
+    engine.invoke()?;
+    Ok(engine.output().to_vec())
 }
