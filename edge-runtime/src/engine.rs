@@ -37,7 +37,7 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// and takes the arena. After this, `invoke` fails only on a kernel bug, never on model bytes.
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
         let model = Model::parse(model)?;
-        if !model.weights.is_empty() && (model.weights.as_ptr() as usize) % MODEL_ALIGN != 0 {
+        if !model.weights.is_empty() && !(model.weights.as_ptr() as usize).is_multiple_of(MODEL_ALIGN) {
             return Err(EngineError::ModelMisaligned { align: MODEL_ALIGN });
         }
         let need = model.info.arena_size as usize;

@@ -109,6 +109,7 @@ fn run_case(t: &Case, seed: u64, f16_weights: bool) {
     assert_close(&out, &conv_ref(t, &x, &wt, &bias), &format!("{t:?} f16={f16_weights}"));
 }
 
+#[allow(clippy::too_many_arguments)]
 fn case(n: usize, h: usize, w: usize, c: usize, o: usize, k: [usize; 2], stride: [usize; 2], dil: [usize; 2], pad: [usize; 4], groups: usize) -> Case {
     Case { n, h, w, c, o, k, stride, dil, pad, groups }
 }
