@@ -7,10 +7,15 @@
 
 use crate::wire::{FlashBegin, FlashErrorCode, Msg, MAX_CHUNK};
 
+/// Smallest chunk the sender shrinks to (a multiple of every supported flash write size).
+pub const MIN_CHUNK: u32 = 16;
+
 /// Tuning of the sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SenderConfig {
-    /// Bytes per chunk (≤ [`MAX_CHUNK`], a multiple of the device's write size).
+    /// Largest bytes per chunk (rounded down to a power of two in 16..=[`MAX_CHUNK`]). The sender
+    /// halves the chunk after each loss and doubles it again after a run of clean acks, so noisy
+    /// links still get whole frames through.
     pub chunk: u32,
     /// Unacknowledged bytes allowed in flight.
     pub window: u32,
@@ -59,6 +64,8 @@ pub struct Sender<'a> {
     last_progress: u64,
     retries: u32,
     dup_acks: u32,
+    cur_chunk: u32,
+    clean_acks: u32,
     /// Chunks resent after a rewind (for the report).
     pub resent_bytes: u64,
     /// Rewinds to the last acknowledged offset.
@@ -68,7 +75,7 @@ pub struct Sender<'a> {
 impl<'a> Sender<'a> {
     /// `sha256` must be the image's SHA-256 (the device checks it after the last byte).
     pub fn new(image: &'a [u8], sha256: [u8; 32], cfg: SenderConfig) -> Self {
-        let chunk = cfg.chunk.clamp(1, MAX_CHUNK as u32);
+        let chunk = 1u32 << (31 - cfg.chunk.clamp(MIN_CHUNK, MAX_CHUNK as u32).leading_zeros());
         let cfg = SenderConfig { chunk, window: cfg.window.max(chunk), ..cfg };
         Sender {
             image,
@@ -81,6 +88,8 @@ impl<'a> Sender<'a> {
             last_progress: 0,
             retries: 0,
             dup_acks: 0,
+            cur_chunk: chunk,
+            clean_acks: 0,
             resent_bytes: 0,
             rewinds: 0,
         }
@@ -118,10 +127,17 @@ impl<'a> Sender<'a> {
                     self.acked = next;
                     self.dup_acks = 0;
                     self.progress_at(now_us);
+                    self.clean_acks += 1;
+                    if self.clean_acks >= 16 && self.cur_chunk < self.cfg.chunk {
+                        self.cur_chunk *= 2;
+                        self.clean_acks = 0;
+                    }
                 } else if next == self.acked && self.sent > self.acked {
-                    // The device is missing the chunk at `acked`: after a few repeats, rewind once.
+                    // A serial line never reorders, so a repeated ack means the chunk at `acked` was
+                    // lost: rewind at once, but only once until the ack moves (later repeats come
+                    // from chunks already in flight before the rewind).
                     self.dup_acks += 1;
-                    if self.dup_acks == 3 {
+                    if self.dup_acks == 1 {
                         self.rewind();
                     }
                 }
@@ -152,6 +168,8 @@ impl<'a> Sender<'a> {
         self.resent_bytes += (self.sent - self.acked) as u64;
         self.rewinds += 1;
         self.sent = self.acked;
+        self.cur_chunk = (self.cur_chunk / 2).max(MIN_CHUNK);
+        self.clean_acks = 0;
     }
 
     /// The next message to send at `now_us`, if any. Call until it returns `None`, then wait for input.
@@ -187,11 +205,13 @@ impl<'a> Sender<'a> {
                     self.rewind();
                     self.last_progress = now_us;
                 }
-                if self.sent >= self.begin.size || self.sent - self.acked >= self.cfg.window {
+                // The window shrinks with the chunk: after losses, a rewind resends little.
+                let window = self.cfg.window.min(4 * self.cur_chunk);
+                if self.sent >= self.begin.size || self.sent - self.acked >= window {
                     return None;
                 }
                 let start = self.sent as usize;
-                let end = (start + self.cfg.chunk as usize).min(self.image.len());
+                let end = (start + self.cur_chunk as usize).min(self.image.len());
                 self.sent = end as u32;
                 Some(Msg::FlashChunk { offset: start as u32, data: self.image.get(start..end)? })
             }

@@ -149,3 +149,13 @@ impl Wire {
         self.in_flight.clear();
     }
 }
+
+impl Wire {
+    /// When the transmitter is free again (microseconds, rounded up).
+    pub fn free_at(&self) -> u64 {
+        self.line_free.ceil() as u64
+    }
+}
+
+mod flash;
+pub use flash::{run_flash, FlashRun};
