@@ -280,3 +280,47 @@ fn top_k_orders_by_score_then_lower_index() {
     assert_eq!(top_k_into([3.0f32, 7.0, 7.0].into_iter(), &mut one), 1);
     assert_eq!(one[0], (1, 7.0));
 }
+
+#[test]
+fn int8_graph_input_and_output_are_quantized_and_routed_to_int8_kernels() {
+    // i8 input (scale 0.5, zp -3) -> Dequantize -> f32 -> Quantize (scale 0.25, zp 10) -> Reshape in place.
+    let q = |id, dims: &[u32], offset, scale, zero_point| Tensor {
+        id,
+        dtype: DType::I8,
+        shape: Shape::new(dims),
+        storage: Storage::Arena { offset },
+        quant: Quant::PerTensor { scale, zero_point },
+    };
+    let input = q(0, &[1, 4], 0, 0.5, -3);
+    let output = q(3, &[4], 32, 0.25, 10);
+    let ops = [
+        Op::Dequantize { input, output: act_t(1, &[1, 4], 16) },
+        Op::Quantize { input: act_t(1, &[1, 4], 16), output: q(2, &[1, 4], 32, 0.25, 10) },
+        Op::Reshape { input: q(2, &[1, 4], 32, 0.25, 10), output },
+    ];
+    let info = ModelInfo {
+        name: "q",
+        class_names: "",
+        input_spec: input_spec(1, 4, &[0.0], &[1.0]),
+        input,
+        output,
+        arena_size: 48,
+        op_count: 0,
+        provenance: Provenance { method: "test", data: "", commit: "", metrics: "" },
+    };
+    let model = Buf::new(&encode(&info, &ops, &[], None), 0);
+    let mut arena = Buf::zeroed(48, 0);
+    let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).unwrap();
+    // round(x / 0.5) - 3, saturated: 1.0 -> -1, -2.24 -> -7, 100 -> 127, 0.26 -> -2.
+    engine.set_input_f32(&[1.0, -2.24, 100.0, 0.26]).unwrap();
+    assert_eq!(engine.input_mut(), &[-1i8 as u8, -7i8 as u8, 127, -2i8 as u8]);
+    engine.invoke().unwrap();
+    // Dequantized [1, -2, 65, 0.5] -> round(x / 0.25) + 10 saturated = [14, 2, 127, 12].
+    assert_eq!(engine.output(), &[14, 2, 127, 12]);
+    let mut out = [0f32; 4];
+    engine.output_f32(&mut out).unwrap();
+    assert_eq!(out, [1.0, -2.0, 29.25, 0.5]);
+    let mut top = [(0u16, 0f32); 2];
+    assert_eq!(engine.top_k(&mut top), 2);
+    assert_eq!(top, [(2, 29.25), (0, 1.0)]);
+}
