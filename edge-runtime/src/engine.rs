@@ -5,10 +5,9 @@
 //! 16-byte-aligned buffer of [`required_arena`] bytes is enough, an unaligned one may need up to
 //! 15 more, and one byte short is [`EngineError::ArenaTooSmall`].
 //!
-//! Model bytes contract: constants are read in place, so the model bytes must start on a 4-byte
-//! boundary (the weights section is 16-aligned within the file). Flash images, `Vec<u8>` from
-//! `std::fs::read` and `#[repr(align(16))]` statics satisfy this; a misaligned slice (e.g. a bare
-//! `include_bytes!`) is refused with [`EngineError::ModelMisaligned`] rather than read unsafely.
+//! Model bytes: constants are read in place (flash stays flash) at any alignment. When the bytes
+//! start 4-byte aligned (the weights section is 16-aligned within the file) f32 weights are read as
+//! `&[f32]`; otherwise (e.g. a bare `include_bytes!`) as little-endian byte arrays, same results.
 
 use crate::exec;
 use crate::preprocess;
@@ -17,8 +16,6 @@ use rsim_model::{DType, Model, Op, Quant, Tensor};
 
 /// Alignment of the arena start the engine uses.
 pub const ARENA_ALIGN: usize = 16;
-/// Alignment the model bytes need for in-place reads of f32/i32 constants.
-pub const MODEL_ALIGN: usize = 4;
 
 pub struct Engine<'m, 'a> {
     model: Model<'m>,
@@ -37,9 +34,6 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// and takes the arena. After this, `invoke` fails only on a kernel bug, never on model bytes.
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
         let model = Model::parse(model)?;
-        if !model.weights.is_empty() && !(model.weights.as_ptr() as usize).is_multiple_of(MODEL_ALIGN) {
-            return Err(EngineError::ModelMisaligned { align: MODEL_ALIGN });
-        }
         let need = model.info.arena_size as usize;
         let addr = arena.as_ptr() as usize;
         let skip = (ARENA_ALIGN - addr % ARENA_ALIGN) % ARENA_ALIGN;

@@ -16,8 +16,6 @@ pub enum EngineError {
     Aliasing { op: u32 },
     /// The input given to `run_*` does not match the model's input spec.
     BadInput { reason: &'static str },
-    /// The model bytes do not start on an `align`-byte boundary, so constants cannot be read in place.
-    ModelMisaligned { align: usize },
 }
 
 impl From<ModelError> for EngineError {
@@ -36,10 +34,6 @@ impl fmt::Display for EngineError {
             EngineError::Unsupported { op, name, reason } => write!(f, "op #{op} ({name}) cannot run: {reason}"),
             EngineError::Aliasing { op } => write!(f, "op #{op}: output overlaps an input in the arena plan"),
             EngineError::BadInput { reason } => write!(f, "bad input: {reason}"),
-            EngineError::ModelMisaligned { align } => write!(
-                f,
-                "model bytes must start on a {align}-byte boundary (weights are read in place); copy them into an aligned buffer"
-            ),
         }
     }
 }

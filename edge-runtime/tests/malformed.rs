@@ -110,8 +110,10 @@ fn ten_thousand_mutations_never_panic() {
         fix_header(&mut m);
         let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         buf.fill(0);
-        buf[..m.len()].copy_from_slice(&m);
-        match Engine::new(&buf[..m.len()], bytemuck::cast_slice_mut(&mut arena)) {
+        // Odd cases place the model at an odd address (constants then read as byte arrays).
+        let at = (case % 2) as usize;
+        buf[at..at + m.len()].copy_from_slice(&m);
+        match Engine::new(&buf[at..at + m.len()], bytemuck::cast_slice_mut(&mut arena)) {
             Ok(mut e) => {
                 ok += 1;
                 let n = e.model().info.input.shape.checked_len().unwrap_or(0);

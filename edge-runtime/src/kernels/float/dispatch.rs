@@ -3,7 +3,7 @@
 
 use super::{binary, concat, conv, fc, matmul, norm, pool, transpose, with_elems, Operand};
 use crate::EngineError;
-use rsim_model::{DType, Op, Tensor};
+use rsim_model::{DType, Op, Storage, Tensor};
 
 fn err(op_index: u32, op: &Op) -> impl Fn(&'static str) -> EngineError + '_ {
     move |reason| EngineError::Unsupported { op: op_index, name: op.name(), reason }
@@ -25,6 +25,15 @@ fn check_f32(t: &Tensor) -> Result<(), &'static str> {
     }
 }
 
+/// An activation read as `&[f32]`: f32 and in the arena, whose tensors are 4-byte aligned.
+fn check_activation(t: &Tensor) -> Result<(), &'static str> {
+    check_f32(t)?;
+    match t.storage {
+        Storage::Arena { .. } => Ok(()),
+        Storage::Weights { .. } => Err("this op's data input must be an activation, not a constant"),
+    }
+}
+
 /// Validates a float op's dtypes, shapes and parameters.
 pub(crate) fn prepare(op_index: u32, op: &Op) -> Result<(), EngineError> {
     check(op).map_err(err(op_index, op))
@@ -34,13 +43,13 @@ fn check(op: &Op) -> Result<(), &'static str> {
     check_f32(op.output())?;
     match op {
         Op::Conv2d { input, weights, bias, output, params, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             check_operand(weights)?;
             let g = conv::conv_geom(&input.shape, &weights.shape, &output.shape, params)?;
             check_bias(bias, g.out_c)
         }
         Op::FullyConnected { input, weights, bias, output, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             check_operand(weights)?;
             let g = fc::fc_geom(&input.shape, &weights.shape, &output.shape)?;
             check_bias(bias, g.out_features)
@@ -51,11 +60,11 @@ fn check(op: &Op) -> Result<(), &'static str> {
             binary::broadcast_geom(&a.shape, &b.shape, &output.shape).map(drop)
         }
         Op::AvgPool2d { input, output, params, .. } | Op::MaxPool2d { input, output, params, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             pool::pool_geom(&input.shape, &output.shape, params).map(drop)
         }
         Op::GlobalAvgPool { input, output, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             pool::global_geom(&input.shape, &output.shape).map(drop)
         }
         Op::Reshape { input, output } => {
@@ -65,11 +74,11 @@ fn check(op: &Op) -> Result<(), &'static str> {
             Ok(())
         }
         Op::Softmax { input, output, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             norm::rows_geom(&input.shape, &output.shape).map(drop)
         }
         Op::LayerNorm { input, gamma, beta, output, .. } => {
-            check_f32(input)?;
+            check_activation(input)?;
             check_operand(gamma)?;
             check_operand(beta)?;
             let (_, row) = norm::rows_geom(&input.shape, &output.shape)?;
@@ -118,10 +127,18 @@ fn f32s(b: &[u8]) -> Result<&[f32], &'static str> {
     bytemuck::try_cast_slice(b).map_err(|_| "f32 tensor bytes are not 4-byte aligned")
 }
 
+/// Typed view of a read-only tensor: aligned slices when the bytes allow, byte arrays otherwise.
 fn operand<'b>(t: &Tensor, b: &'b [u8]) -> Result<Operand<'b>, &'static str> {
+    let odd = "tensor byte length is not a whole number of elements";
     match t.dtype {
-        DType::F32 => f32s(b).map(Operand::F32),
-        DType::F16 => bytemuck::try_cast_slice(b).map(Operand::F16).map_err(|_| "f16 tensor bytes are not 2-byte aligned"),
+        DType::F32 => Ok(match bytemuck::try_cast_slice(b) {
+            Ok(s) => Operand::F32(s),
+            Err(_) => Operand::F32Le(bytemuck::try_cast_slice(b).map_err(|_| odd)?),
+        }),
+        DType::F16 => Ok(match bytemuck::try_cast_slice(b) {
+            Ok(s) => Operand::F16(s),
+            Err(_) => Operand::F16Le(bytemuck::try_cast_slice(b).map_err(|_| odd)?),
+        }),
         _ => Err("float ops read f32 tensors or f16 constants only"),
     }
 }

@@ -18,8 +18,9 @@ pub mod transpose;
 mod dispatch;
 pub(crate) use dispatch::{eval, prepare};
 
-/// An element a kernel can read as f32: f32 itself or an f16 bit pattern (`u16`, little-endian
-/// storage read in place through bytemuck, so no alignment beyond 2 bytes is needed).
+/// An element a kernel can read as f32: f32 itself, an f16 bit pattern (`u16`), or the same as
+/// little-endian bytes (`[u8; 4]`, `[u8; 2]`) for constants in model bytes that are not aligned in
+/// memory (e.g. a bare `include_bytes!`): weights are always read in place, never copied.
 pub trait Elem: Copy {
     fn f32(self) -> f32;
 }
@@ -38,12 +39,30 @@ impl Elem for u16 {
     }
 }
 
+impl Elem for [u8; 4] {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        f32::from_le_bytes(self)
+    }
+}
+
+impl Elem for [u8; 2] {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        half::f16::from_le_bytes(self).to_f32()
+    }
+}
+
 /// A read-only tensor for the float kernels.
 #[derive(Clone, Copy, Debug)]
 pub enum Operand<'a> {
     F32(&'a [f32]),
     /// f16 bit patterns.
     F16(&'a [u16]),
+    /// Little-endian f32 bytes at any alignment.
+    F32Le(&'a [[u8; 4]]),
+    /// Little-endian f16 bytes at any alignment.
+    F16Le(&'a [[u8; 2]]),
 }
 
 impl Operand<'_> {
@@ -51,6 +70,8 @@ impl Operand<'_> {
         match self {
             Operand::F32(s) => s.len(),
             Operand::F16(s) => s.len(),
+            Operand::F32Le(s) => s.len(),
+            Operand::F16Le(s) => s.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -62,6 +83,8 @@ impl Operand<'_> {
         match self {
             Operand::F32(s) => s.get(i).copied(),
             Operand::F16(s) => s.get(i).map(|&b| b.f32()),
+            Operand::F32Le(s) => s.get(i).map(|&b| b.f32()),
+            Operand::F16Le(s) => s.get(i).map(|&b| b.f32()),
         }
     }
 }
@@ -72,6 +95,8 @@ macro_rules! with_elems {
         match $operand {
             $crate::kernels::float::Operand::F32($s) => $body,
             $crate::kernels::float::Operand::F16($s) => $body,
+            $crate::kernels::float::Operand::F32Le($s) => $body,
+            $crate::kernels::float::Operand::F16Le($s) => $body,
         }
     };
 }
