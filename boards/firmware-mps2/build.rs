@@ -13,14 +13,14 @@ fn main() {
     println!("cargo:rerun-if-changed=memory.x");
 
     let model = read_var("RSIM_FW_MODEL", "the .rsm model to embed");
-    let input = read_var("RSIM_FW_INPUT", "the raw input tensor bytes to run it on");
+    let input = read_var("RSIM_FW_INPUT", "raw input tensors (one or more, back to back) to run it on");
 
     // Refuse at build time what the firmware would refuse at run time: a clearer message, earlier.
     let parsed = rsim_model::Model::parse(&model)
         .unwrap_or_else(|e| fail(&format!("RSIM_FW_MODEL is not a valid .rsm model: {e}")));
     let want = parsed.info.input.byte_len().unwrap_or(0);
-    if input.len() != want {
-        fail(&format!("RSIM_FW_INPUT has {} bytes but the model's input tensor has {want}", input.len()));
+    if want == 0 || input.is_empty() || input.len() % want != 0 {
+        fail(&format!("RSIM_FW_INPUT has {} bytes, not a whole number of {want}-byte input tensors", input.len()));
     }
     // Round up so the arena can start 16-byte aligned and still hold the whole plan.
     let arena = (parsed.info.arena_size as usize).div_ceil(16) * 16;

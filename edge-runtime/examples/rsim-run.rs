@@ -1,4 +1,4 @@
-//! `rsim-run`: run an `.rsm` model once on a raw input tensor and print the output bytes.
+//! `rsim-run`: run an `.rsm` model on raw input tensors and print the output bytes.
 //!
 //! Built for aarch64 Linux boards (and run under `qemu-aarch64` by the cross-target test), so it
 //! stays tiny: no argument-parsing crate, std only. The output line matches the Cortex-M test
@@ -12,12 +12,13 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: rsim-run <model.rsm> <input.bin>
 
-Runs the model once and prints `RSIM_OUTPUT <hex>`: the raw bytes of the output tensor.
+Runs the model on each input in <input.bin> and prints one line per input,
+`RSIM_OUTPUT <hex>`: the raw bytes of the output tensor.
 
 arguments:
   <model.rsm>   model file written by rsim (any .rsm; it is validated before it runs)
-  <input.bin>   raw bytes of the graph's input tensor, exactly its size
-                (int8 NHWC for an int8 model, little-endian f32 for a float one)
+  <input.bin>   raw bytes of one or more input tensors back to back (a whole number
+                of them; int8 NHWC for an int8 model, little-endian f32 for a float one)
 
 options:
   -h, --help    print this help
@@ -35,8 +36,10 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     match run(model_path, input_path) {
-        Ok(out) => {
-            println!("RSIM_OUTPUT {}", hex(&out));
+        Ok(outputs) => {
+            for out in outputs {
+                println!("RSIM_OUTPUT {}", hex(&out));
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -46,22 +49,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(model_path: &str, input_path: &str) -> Result<Vec<u8>, String> {
+fn run(model_path: &str, input_path: &str) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(model_path).map_err(|e| format!("cannot read model {model_path}: {e}"))?;
-    let input = std::fs::read(input_path).map_err(|e| format!("cannot read input {input_path}: {e}"))?;
+    let inputs = std::fs::read(input_path).map_err(|e| format!("cannot read input {input_path}: {e}"))?;
     // Constants are read in place, so the model must sit 16-byte aligned as it would in flash.
     let mut model = AlignedBuf::new(bytes.len());
     model.bytes_mut().copy_from_slice(&bytes);
     let need = rsim_edge::required_arena(model.bytes()).map_err(|e| format!("{model_path}: {e}"))?;
     let mut arena = AlignedBuf::new(need);
     let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).map_err(|e| format!("{model_path}: {e}"))?;
-    let dst = engine.input_mut();
-    if dst.len() != input.len() {
-        return Err(format!("{input_path} has {} bytes but the model's input tensor has {}", input.len(), dst.len()));
+    let n = engine.input_mut().len();
+    if n == 0 || inputs.is_empty() || inputs.len() % n != 0 {
+        return Err(format!("{input_path} has {} bytes, not a whole number of {n}-byte input tensors", inputs.len()));
     }
-    dst.copy_from_slice(&input);
-    engine.invoke().map_err(|e| format!("{model_path}: inference failed: {e}"))?;
-    Ok(engine.output().to_vec())
+    let mut outputs = Vec::new();
+    for (i, input) in inputs.chunks_exact(n).enumerate() {
+        engine.input_mut().copy_from_slice(input);
+        engine.invoke().map_err(|e| format!("{model_path}: inference on input {i} failed: {e}"))?;
+        outputs.push(engine.output().to_vec());
+    }
+    Ok(outputs)
 }
 
 /// A zeroed byte buffer whose start is 16-byte aligned (backed by `u128`s).

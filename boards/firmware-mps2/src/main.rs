@@ -1,9 +1,10 @@
 //! Cortex-M4 test firmware for QEMU `mps2-an386`.
 //!
-//! Runs the model embedded at build time (`RSIM_FW_MODEL`) on the embedded input (`RSIM_FW_INPUT`)
-//! with a static arena and no heap, prints one parseable line over semihosting and exits QEMU:
+//! Runs the model embedded at build time (`RSIM_FW_MODEL`) on the embedded inputs (`RSIM_FW_INPUT`:
+//! one or more input tensors back to back) with an arena on the stack and no heap, prints parseable
+//! lines over semihosting and exits QEMU:
 //! ```text
-//! RSIM_OUTPUT <output tensor bytes as lowercase hex>     exit status 0
+//! RSIM_OUTPUT <output tensor bytes as lowercase hex>     one line per input, then exit status 0
 //! RSIM_ERROR <message>                                   exit status 1
 //! ```
 //! There is no `#[global_allocator]`: this binary links only because rsim-edge needs no `alloc`.
@@ -23,14 +24,14 @@ include!(concat!(env!("OUT_DIR"), "/model_consts.rs"));
 struct Aligned<T: ?Sized>(T);
 
 static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.rsm")));
-static INPUT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/input.bin"));
+static INPUTS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/input.bin"));
 
 #[entry]
 fn main() -> ! {
     // The arena lives on main's stack frame, which never returns: no `static mut`, no unsafe.
     let mut arena = Aligned([0u8; ARENA_SIZE]);
     let mut stdout = hio::hstdout().ok();
-    let result = infer::run(&MODEL.0, INPUT, &mut arena.0, |bytes| {
+    let result = infer::run(&MODEL.0, INPUTS, &mut arena.0, |bytes| {
         if let Some(out) = stdout.as_mut() {
             let _ = report_hex(out, bytes);
         }
