@@ -207,3 +207,29 @@ fn fully_connected_matches_f64() {
     assert!(fc::fc_geom(&shape(&[1, 2, 2, 3]), &shape(&[4, 12]), &shape(&[1, 4])).is_ok());
     assert!(fc::fc_geom(&shape(&[1, 12]), &shape(&[4, 12]), &shape(&[1, 5])).is_err());
 }
+
+#[test]
+fn seeded_random_geometries_match_f64() {
+    let mut rng = Rng::new(0xC0DE);
+    let mut pick = |lo: usize, hi: usize| lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize;
+    let mut ran = 0;
+    for seed in 0..300u64 {
+        let c = pick(1, 6);
+        let groups = match pick(0, 2) {
+            0 => 1,
+            1 => c, // depthwise when c > 1
+            _ => (2..c).find(|g| c % g == 0).unwrap_or(1), // grouped when c has a proper divisor
+        };
+        let o = if groups == c && c > 1 { c * pick(1, 3) } else { groups * pick(1, 3) };
+        let k = [pick(1, 4), pick(1, 4)];
+        let pad = [pick(0, k[0] - 1), pick(0, k[0] - 1), pick(0, k[1] - 1), pick(0, k[1] - 1)];
+        let t = case(pick(1, 2), pick(1, 9), pick(1, 9), c, o, k, [pick(1, 3), pick(1, 3)], [pick(1, 3), pick(1, 3)], pad, groups);
+        let fits = |i: usize, a: usize, b: usize, k: usize, d: usize| i + a + b >= d * (k - 1) + 1;
+        if !fits(t.h, pad[0], pad[1], k[0], t.dil[0]) || !fits(t.w, pad[2], pad[3], k[1], t.dil[1]) {
+            continue;
+        }
+        run_case(&t, 1000 + seed, seed % 3 == 0);
+        ran += 1;
+    }
+    assert!(ran > 100, "only {ran} random cases fit");
+}
