@@ -156,7 +156,7 @@ impl<'m, 'a> Engine<'m, 'a> {
     fn output_value(&self, out: &[u8], i: usize, q: Option<(f32, i32)>) -> Option<f32> {
         match q {
             None => out.get(i * 4..i * 4 + 4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            Some((scale, zp)) => out.get(i).map(|&b| scale * ((b as i8) as i32 - zp) as f32),
+            Some((scale, zp)) => out.get(i).map(|&b| rsim_model::quant::dequantize_i8(b as i8, scale, zp)),
         }
     }
 

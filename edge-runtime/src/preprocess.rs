@@ -24,12 +24,9 @@ pub struct Image<'p> {
     pub layout: Layout,
 }
 
-/// TFLite's float -> int8 quantization (round half away from zero, then clamp).
-#[inline]
-pub fn quantize_i8(x: f32, scale: f32, zero_point: i32) -> i8 {
-    let q = libm::roundf(x / scale) as i32; // `as` saturates (NaN -> 0), so no UB or wrap
-    q.saturating_add(zero_point).clamp(-128, 127) as i8
-}
+/// TFLite's float -> int8 quantization (round half away from zero, then clamp); the one shared
+/// with the exporter and the int8 Quantize kernel.
+pub use rsim_model::quant::quantize_i8;
 
 /// Python's `round` of `d / 2` for a non-negative integer `d` (half to even).
 pub fn half_round_even(d: usize) -> usize {
