@@ -224,7 +224,7 @@ fn seeded_random_geometries_match_f64() {
         let k = [pick(1, 4), pick(1, 4)];
         let pad = [pick(0, k[0] - 1), pick(0, k[0] - 1), pick(0, k[1] - 1), pick(0, k[1] - 1)];
         let t = case(pick(1, 2), pick(1, 9), pick(1, 9), c, o, k, [pick(1, 3), pick(1, 3)], [pick(1, 3), pick(1, 3)], pad, groups);
-        let fits = |i: usize, a: usize, b: usize, k: usize, d: usize| i + a + b >= d * (k - 1) + 1;
+        let fits = |i: usize, a: usize, b: usize, k: usize, d: usize| i + a + b > d * (k - 1);
         if !fits(t.h, pad[0], pad[1], k[0], t.dil[0]) || !fits(t.w, pad[2], pad[3], k[1], t.dil[1]) {
             continue;
         }
