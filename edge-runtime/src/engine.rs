@@ -132,7 +132,7 @@ impl<'m, 'a> Engine<'m, 'a> {
 
     /// Preprocesses an image of u8 pixels (`channels` bands, in the input spec's layout) into the
     /// graph input: resize, centre crop and normalize per the model's [`InputSpec`](rsim_model::InputSpec)
-    /// (see [`preprocess`](crate::preprocess)).
+    /// (see [`preprocess`](mod@crate::preprocess)).
     pub fn set_input_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
         let info = self.model.info;
         let q = input_quant(&info.input)?;

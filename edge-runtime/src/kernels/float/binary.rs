@@ -1,5 +1,5 @@
 //! Add and Mul with numpy broadcasting (shapes right-aligned; a dim of 1 repeats), e.g. the
-//! squeeze-excite gate [N,1,1,C] * [N,H,W,C] or a bias [C] added to [N,T,C].
+//! squeeze-excite gate `[N,1,1,C] * [N,H,W,C]` or a bias `[C]` added to `[N,T,C]`.
 
 use super::{act, dims4, Elem};
 use rsim_model::{Activation, Shape};

@@ -94,7 +94,7 @@ pub fn max_pool(g: &PoolGeom, input: &[f32], output: &mut [f32]) -> Result<(), &
     pool(g, input, output, true)
 }
 
-/// [N, H, W, C] -> [N, C] (stored as [N,1,1,C] or [N,C]): (batch, pixels per image, channels).
+/// `[N, H, W, C] -> [N, C]` (stored as `[N,1,1,C]` or `[N,C]`): (batch, pixels per image, channels).
 pub fn global_geom(input: &Shape, output: &Shape) -> Result<(usize, usize, usize), &'static str> {
     if input.rank != 4 {
         return Err("global average pool input must be rank 4 (NHWC)");
