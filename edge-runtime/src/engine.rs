@@ -17,6 +17,10 @@ use rsim_model::{DType, Model, Op, Quant, Tensor};
 /// Alignment of the arena start the engine uses.
 pub const ARENA_ALIGN: usize = 16;
 
+/// One model running in one caller-owned arena. Feed it with [`set_input_f32`](Self::set_input_f32),
+/// [`set_input_image_u8`](Self::set_input_image_u8) or [`input_mut`](Self::input_mut), run it with
+/// [`invoke`](Self::invoke), read [`output`](Self::output), [`output_f32`](Self::output_f32) or
+/// [`top_k`](Self::top_k). `run_f32` / `run_image_u8` set the input and invoke in one call.
 pub struct Engine<'m, 'a> {
     model: Model<'m>,
     /// Exactly `info.arena_size` bytes, starting 16-byte aligned.
@@ -32,6 +36,11 @@ pub fn required_arena(model: &[u8]) -> Result<usize, EngineError> {
 impl<'m, 'a> Engine<'m, 'a> {
     /// Parses and validates the model, checks every op (shapes, dtypes, parameters, arena placement)
     /// and takes the arena. After this, `invoke` fails only on a kernel bug, never on model bytes.
+    ///
+    /// Errors: [`EngineError::Model`] when the bytes do not decode or validate;
+    /// [`EngineError::ArenaTooSmall`] (`needed` includes the bytes skipped to reach 16-byte
+    /// alignment); [`EngineError::Unsupported`] naming the first op this runtime cannot run and why;
+    /// [`EngineError::Aliasing`] when a plan puts an op's output over one of its inputs.
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
         let model = Model::parse(model)?;
         let need = model.info.arena_size as usize;
