@@ -9,3 +9,27 @@ pub mod data;
 pub mod fetch;
 pub mod metrics;
 pub mod plots;
+
+// Trainer core (needs libtorch: the `train` feature).
+#[cfg(feature = "train")]
+pub mod bank;
+#[cfg(feature = "train")]
+pub mod bench;
+#[cfg(feature = "train")]
+pub mod checkpoint;
+#[cfg(feature = "train")]
+pub mod cli;
+#[cfg(feature = "train")]
+pub mod loss;
+#[cfg(feature = "train")]
+pub mod methods;
+#[cfg(feature = "train")]
+pub mod net;
+#[cfg(feature = "train")]
+pub mod optim;
+#[cfg(feature = "train")]
+pub mod probe;
+#[cfg(feature = "train")]
+pub mod train;
+#[cfg(feature = "train")]
+pub mod views;
