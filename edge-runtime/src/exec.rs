@@ -93,13 +93,14 @@ pub(crate) fn prepare_op(op_index: u32, op: &Op, model: &Model<'_>, arena_len: u
 /// Resolves a read-only tensor: a constant, or an arena tensor left or right of the output.
 fn resolve<'x>(
     op_index: u32,
+    name: &'static str,
     t: &Tensor,
     weights: &'x [u8],
     left: &'x [u8],
     right: &'x [u8],
     out_end: usize,
 ) -> Result<&'x [u8], EngineError> {
-    let bad = |reason| EngineError::Unsupported { op: op_index, name: "tensor", reason };
+    let bad = |reason| EngineError::Unsupported { op: op_index, name, reason };
     let len = t.byte_len().ok_or(bad("tensor size overflows"))?;
     match t.storage {
         Storage::Weights { offset } => weights
@@ -138,7 +139,7 @@ pub(crate) fn run_op(op_index: u32, op: &Op, weights: &[u8], arena: &mut [u8]) -
     let mut ins: [&[u8]; MAX_TENSORS - 1] = [&[]; MAX_TENSORS - 1];
     let reads = n.saturating_sub(1);
     for (slot, t) in ins.iter_mut().zip(ts.iter().take(reads).flatten()) {
-        *slot = resolve(op_index, t, weights, left, right, o1)?;
+        *slot = resolve(op_index, op.name(), t, weights, left, right, o1)?;
     }
     let ins = ins.get(..reads).ok_or(bad("too many input tensors"))?;
     if is_int8(op) {
@@ -161,7 +162,7 @@ fn reshape(op_index: u32, input: &Tensor, (o0, o1): (usize, usize), weights: &[u
             }
         }
         None => {
-            let src = resolve(op_index, input, weights, &[], &[], 0)?;
+            let src = resolve(op_index, "Reshape", input, weights, &[], &[], 0)?;
             let dst = arena.get_mut(o0..o1).ok_or(bad("output lies outside the arena"))?;
             if src.len() != dst.len() {
                 return Err(bad("reshape input and output sizes differ"));
