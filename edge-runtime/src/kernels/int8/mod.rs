@@ -87,7 +87,11 @@ fn stage<'a>(r: &Option<Requant>, out: &Tensor, weights: &'a [u8]) -> KResult<Ou
         Multiplier::PerTensor { mult, shift } => Mults::PerTensor(mult, shift),
         Multiplier::PerChannel { mult, shift } => Mults::PerChannel { mult: blob(weights, mult)?, shift: blob(weights, shift)? },
     };
-    Ok(OutStage { mult, out_zp: per_tensor(out)?.1, act_min: r.act_min.max(-128), act_max: r.act_max.min(127) })
+    let (act_min, act_max) = (r.act_min.max(-128), r.act_max.min(127));
+    if act_min > act_max {
+        return Err("activation clamp range is empty (act_min > act_max)");
+    }
+    Ok(OutStage { mult, out_zp: per_tensor(out)?.1, act_min, act_max })
 }
 
 fn input<'a>(inputs: &[&'a [u8]], i: usize) -> KResult<&'a [u8]> {
@@ -157,7 +161,10 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
             i8a(a)?;
             i8a(b)?;
             i8a(output)?;
-            quant.as_ref().ok_or("int8 add/mul has no quantization parameters")?;
+            let q = quant.as_ref().ok_or("int8 add/mul has no quantization parameters")?;
+            if q.act_min > q.act_max {
+                return Err("activation clamp range is empty (act_min > act_max)");
+            }
             let (sa, sb, so) = (a.shape.nhwc(), b.shape.nhwc(), output.shape.nhwc());
             for i in 0..4 {
                 if (sa[i] != so[i] && sa[i] != 1) || (sb[i] != so[i] && sb[i] != 1) {
@@ -165,9 +172,12 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                 }
             }
         }
-        Op::AvgPool2d { input, output, .. } | Op::MaxPool2d { input, output, .. } => {
+        Op::AvgPool2d { input, output, act_min, act_max, .. } | Op::MaxPool2d { input, output, act_min, act_max, .. } => {
             i8a(input)?;
             i8a(output)?;
+            if (*act_min).max(-128) > (*act_max).min(127) {
+                return Err("activation clamp range is empty (act_min > act_max)");
+            }
             if input.shape.nhwc()[3] != output.shape.nhwc()[3] || input.shape.nhwc()[0] != output.shape.nhwc()[0] {
                 return Err("pooling changes batch or channels");
             }
