@@ -1,1 +1,31 @@
-fn main() {}
+//! `rsim-field`: the field tools without libtorch: flash a model to a board, run a ground station.
+
+use clap::{Parser, Subcommand};
+use rsim_boards::field::{run_flash, run_ground, FlashArgs, GroundArgs};
+
+#[derive(Parser)]
+#[command(name = "rsim-field", version, about = "rsim field tools: flash models to boards, receive telemetry")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Flash a .rsm model over a serial port or TCP (resumable; the board verifies, then swaps).
+    Flash(FlashArgs),
+    /// Decode telemetry live into a table; write CSV and a class-map PNG.
+    Ground(GroundArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match &cli.cmd {
+        Cmd::Flash(a) => run_flash(a).map(|_| ()),
+        Cmd::Ground(a) => run_ground(a).map(|_| ()),
+    };
+    if let Err(e) = res {
+        eprintln!("rsim-field: {e}");
+        std::process::exit(1);
+    }
+}
