@@ -103,7 +103,7 @@ pub fn quantize_multiplier_smaller_than_one(real: f64) -> Result<(i32, i32), Qua
 
 /// `QuantizeMultiplierGreaterThanOne`: as [`quantize_multiplier`] for `real > 1` (shift >= 0).
 pub fn quantize_multiplier_greater_than_one(real: f64) -> Result<(i32, i32), QuantError> {
-    if !(real > 1.0) {
+    if real.is_nan() || real <= 1.0 {
         return Err(QuantError::OutOfRange);
     }
     let (m, s) = quantize_multiplier(real)?;

@@ -410,3 +410,80 @@ pub fn map_op(ctx: &mut Ctx, builtin: i32, io: &OpIo<'_>) -> Result<Op, String> 
         _ => Err("no rsim mapping for this op".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::TfTensor;
+    use super::*;
+    use std::collections::HashMap;
+
+    fn tf(dims: &[i32], dtype: DType, scales: &[f32], data: Option<Vec<u8>>) -> TfTensor {
+        TfTensor {
+            name: String::new(),
+            dtype: Some(dtype),
+            dims: dims.to_vec(),
+            data,
+            scales: scales.to_vec(),
+            zero_points: vec![0; scales.len()],
+            quant_dim: 0,
+        }
+    }
+    fn ctx(tensors: Vec<TfTensor>) -> Ctx {
+        Ctx { tensors, weights: Default::default(), consts: HashMap::new() }
+    }
+    fn io(inputs: &[i32], output: i32) -> OpIo<'static> {
+        OpIo { inputs: inputs.to_vec(), outputs: vec![output], options: None }
+    }
+
+    #[test]
+    fn same_padding_puts_the_odd_extra_after() {
+        assert_eq!(padding(true, 32, 3, 2, 1, 16), Ok((0, 1))); // ResNet-8 stride-2 convs
+        assert_eq!(padding(true, 49, 10, 2, 1, 25), Ok((4, 5))); // DS-CNN first conv, height
+        assert_eq!(padding(true, 10, 3, 1, 2, 10), Ok((2, 2))); // dilation 2: effective 5x5
+        assert_eq!(padding(false, 8, 8, 8, 1, 1), Ok((0, 0)));
+        assert!(padding(true, 32, 3, 2, 1, 15).is_err()); // inconsistent output size
+    }
+
+    #[test]
+    fn unsupported_ops_and_params_name_the_problem() {
+        let a = tf(&[1, 4], DType::I8, &[0.5], None);
+        let mut c = ctx(vec![a.clone(), a.clone()]);
+        let e = map_op(&mut c, 34, &io(&[0], 1)).unwrap_err();
+        assert!(e.contains("no rsim mapping"), "{e}");
+        assert_eq!(op_name(34), "PAD");
+        // Per-channel fully connected weights are refused, naming the reason.
+        let w = TfTensor { quant_dim: 0, ..tf(&[2, 4], DType::I8, &[0.1, 0.2], Some(vec![0; 8])) };
+        let out = tf(&[1, 2], DType::I8, &[0.3], None);
+        let mut c = ctx(vec![a.clone(), w, out]);
+        let e = map_op(&mut c, code::FULLY_CONNECTED, &io(&[0, 1, -1], 2)).unwrap_err();
+        assert!(e.contains("per-channel"), "{e}");
+        // int8 softmax output must be 1/256, -128.
+        let mut c = ctx(vec![a.clone(), a.clone()]);
+        let e = map_op(&mut c, code::SOFTMAX, &io(&[0], 1)).unwrap_err();
+        assert!(e.contains("1/256"), "{e}");
+        // A float activation in an int8-only op.
+        let f = tf(&[1, 4], DType::F32, &[], None);
+        let mut c = ctx(vec![f.clone(), a.clone(), a]);
+        let e = map_op(&mut c, code::ADD, &io(&[0, 1], 2)).unwrap_err();
+        assert!(e.contains("full-int8"), "{e}");
+    }
+
+    #[test]
+    fn mean_over_h_w_only_and_requant_when_scales_differ() {
+        let x = tf(&[1, 4, 4, 8], DType::I8, &[0.5], None);
+        let axes = tf(&[2], DType::I32, &[], Some([1i32, 2].iter().flat_map(|v| v.to_le_bytes()).collect()));
+        let same = tf(&[1, 1, 1, 8], DType::I8, &[0.5], None);
+        let other = tf(&[1, 1, 1, 8], DType::I8, &[0.25], None);
+        let mut c = ctx(vec![x.clone(), axes.clone(), same, other]);
+        assert!(matches!(map_op(&mut c, code::MEAN, &io(&[0, 1], 2)), Ok(Op::GlobalAvgPool { requant: None, .. })));
+        match map_op(&mut c, code::MEAN, &io(&[0, 1], 3)) {
+            Ok(Op::GlobalAvgPool { requant: Some(r), .. }) => {
+                assert_eq!(r.multiplier, Multiplier::PerTensor { mult: 1 << 30, shift: 2 }) // 0.5/0.25 = 2
+            }
+            other => panic!("{other:?}"),
+        }
+        let axis3 = tf(&[1], DType::I32, &[], Some(3i32.to_le_bytes().to_vec()));
+        let mut c = ctx(vec![x, axis3, tf(&[1, 4, 4, 1], DType::I8, &[0.5], None)]);
+        assert!(map_op(&mut c, code::MEAN, &io(&[0, 1], 2)).unwrap_err().contains("H and W"));
+    }
+}

@@ -36,6 +36,7 @@ fn finish(acc: i32, c: usize, stage: &OutStage<'_>) -> KResult<u8> {
 }
 
 /// Dense or grouped conv: weights OHWI `[out_c, kh, kw, in_c / groups]`.
+#[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
 pub fn conv(g: &ConvGeom, groups: usize, input: &[u8], in_zp: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
     let [n, _ih, _iw, ic] = g.input;
     let [_, oh, ow, oc] = g.output;

@@ -51,6 +51,7 @@ fn for_each(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], 
 }
 
 /// ADD: both inputs shifted left by `left_shift`, rescaled to a common scale, summed, rescaled.
+#[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
 pub fn add(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a: &[u8], b: &[u8], zp: ZeroPoints, q: &BinaryQuant, out: &mut [u8]) -> KResult<()> {
     let ls = q.left_shift.clamp(0, 30) as u32;
     for_each(a_shape, b_shape, out_shape, a, b, out, |x, y| {
@@ -64,6 +65,7 @@ pub fn add(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a
 }
 
 /// MUL: `(x - zp_a) * (y - zp_b)` requantized by `out_mult`/`out_shift` (`a_*`, `b_*` unused).
+#[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
 pub fn mul(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a: &[u8], b: &[u8], zp: ZeroPoints, q: &BinaryQuant, out: &mut [u8]) -> KResult<()> {
     for_each(a_shape, b_shape, out_shape, a, b, out, |x, y| {
         let p = x.wrapping_sub(zp.a).wrapping_mul(y.wrapping_sub(zp.b));

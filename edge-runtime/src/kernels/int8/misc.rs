@@ -89,7 +89,11 @@ pub fn transpose(in_dims: &[usize; 4], rank: usize, perm: &[u8; 4], elem: usize,
     let mut p = [0usize, 1, 2, 3];
     for i in 0..rank {
         dims[lead + i] = in_dims[i];
-        p[lead + i] = lead + *perm.get(i).ok_or(E)? as usize;
+        let axis = *perm.get(i).ok_or(E)? as usize;
+        if axis >= rank {
+            return Err("transpose permutation names an axis beyond the rank");
+        }
+        p[lead + i] = lead + axis;
     }
     let mut strides = [0usize; 4];
     let mut s = elem;
@@ -129,6 +133,7 @@ mod tests {
         let mut out = [0u8; 6];
         transpose(&[2, 3, 1, 1], 2, &[1, 0, 2, 3], 1, &x[..6], &mut out).unwrap();
         assert_eq!(out, [0, 3, 1, 4, 2, 5]);
+        assert!(transpose(&[2, 3, 1, 1], 2, &[3, 0, 2, 3], 1, &x[..6], &mut out).is_err());
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn len(t: &Tensor) -> KResult<usize> {
     t.byte_len().ok_or("tensor size overflows")
 }
 
-fn blob<'a>(weights: &'a [u8], b: Blob) -> KResult<&'a [u8]> {
+fn blob(weights: &[u8], b: Blob) -> KResult<&[u8]> {
     let s = b.offset as usize;
     weights.get(s..s.checked_add(b.len as usize).ok_or("blob overflows")?).ok_or("blob lies outside the weights")
 }
