@@ -29,6 +29,8 @@ pub mod error;
 mod exec;
 pub mod kernels;
 pub mod preprocess;
+#[cfg(feature = "tract")]
+pub mod tract_backend;
 
 pub use engine::{required_arena, Engine};
 pub use error::EngineError;
