@@ -217,6 +217,7 @@ pub enum Op {
     /// Standalone elementwise activation (float graphs).
     Activation { input: Tensor, output: Tensor, activation: Activation },
     /// int8 -> int8 lookup table of 256 entries (HardSwish, Sigmoid, GELU in int8 graphs).
+    /// Entry `q + 128` holds the output for input `q` (see `quant::build_lut_i8`).
     Lut { input: Tensor, output: Tensor, table: Blob },
     /// f32 -> int8 with the output tensor's quantization.
     Quantize { input: Tensor, output: Tensor },
