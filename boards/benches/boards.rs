@@ -1,1 +1,138 @@
-fn main() {}
+//! Boards benchmark (not a test): flash goodput over a simulated 115,200-baud link as a fraction of
+//! line rate, and the onboard loop's tiles/s with p50/p99 tile latency natively.
+//! Run: `cargo bench -p rsim-boards --bench boards`.
+
+use rsim_boards::clock::StdClock;
+use rsim_boards::flash::emu::RamFlash;
+use rsim_boards::flash::host::{Outcome, Sender, SenderConfig};
+use rsim_boards::flash::{BoardLimits, Layout, SelfTest, Updater};
+use rsim_boards::onboard::{EngineClassifier, FrameInfo, FrameSource, LoopConfig, OnboardLoop};
+use rsim_boards::sim::{run_flash, Faults, Wire};
+use rsim_boards::wire::{FrameReader, Msg};
+use rsim_model::format::TestVector;
+use rsim_model::write::{encode, input_spec, WeightsBuilder};
+use rsim_model::*;
+use sha2::{Digest, Sha256};
+
+/// Goodput is about the link protocol, so the device's check is not part of the timing.
+struct Accept;
+impl SelfTest for Accept {
+    fn run(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+fn arena(id: u16, dims: &[u32], offset: u32) -> Tensor {
+    Tensor { id, dtype: DType::F32, shape: Shape::new(dims), storage: Storage::Arena { offset }, quant: Quant::None }
+}
+
+/// A small f32 scene classifier: conv3x3/2 (3→16) + ReLU, global pool, FC 16→10, softmax, on 32x32 RGB,
+/// with `pad` extra weight bytes to reach a given file size.
+fn model(pad: usize) -> Vec<u8> {
+    let mut w = WeightsBuilder::default();
+    let cw: Vec<f32> = (0..16 * 27).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
+    let fw: Vec<f32> = (0..160).map(|i| ((i * 53 % 97) as f32 - 48.0) / 100.0).collect();
+    let conv_w = Tensor { id: 10, dtype: DType::F32, shape: Shape::new(&[16, 3, 3, 3]), storage: Storage::Weights { offset: w.push_f32(&cw).offset }, quant: Quant::None };
+    let conv_b = Tensor { id: 11, dtype: DType::F32, shape: Shape::new(&[16]), storage: Storage::Weights { offset: w.push_f32(&[0.01; 16]).offset }, quant: Quant::None };
+    let fc_w = Tensor { id: 12, dtype: DType::F32, shape: Shape::new(&[10, 16]), storage: Storage::Weights { offset: w.push_f32(&fw).offset }, quant: Quant::None };
+    let fc_b = Tensor { id: 13, dtype: DType::F32, shape: Shape::new(&[10]), storage: Storage::Weights { offset: w.push_f32(&[0.0; 10]).offset }, quant: Quant::None };
+    w.push_bytes(&vec![0x5A; pad]);
+    let input = arena(0, &[1, 32, 32, 3], 0); // 12,288 B
+    let conv = arena(1, &[1, 16, 16, 16], 12_288); // 16,384 B
+    let gap = arena(2, &[1, 1, 1, 16], 0);
+    let gap2 = arena(3, &[1, 16], 0);
+    let fc = arena(4, &[1, 10], 64);
+    let sm = arena(5, &[1, 10], 128);
+    let pad0 = Padding { top: 0, bottom: 1, left: 0, right: 1 };
+    let ops = [
+        Op::Conv2d { input, weights: conv_w, bias: Some(conv_b), output: conv, params: Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: pad0, groups: 1, activation: Activation::Relu }, requant: None },
+        Op::GlobalAvgPool { input: conv, output: gap, requant: None },
+        Op::Reshape { input: gap, output: gap2 },
+        Op::FullyConnected { input: gap2, weights: fc_w, bias: Some(fc_b), output: fc, activation: Activation::None, requant: None },
+        Op::Softmax { input: fc, output: sm, beta: 1.0, quant: None },
+    ];
+    let info = ModelInfo {
+        name: "bench-f32",
+        class_names: "0\n1\n2\n3\n4\n5\n6\n7\n8\n9",
+        input_spec: input_spec(32, 32, &[0.5; 3], &[0.25; 3]),
+        input,
+        output: sm,
+        arena_size: 12_288 + 16_384,
+        op_count: ops.len() as u32,
+        provenance: Provenance { method: "bench", data: "synthetic", commit: "", metrics: "" },
+    };
+    encode(&info, &ops, &w.bytes, None::<TestVector<'_>>)
+}
+
+fn goodput(image: &[u8], faults: Faults, label: &str) {
+    let flash: RamFlash<4, 4096> = RamFlash::new(2 * 4096 + 2 * 256 * 1024);
+    let layout = Layout::split(0, flash.mem().len() as u32, 4096).unwrap();
+    let limits = BoardLimits { max_arena: 1 << 20, max_input_bytes: 1 << 20, require_test_vector: false };
+    let mut dev = Updater::new(flash, layout, limits, Accept).unwrap();
+    let sha: [u8; 32] = Sha256::digest(image).into();
+    let mut s = Sender::new(image, sha, SenderConfig { timeout_us: 200_000, ..SenderConfig::default() });
+    let (mut a, mut b) = (Wire::new(115_200, faults, 1), Wire::new(115_200, faults, 2));
+    let run = run_flash(&mut s, &mut dev, &mut a, &mut b, 3_600_000_000);
+    assert!(matches!(run.outcome, Outcome::Done { .. }), "{run:?}");
+    let secs = run.elapsed_us as f64 / 1e6;
+    let line = 115_200.0 / 10.0; // bytes/s at 8N1
+    let gp = image.len() as f64 / secs;
+    println!(
+        "flash {label:<22} {:>7} B in {secs:>7.2} s simulated: goodput {:>7.0} B/s = {:.1}% of the 11,520 B/s line rate ({} B on the wire, {} rewinds)",
+        image.len(), gp, 100.0 * gp / line, a.counts.bytes, s.rewinds
+    );
+}
+
+struct Scene {
+    frames: u32,
+}
+impl FrameSource for Scene {
+    type Error = ();
+    fn next_frame(&mut self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ()> {
+        if self.frames == 0 {
+            return Ok(None);
+        }
+        self.frames -= 1;
+        for (i, p) in buf.iter_mut().take(256 * 256 * 3).enumerate() {
+            *p = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(self.frames) as u8;
+        }
+        Ok(Some(FrameInfo { width: 256, height: 256, channels: 3 }))
+    }
+}
+
+fn loop_bench() {
+    let m = model(0);
+    let mut arena_buf = vec![0u8; 32 * 1024];
+    let mut clf = EngineClassifier::new(&m, &mut arena_buf).expect("bench model must load");
+    let mut tile = vec![0u8; 32 * 32 * 3];
+    let cfg = LoopConfig { tile: 32, stride: 32, top_k: 3, deadline_us: 10_000_000, heartbeat_us: 1_000_000, smoothing: None, send_raw_output: false };
+    let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
+    let mut frame = vec![0u8; 256 * 256 * 3];
+    let frames = 20;
+    let mut src = Scene { frames };
+    let mut link: Vec<u8> = Vec::new();
+    let t0 = std::time::Instant::now();
+    while lp.step(&mut src, &mut frame, &mut clf, &mut link).unwrap() {}
+    let secs = t0.elapsed().as_secs_f64();
+    let mut r: FrameReader = FrameReader::new();
+    let mut lat: Vec<u32> = Vec::new();
+    for &b in &link {
+        if let Some(Ok(Msg::Telemetry(t))) = r.push(b) {
+            lat.push(t.latency_us);
+        }
+    }
+    lat.sort_unstable();
+    let p = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "loop native: {frames} frames of 256x256 RGB, 64 tiles of 32x32 each ({} tiles): {:.1} frames/s, {:.0} tiles/s, tile latency p50 {} us, p99 {} us (f32 conv+pool+fc+softmax model, {} B telemetry)",
+        lat.len(), frames as f64 / secs, lat.len() as f64 / secs, p(0.5), p(0.99), link.len()
+    );
+}
+
+fn main() {
+    let img = model(60_000);
+    goodput(&img, Faults::default(), "clean link");
+    goodput(&img, Faults::uniform(0.001), "0.1% faults each");
+    goodput(&img, Faults::uniform(0.01), "1% faults each");
+    loop_bench();
+}
