@@ -173,8 +173,9 @@ impl SslModel {
                 let q = loss::l2_normalize(&self.project(&self.heads, &self.backbone.forward(x1, true).0, "projector", pd));
                 let t = self.target.as_ref().expect("MoCo has a momentum encoder");
                 let k = tch::no_grad(|| loss::l2_normalize(&self.project(&t.heads, &t.net.forward(x2, true).0, "projector", pd)));
-                let queue = self.queue.as_ref().expect("MoCo has a queue");
-                let l = loss::moco_infonce(&q, &k, queue, self.cfg.tau, self.cfg.false_cfg);
+                // A copy: the loss graph keeps the queue for backward, and enqueue writes it in place.
+                let queue = self.queue.as_ref().expect("MoCo has a queue").copy();
+                let l = loss::moco_infonce(&q, &k, &queue, self.cfg.tau, self.cfg.false_cfg);
                 self.enqueue(&k);
                 l
             }
