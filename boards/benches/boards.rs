@@ -9,9 +9,7 @@ use rsim_boards::flash::{BoardLimits, Layout, SelfTest, Updater};
 use rsim_boards::onboard::{EngineClassifier, FrameInfo, FrameSource, LoopConfig, OnboardLoop};
 use rsim_boards::sim::{run_flash, Faults, Wire};
 use rsim_boards::wire::{FrameReader, Msg};
-use rsim_model::format::TestVector;
-use rsim_model::write::{encode, input_spec, WeightsBuilder};
-use rsim_model::*;
+use rsim_boards::demo::tiny_f32_model as model;
 use sha2::{Digest, Sha256};
 
 /// Goodput is about the link protocol, so the device's check is not part of the timing.
@@ -20,48 +18,6 @@ impl SelfTest for Accept {
     fn run(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<(), &'static str> {
         Ok(())
     }
-}
-
-fn arena(id: u16, dims: &[u32], offset: u32) -> Tensor {
-    Tensor { id, dtype: DType::F32, shape: Shape::new(dims), storage: Storage::Arena { offset }, quant: Quant::None }
-}
-
-/// A small f32 scene classifier: conv3x3/2 (3→16) + ReLU, global pool, FC 16→10, softmax, on 32x32 RGB,
-/// with `pad` extra weight bytes to reach a given file size.
-fn model(pad: usize) -> Vec<u8> {
-    let mut w = WeightsBuilder::default();
-    let cw: Vec<f32> = (0..16 * 27).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
-    let fw: Vec<f32> = (0..160).map(|i| ((i * 53 % 97) as f32 - 48.0) / 100.0).collect();
-    let conv_w = Tensor { id: 10, dtype: DType::F32, shape: Shape::new(&[16, 3, 3, 3]), storage: Storage::Weights { offset: w.push_f32(&cw).offset }, quant: Quant::None };
-    let conv_b = Tensor { id: 11, dtype: DType::F32, shape: Shape::new(&[16]), storage: Storage::Weights { offset: w.push_f32(&[0.01; 16]).offset }, quant: Quant::None };
-    let fc_w = Tensor { id: 12, dtype: DType::F32, shape: Shape::new(&[10, 16]), storage: Storage::Weights { offset: w.push_f32(&fw).offset }, quant: Quant::None };
-    let fc_b = Tensor { id: 13, dtype: DType::F32, shape: Shape::new(&[10]), storage: Storage::Weights { offset: w.push_f32(&[0.0; 10]).offset }, quant: Quant::None };
-    w.push_bytes(&vec![0x5A; pad]);
-    let input = arena(0, &[1, 32, 32, 3], 0); // 12,288 B
-    let conv = arena(1, &[1, 16, 16, 16], 12_288); // 16,384 B
-    let gap = arena(2, &[1, 1, 1, 16], 0);
-    let gap2 = arena(3, &[1, 16], 0);
-    let fc = arena(4, &[1, 10], 64);
-    let sm = arena(5, &[1, 10], 128);
-    let pad0 = Padding { top: 0, bottom: 1, left: 0, right: 1 };
-    let ops = [
-        Op::Conv2d { input, weights: conv_w, bias: Some(conv_b), output: conv, params: Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: pad0, groups: 1, activation: Activation::Relu }, requant: None },
-        Op::GlobalAvgPool { input: conv, output: gap, requant: None },
-        Op::Reshape { input: gap, output: gap2 },
-        Op::FullyConnected { input: gap2, weights: fc_w, bias: Some(fc_b), output: fc, activation: Activation::None, requant: None },
-        Op::Softmax { input: fc, output: sm, beta: 1.0, quant: None },
-    ];
-    let info = ModelInfo {
-        name: "bench-f32",
-        class_names: "0\n1\n2\n3\n4\n5\n6\n7\n8\n9",
-        input_spec: input_spec(32, 32, &[0.5; 3], &[0.25; 3]),
-        input,
-        output: sm,
-        arena_size: 12_288 + 16_384,
-        op_count: ops.len() as u32,
-        provenance: Provenance { method: "bench", data: "synthetic", commit: "", metrics: "" },
-    };
-    encode(&info, &ops, &w.bytes, None::<TestVector<'_>>)
 }
 
 fn goodput(image: &[u8], faults: Faults, label: &str) {

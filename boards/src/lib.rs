@@ -16,6 +16,8 @@ pub mod onboard;
 pub mod wire;
 
 #[cfg(feature = "std")]
+pub mod demo;
+#[cfg(feature = "std")]
 pub mod field;
 #[cfg(feature = "std")]
 pub mod sim;
