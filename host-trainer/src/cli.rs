@@ -370,6 +370,13 @@ pub fn probe(a: &ProbeArgs) -> Result<(), String> {
                 other => return Err(format!("unknown --eval '{other}' (linear, knn, finetune, scratch)")),
             };
             let s = probe::score(classes, &test.labels, &pred)?;
+            if let Some(out) = &a.out {
+                let truth = Vec::<i64>::try_from(&test.labels).map_err(|e| e.to_string())?;
+                let m = crate::metrics::Confusion::from_labels(classes, &truth, &pred)?;
+                std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+                let png = out.join(format!("confusion-{e}-{budget}.png"));
+                crate::plots::plot_confusion(&m, &train.classes, &png, &format!("{e}, {budget} labels/class: OA {:.1}%", 100.0 * s.oa))?;
+            }
             println!("{:>8} {:>10} {:>7.2} {:>7.2} {:>7.4}", budget, e, 100.0 * s.oa, 100.0 * s.aa, s.kappa);
             rows.push(serde_json::json!({"labels": budget, "eval": e, "n_train": sel.len(), "oa": s.oa, "aa": s.aa, "kappa": s.kappa,
                 "per_class": s.per_class, "pred": pred}));

@@ -206,5 +206,7 @@ pub fn pretrain(trainer: &mut Trainer, bank: &Bank, run: &Path, max_minutes: Opt
         trainer.save(run)?;
     }
     checkpoint::save_tensors(&run.join("backbone.safetensors"), &crate::net::named_sorted(&trainer.model.backbone.vs))?;
+    let title = format!("{} {} pretraining loss", cfg.method.kind.name(), cfg.arch);
+    crate::plots::plot_loss_curve(&run.join("metrics.jsonl"), &run.join("loss.png"), &["loss"], &title)?;
     Ok(losses)
 }

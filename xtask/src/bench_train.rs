@@ -15,6 +15,8 @@ const HELP: &str = "usage: cargo xtask bench train [--arch A,B] [--size N] [--ba
   --images   images through each data pipeline (default 4096)
   --no-data  skip the data-pipeline comparison
   --device   where rsim runs its step (default cpu; the PyTorch reference script runs on CPU)
+  --dev      use the dev-profile build (deps at opt-level 2; the step's compute is in libtorch
+             either way) instead of building rsim in release mode
 
 Needs `cargo xtask setup` first. Data: $RSIM_DATA/eurosat-rgb (default ../shared/datasets).
 Reference script: $RSIM_REFERENCE/pytorch_simclr_step.py (default ../shared/reference).";
@@ -37,6 +39,7 @@ fn run_capture(mut cmd: Command) -> Result<(String, f64), String> {
 pub fn run(args: &[String]) -> Result<(), String> {
     let (mut archs, mut size, mut batch, mut steps, mut images, mut data, mut device) =
         ("resnet18,mobilenet_v2".to_string(), 64, 64, 6, 4096, true, "cpu".to_string());
+    let mut release = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
@@ -49,6 +52,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "--images" => images = num(val()?)?,
             "--device" => device = val()?,
             "--no-data" => data = false,
+            "--dev" => release = false,
             "-h" | "--help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -64,14 +68,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let datasets = std::env::var("RSIM_DATA").map(PathBuf::from).unwrap_or_else(|_| shared.join("datasets"));
 
     let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.current_dir(&root).args(["build", "--release", "-p", "rsim-train", "--bin", "rsim"]).envs(torch_env());
+    build.current_dir(&root).args(["build", "-p", "rsim-train", "--bin", "rsim"]).envs(torch_env());
+    if release {
+        build.arg("--release");
+    }
     eprintln!("xtask bench train: {build:?}");
     let st = build.status().map_err(|e| format!("cargo build: {e}"))?;
     if !st.success() {
         return Err("building rsim (release) failed".into());
     }
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
-    let rsim = target.join("release").join("rsim");
+    let rsim = target.join(if release { "release" } else { "debug" }).join("rsim");
 
     println!("== one SimCLR step: two views, batch {batch} per view, {size}x{size}, SGD (img/s counts both views)");
     println!("{:<16} {:>12} {:>12} {:>8}", "arch", "rsim img/s", "torch img/s", "ratio");
