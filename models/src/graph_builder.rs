@@ -165,8 +165,7 @@ impl GraphBuilder {
     /// Appends a softmax over the classes.
     pub fn softmax(&mut self, x: &Val) -> Val {
         let shape = self.read(x);
-        let out = self.push(shape, |input, output| Node::Softmax { input, output }, x.0);
-        out
+        self.push(shape, |input, output| Node::Softmax { input, output }, x.0)
     }
 
     pub fn shape(&self, v: &Val) -> [usize; 4] {

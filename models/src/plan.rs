@@ -204,3 +204,81 @@ fn place(bufs: &[Buffer]) -> Result<Vec<usize>, PlanError> {
     }
     Ok(offsets)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(id: u16, bytes: u32) -> Tensor {
+        Tensor { id, dtype: DType::F32, shape: Shape::new(&[bytes / 4]), storage: Storage::Arena { offset: 0 }, quant: Quant::None }
+    }
+    fn relu(i: Tensor, o: Tensor) -> Op {
+        Op::Activation { input: i, output: o, activation: Activation::Relu }
+    }
+    fn offset(t: &Tensor) -> u32 {
+        match t.storage {
+            Storage::Arena { offset } => offset,
+            Storage::Weights { .. } => panic!("not an activation"),
+        }
+    }
+
+    #[test]
+    fn chain_ping_pongs_two_buffers() {
+        // 0 -> 1 -> 2 -> 3, all 64 bytes: two live at a time, so 128 bytes suffice.
+        let mut ops = vec![relu(act(0, 64), act(1, 64)), relu(act(1, 64), act(2, 64)), relu(act(2, 64), act(3, 64))];
+        let (mut i, mut o) = (act(0, 64), act(3, 64));
+        let p = plan(&mut ops, &mut i, &mut o).unwrap();
+        assert_eq!((p.arena_size, p.lower_bound, p.buffers), (128, 128, 4));
+        for op in &ops {
+            let (Op::Activation { input, output, .. }) = op else { unreachable!() };
+            assert_ne!(offset(input), offset(output), "an op's input and output must not overlap");
+        }
+        let Op::Activation { input, .. } = ops[0] else { unreachable!() };
+        assert_eq!(offset(&i), offset(&input), "graph input rewritten with its op");
+    }
+
+    #[test]
+    fn skip_connection_stays_live_and_offsets_are_aligned() {
+        // a(40 B) feeds b and the final add: a must survive b and c.
+        let (a, b, c, d) = (act(0, 40), act(1, 100), act(2, 40), act(3, 40));
+        let mut ops = vec![
+            relu(a, b),
+            relu(b, c),
+            Op::Add { a: c, b: a, output: d, activation: Activation::None, quant: None },
+        ];
+        let (mut i, mut o) = (a, d);
+        let p = plan(&mut ops, &mut i, &mut o).unwrap();
+        // Live at step 1: a, b, c = 180 bytes; aligned placement needs 48 + 112 + 48.
+        assert_eq!(p.lower_bound, 180);
+        assert_eq!(p.arena_size, 208);
+        let mut seen = Vec::new();
+        for op in &ops {
+            op.for_each_tensor(|t| seen.push((t.id, offset(t))));
+        }
+        assert!(seen.iter().all(|(_, off)| off % ARENA_ALIGN as u32 == 0));
+        let off = |id| seen.iter().find(|(i, _)| *i == id).unwrap().1;
+        assert!(off(0) != off(1) && off(0) != off(2) && off(1) != off(2));
+    }
+
+    #[test]
+    fn reshape_aliases_its_input() {
+        let (a, b) = (act(0, 64), act(1, 64));
+        let c = Tensor { shape: Shape::new(&[2, 8]), ..act(2, 64) };
+        let mut ops = vec![relu(a, b), Op::Reshape { input: b, output: c }];
+        let (mut i, mut o) = (a, c);
+        let p = plan(&mut ops, &mut i, &mut o).unwrap();
+        assert_eq!(p.buffers, 2);
+        let Op::Reshape { input, output } = ops[1] else { unreachable!() };
+        assert_eq!(offset(&input), offset(&output));
+        assert_eq!(offset(&o), offset(&output));
+    }
+
+    #[test]
+    fn read_before_write_and_double_write_are_errors() {
+        let mut ops = vec![relu(act(5, 16), act(1, 16))];
+        let (mut i, mut o) = (act(0, 16), act(1, 16));
+        assert_eq!(plan(&mut ops, &mut i, &mut o), Err(PlanError::ReadBeforeWrite { op: 0, tensor: 5 }));
+        let mut ops = vec![relu(act(0, 16), act(1, 16)), relu(act(0, 16), act(1, 16))];
+        assert_eq!(plan(&mut ops, &mut i, &mut o), Err(PlanError::WrittenTwice { op: 1, tensor: 1 }));
+    }
+}

@@ -97,7 +97,7 @@ impl Arch {
             Arch::ResNet8 => "resnet8".into(),
             Arch::ResNet18 => "resnet18".into(),
             Arch::ResNet50 => "resnet50".into(),
-            Arch::MobileNetV2 { width } => format!("mobilenet_v2_{width}"),
+            Arch::MobileNetV2 { width } => format!("mobilenet_v2_{width:?}"),
             Arch::MobileNetV3Small => "mobilenet_v3_small".into(),
         }
     }

@@ -168,8 +168,7 @@ fn lower(b: &GraphBuilder, input: Val, out: Val, dtype: DType) -> Result<(Vec<Op
     let needed = live_nodes(b, out.0);
     let mut l = Lowering { b, wb: WeightsBuilder::default(), next_id: b.vals.len(), dtype };
     let mut ops = Vec::new();
-    for (i, node) in b.nodes.iter().enumerate().filter(|(i, _)| needed[*i]) {
-        let _ = i;
+    for (node, _) in b.nodes.iter().zip(&needed).filter(|(_, keep)| **keep) {
         ops.push(match node {
             Node::Conv { input, output, spec, w, b: bias, act } => {
                 let (o, i, k) = (spec.out_channels, spec.in_channels, spec.kernel);

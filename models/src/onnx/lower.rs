@@ -226,7 +226,7 @@ impl Writer<'_, '_> {
                 if requant.is_some() {
                     return Err(self.err("int8 fully-connected; only float models export (QDQ export comes later)"));
                 }
-                let [o, i] = [weights.shape.dims()[0] as i64, weights.shape.dims().get(1).copied().unwrap_or(1) as i64];
+                let i = weights.shape.dims().get(1).copied().unwrap_or(1) as i64;
                 let mut x = self.nhwc(input)?;
                 if input.shape.rank != 2 {
                     let rows = input.shape.checked_len().unwrap_or(0) as i64 / i.max(1);
@@ -241,7 +241,6 @@ impl Writer<'_, '_> {
                     inputs.push(self.nhwc(b)?);
                 }
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                let _ = o;
                 if output.shape.rank == 2 {
                     let out = self.onnx(output)?;
                     self.with_act("Gemm", &refs, vec![attr_int("transB", 1)], *activation, &out);
