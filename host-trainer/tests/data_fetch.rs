@@ -83,7 +83,7 @@ fn resumes_after_disconnect_and_extracts() {
     let a = payload(300_000);
     let b = payload(1234);
     let zip = build_zip(&[("top/classA/x.bin", a.clone()), ("top/classB/y.bin", b.clone())]);
-    let sha = format!("{:x}", sha2::Sha256::digest(&zip));
+    let sha: String = sha2::Sha256::digest(&zip).iter().map(|b| format!("{b:02x}")).collect();
     let (url, seen) = serve(zip.clone(), 3, true);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data/eurosat-rgb");
@@ -117,7 +117,7 @@ fn wrong_hash_leaves_no_dataset() {
 #[test]
 fn archive_paths_may_not_escape() {
     let zip = build_zip(&[("../evil.bin", payload(10))]);
-    let sha = format!("{:x}", sha2::Sha256::digest(&zip));
+    let sha: String = sha2::Sha256::digest(&zip).iter().map(|b| format!("{b:02x}")).collect();
     let (url, _) = serve(zip, 2, false);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("inner/ds");
