@@ -20,17 +20,22 @@ pub enum BenchCmd {
 
 #[derive(Args, Debug)]
 pub struct StepArgs {
+    /// Backbone architecture.
     #[arg(long, default_value = "resnet18")]
     pub arch: String,
+    /// simclr, moco or byol.
     #[arg(long, default_value = "simclr")]
     pub method: String,
+    /// Input side.
     #[arg(long, default_value_t = 64)]
     pub size: i64,
+    /// Images per view.
     #[arg(long, default_value_t = 64)]
     pub batch: i64,
     /// Timed steps (the first, warm-up, step is not counted).
     #[arg(long, default_value_t = 6)]
     pub steps: usize,
+    /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// none or fp16 (CUDA).
@@ -43,12 +48,16 @@ pub struct ViewsArgs {
     /// Image folder (class subfolders).
     #[arg(long)]
     pub data: std::path::PathBuf,
+    /// View side.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
+    /// Images per batch.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Timed batches.
     #[arg(long, default_value_t = 20)]
     pub batches: u64,
+    /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -48,8 +48,10 @@ pub struct DataBenchArgs {
     /// Source images to push through (decoded from disk each time, no cache).
     #[arg(long, default_value_t = 4096)]
     pub images: usize,
+    /// Images per batch.
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Side of the square views.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
     /// Worker threads.
@@ -128,6 +130,7 @@ pub struct PretrainArgs {
     /// Peak learning rate (after warm-up; cosine decay to 0).
     #[arg(long, default_value_t = 0.3)]
     pub lr: f64,
+    /// Weight decay (not applied to biases and norm parameters).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
     /// Warm-up length in epochs.
@@ -139,6 +142,7 @@ pub struct PretrainArgs {
     /// Training length in optimiser steps.
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Images per batch (each gives two views).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Smallest crop area of the random resized crop.
@@ -192,6 +196,7 @@ pub struct ProbeArgs {
     /// Linear probe optimiser steps (full batch, Adam).
     #[arg(long, default_value_t = 500)]
     pub probe_steps: usize,
+    /// kNN neighbours.
     #[arg(long, default_value_t = 20)]
     pub knn_k: i64,
     /// kNN vote temperature: weight exp(cos / T).
@@ -200,6 +205,7 @@ pub struct ProbeArgs {
     /// Fine-tune / scratch optimiser steps per budget.
     #[arg(long, default_value_t = 300)]
     pub finetune_steps: usize,
+    /// Fine-tune / scratch peak learning rate (AdamW, warm-up + cosine).
     #[arg(long, default_value_t = 1e-3)]
     pub finetune_lr: f64,
     /// Write results.json (and confusion matrices) here.
