@@ -126,16 +126,17 @@ pub fn plot_loss_curve(jsonl: &Path, png: &Path, keys: &[&str], title: &str) -> 
     {
         let root = BitMapBackend::with_buffer(&mut cv.buf, (w as u32, h as u32)).into_drawing_area();
         let plot = root.margin(t as u32, b as u32, l as u32, r as u32);
-        let plot = plot.apply_coord_spec(Cartesian2d::<RangedCoordf64, RangedCoordf64>::new(x0..x1, y0..y1, (l..w as i32 - r, t..h as i32 - b)));
+        let plot = plot.apply_coord_spec(Cartesian2d::<RangedCoordf64, RangedCoordf64>::new(x0..x1, -y1..-y0, (l..w as i32 - r, t..h as i32 - b)));
         let e = |e: DrawingAreaErrorKind<_>| format!("plot: {e:?}");
-        plot.draw(&Rectangle::new([(x0, y0), (x1, y1)], ShapeStyle::from(&BLACK).stroke_width(1))).map_err(e)?;
+        // Plotters puts the start of the y range at the top, so the chart works in -y.
+        plot.draw(&Rectangle::new([(x0, -y1), (x1, -y0)], ShapeStyle::from(&BLACK).stroke_width(1))).map_err(e)?;
         for i in 1..5 {
             let yv = y0 + (y1 - y0) * i as f64 / 5.0;
-            plot.draw(&PathElement::new(vec![(x0, yv), (x1, yv)], RGBColor(225, 225, 225))).map_err(e)?;
+            plot.draw(&PathElement::new(vec![(x0, -yv), (x1, -yv)], RGBColor(225, 225, 225))).map_err(e)?;
         }
         for (k, s) in series.iter().enumerate() {
             let c = SERIES[k % SERIES.len()];
-            plot.draw(&PathElement::new(s.clone(), ShapeStyle::from(&RGBColor(c.0, c.1, c.2)).stroke_width(2))).map_err(e)?;
+            plot.draw(&PathElement::new(s.iter().map(|&(x, y)| (x, -y)).collect::<Vec<_>>(), ShapeStyle::from(&RGBColor(c.0, c.1, c.2)).stroke_width(2))).map_err(e)?;
         }
         root.present().map_err(e)?;
     }
@@ -177,7 +178,8 @@ pub fn plot_confusion(m: &crate::metrics::Confusion, class_names: &[String], png
     let cell = if k <= 12 { 44i64 } else { (600 / k as i64).max(12) };
     let name_w = class_names.iter().map(|n| text_width(&format!("{} {n}", class_names.len()), 1)).max().unwrap_or(0) + 16;
     let (left, top) = (name_w.max(60), 70i64);
-    let w = (left + cell * k as i64 + 20) as usize;
+    // Room for the footer line as well as the grid.
+    let w = (left + cell * k as i64 + 20).max(left + text_width("OA 100.00%  AA 100.00%  kappa 1.0000  n=0000000", 1) + 20) as usize;
     let h = (top + cell * k as i64 + 40) as usize;
     let mut cv = Canvas::new(w, h);
     {
