@@ -1,7 +1,7 @@
 //! `rsim pretrain` and `rsim probe`: flags, then the library calls.
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Subcommand};
 use rsim_model::arch::Arch;
 use tch::Device;
 
@@ -13,13 +13,6 @@ use crate::optim::{OptConfig, OptKind};
 use crate::probe;
 use crate::train::{self, Amp, PretrainCfg, Trainer};
 use crate::views::ViewCfg;
-
-#[derive(Parser, Debug)]
-#[command(name = "rsim", version, about = "rsim: self-supervised pretraining and few-label evaluation for remote-sensing scene classifiers")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub cmd: Cmd,
-}
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
@@ -402,9 +395,9 @@ fn write_results(out: &Path, a: &ProbeArgs, classes: &[String], rows: &[serde_js
     rsim_model::write::write_atomic(&out.join("results.json"), &bytes).map_err(|e| format!("writing results.json: {e}"))
 }
 
-pub fn main() -> i32 {
-    let cli = Cli::parse();
-    let r = match &cli.cmd {
+/// Runs one of the training commands (the `rsim` front end lives in `app.rs`).
+pub fn run(cmd: &Cmd) -> Result<(), String> {
+    match cmd {
         Cmd::Pretrain(a) => pretrain(a),
         Cmd::Probe(a) => probe(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Step(a))) => crate::bench::step(a),
@@ -415,12 +408,5 @@ pub fn main() -> i32 {
                 println!("{:.1} img/s", r.images_per_s);
             })
             .map_err(|e| e.to_string()),
-    };
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("rsim: error: {e}");
-            1
-        }
     }
 }

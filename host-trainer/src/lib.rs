@@ -3,6 +3,9 @@
 //! Module ownership: `data`, `augment`, `metrics`, `plots`, `fetch` belong to the data pipeline
 //! engineer; the rest (networks, methods, optimisers, training loop, CLI) to the trainer core.
 
+/// The `rsim` command line (field and data commands always; training with `train`).
+pub mod app;
+
 // Data-pipeline side (stubs until the data engineer fills them in).
 pub mod augment;
 pub mod data;

@@ -1,0 +1,131 @@
+//! The `rsim` command line. Field and data commands are always there; the training commands come
+//! with the `train` feature (libtorch), so a ground-station laptop can build `rsim` without PyTorch:
+//! `cargo install --path host-trainer --no-default-features`.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use rsim_boards::field::{run_flash, run_ground, FlashArgs, GroundArgs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rsim",
+    version,
+    about = "rsim: from unlabeled remote-sensing imagery to verified int8 scene classifiers on boards",
+    long_about = "rsim: self-supervised pretraining and few-label evaluation (with the `train` feature), \
+                  model conversion, flashing and ground-station tools for remote-sensing scene classifiers."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    #[cfg(feature = "train")]
+    #[command(flatten)]
+    Train(crate::cli::Cmd),
+    /// Datasets: download and verify the ones rsim knows.
+    #[command(subcommand)]
+    Data(DataCmd),
+    /// Convert a full-int8 .tflite model to .rsm (TFLite Micro's exact int8 arithmetic).
+    Convert(ConvertArgs),
+    /// Flash a .rsm model to a board over a serial port or TCP (resumable; the board verifies, then swaps).
+    Flash(FlashArgs),
+    /// Ground station: decode board telemetry live into a table; write CSV and a class-map PNG.
+    Ground(GroundArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCmd {
+    /// Download a dataset with progress and resume, check its hash, extract it into --dest.
+    Fetch(FetchArgs),
+    /// List the datasets `fetch` knows, with their source URLs.
+    List,
+}
+
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// Dataset name (see `rsim data list`), e.g. eurosat-rgb.
+    pub name: String,
+    /// Folder that receives the dataset (a subfolder named after it is created).
+    #[arg(long, default_value = "data")]
+    pub dest: PathBuf,
+    /// Hide the progress bar (for logs).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// Input .tflite flatbuffer (full-int8; the first subgraph is converted).
+    pub input: PathBuf,
+    /// Output .rsm path (written to a temporary file, then renamed).
+    pub output: PathBuf,
+    /// Model name stored in the metadata.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Class names in output order, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Vec<String>,
+    /// File with class names, one per line (empty lines ignored).
+    #[arg(long, conflicts_with = "classes")]
+    pub classes_file: Option<PathBuf>,
+}
+
+fn convert(a: &ConvertArgs) -> Result<(), String> {
+    use rsim_model::tflite::{convert, ConvertOptions};
+    let mut opts = ConvertOptions { name: a.name.clone(), class_names: a.classes.clone(), ..Default::default() };
+    if let Some(f) = &a.classes_file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read class names from {}: {e}", f.display()))?;
+        opts.class_names = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    }
+    let bytes = std::fs::read(&a.input).map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
+    opts.source = a.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let c = convert(&bytes, &opts).map_err(|e| format!("{}: {e}", a.input.display()))?;
+    rsim_model::write::write_atomic(&a.output, &c.bytes).map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
+    println!(
+        "{} -> {}: {} ops, {} bytes, arena {} bytes (liveness lower bound {})",
+        a.input.display(),
+        a.output.display(),
+        c.op_count,
+        c.bytes.len(),
+        c.arena_size,
+        c.arena_lower_bound
+    );
+    Ok(())
+}
+
+fn data(c: &DataCmd) -> Result<(), String> {
+    match c {
+        DataCmd::List => {
+            for d in crate::fetch::known_datasets() {
+                println!("{:<14} {}\n{:<14} {}", d.name, d.description, "", d.url);
+            }
+            Ok(())
+        }
+        DataCmd::Fetch(a) => {
+            let path = crate::fetch::download_dataset(&a.name, &a.dest, !a.quiet).map_err(|e| e.to_string())?;
+            println!("{} ready at {}", a.name, path.display());
+            Ok(())
+        }
+    }
+}
+
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        #[cfg(feature = "train")]
+        Cmd::Train(c) => crate::cli::run(c),
+        Cmd::Data(c) => data(c),
+        Cmd::Convert(a) => convert(a),
+        Cmd::Flash(a) => run_flash(a).map(|_| ()),
+        Cmd::Ground(a) => run_ground(a).map(|_| ()),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rsim: error: {e}");
+            1
+        }
+    }
+}
