@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the glue a user would otherwise type. Each task lives in its own module.
 mod bench;
 mod bench_train;
+mod demo;
 mod setup;
 mod test;
 
@@ -12,6 +13,7 @@ fn main() {
     };
     let result = match task {
         "setup" => setup::run(rest),
+        "demo" => demo::run_demo(rest),
         "test" => test::run(rest),
         "bench" if rest.first().map(String::as_str) == Some("train") => bench_train::run(&rest[1..]),
         "bench" => bench::run(rest),
@@ -19,6 +21,7 @@ fn main() {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
+                 demo           the main job: pretrain, few-label probes, int8 edge run (see --help)\n  \
                  setup          create .venv with torch 2.11 and build the trainer against it\n  \
                  test           run every test CI runs (host, qemu-aarch64, Cortex-M under QEMU)\n  \
                  bench          edge runtime latency/memory vs tract (add --quick for 64x64 only)\n  \
