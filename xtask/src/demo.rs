@@ -13,7 +13,7 @@ use crate::setup::{repo_root, torch_env};
 
 const HELP: &str = "usage: cargo xtask demo [--minutes M] [--data DIR]
 
-  --minutes M   pretraining budget in minutes (default 4)
+  --minutes M   pretraining budget in minutes (default 10)
   --data DIR    image folder with class subfolders (default $RSIM_DATA/eurosat-rgb,
                 else $RSIM_DATA/eurosat-rgb-ci20; RSIM_DATA defaults to ../shared/datasets)
 Writes everything under runs/demo/.";
@@ -39,7 +39,7 @@ fn rsim(bin: &Path) -> Command {
 }
 
 pub fn run_demo(args: &[String]) -> Result<(), String> {
-    let (mut minutes, mut data) = ("4".to_string(), None);
+    let (mut minutes, mut data) = ("10".to_string(), None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -76,9 +76,17 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let out = root.join("runs").join("demo");
     let d = data.to_string_lossy().into_owned();
     let common = ["--data", &d, "--train-share", "0.8", "--arch", "resnet8", "--size", "32"];
+    // Batch 256 on EuroSAT; small folders (the 200-tile CI subset) get a batch their train split can fill.
+    let images: usize = std::fs::read_dir(&data)
+        .map_err(|e| format!("reading {}: {e}", data.display()))?
+        .filter_map(Result::ok)
+        .filter(|c| c.path().is_dir())
+        .map(|c| std::fs::read_dir(c.path()).map(|f| f.count()).unwrap_or(0))
+        .sum();
+    let batch = (images * 8 / 10 / 2).clamp(8, 256).to_string();
     let pre = out.join("pretrain");
     run(
-        rsim(&bin).args(["pretrain"]).args(common).args(["--method", "simclr", "--batch", "256", "--lr", "0.3", "--tau", "0.2"])
+        rsim(&bin).args(["pretrain"]).args(common).args(["--method", "simclr", "--batch", &batch, "--lr", "0.3", "--tau", "0.2"])
             .args(["--epochs", "6", "--warmup-epochs", "0.5", "--minutes", &minutes, "--ckpt-every", "100", "--out"]).arg(&pre),
         "SimCLR pretraining (ResNet-8 @ 32x32, train split only)",
     )?;
