@@ -293,6 +293,50 @@ impl Op {
         }
     }
 
+    /// Like [`Op::for_each_tensor`], mutably (the planner and converters rewrite placements).
+    pub fn for_each_tensor_mut<'a>(&'a mut self, mut f: impl FnMut(&'a mut Tensor)) {
+        match self {
+            Op::Conv2d { input, weights, bias, output, .. } | Op::FullyConnected { input, weights, bias, output, .. } => {
+                f(input);
+                f(weights);
+                if let Some(b) = bias {
+                    f(b);
+                }
+                f(output);
+            }
+            Op::Add { a, b, output, .. } | Op::Mul { a, b, output, .. } | Op::MatMul { a, b, output } => {
+                f(a);
+                f(b);
+                f(output);
+            }
+            Op::Concat { inputs, output, .. } => {
+                for t in inputs.iter_mut().flatten() {
+                    f(t);
+                }
+                f(output);
+            }
+            Op::LayerNorm { input, gamma, beta, output, .. } => {
+                f(input);
+                f(gamma);
+                f(beta);
+                f(output);
+            }
+            Op::AvgPool2d { input, output, .. }
+            | Op::MaxPool2d { input, output, .. }
+            | Op::GlobalAvgPool { input, output, .. }
+            | Op::Reshape { input, output }
+            | Op::Softmax { input, output, .. }
+            | Op::Transpose { input, output, .. }
+            | Op::Activation { input, output, .. }
+            | Op::Lut { input, output, .. }
+            | Op::Quantize { input, output }
+            | Op::Dequantize { input, output } => {
+                f(input);
+                f(output);
+            }
+        }
+    }
+
     /// The tensor this op writes.
     pub fn output(&self) -> &Tensor {
         match self {

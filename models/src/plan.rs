@@ -52,50 +52,6 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
-/// Calls `f` on every tensor of `op` mutably (inputs first, output last).
-pub fn for_each_tensor_mut(op: &mut Op, mut f: impl FnMut(&mut Tensor)) {
-    match op {
-        Op::Conv2d { input, weights, bias, output, .. } | Op::FullyConnected { input, weights, bias, output, .. } => {
-            f(input);
-            f(weights);
-            if let Some(b) = bias {
-                f(b);
-            }
-            f(output);
-        }
-        Op::Add { a, b, output, .. } | Op::Mul { a, b, output, .. } | Op::MatMul { a, b, output } => {
-            f(a);
-            f(b);
-            f(output);
-        }
-        Op::Concat { inputs, output, .. } => {
-            for t in inputs.iter_mut().flatten() {
-                f(t);
-            }
-            f(output);
-        }
-        Op::LayerNorm { input, gamma, beta, output, .. } => {
-            f(input);
-            f(gamma);
-            f(beta);
-            f(output);
-        }
-        Op::AvgPool2d { input, output, .. }
-        | Op::MaxPool2d { input, output, .. }
-        | Op::GlobalAvgPool { input, output, .. }
-        | Op::Reshape { input, output }
-        | Op::Softmax { input, output, .. }
-        | Op::Transpose { input, output, .. }
-        | Op::Activation { input, output, .. }
-        | Op::Lut { input, output, .. }
-        | Op::Quantize { input, output }
-        | Op::Dequantize { input, output } => {
-            f(input);
-            f(output);
-        }
-    }
-}
-
 fn is_arena(t: &Tensor) -> bool {
     matches!(t.storage, Storage::Arena { .. })
 }
@@ -166,7 +122,7 @@ pub fn plan(ops: &mut [Op], input: &mut Tensor, output: &mut Tensor) -> Result<A
         }
     };
     for op in ops.iter_mut() {
-        for_each_tensor_mut(op, &mut fix);
+        op.for_each_tensor_mut(&mut fix);
     }
     fix(input);
     fix(output);
@@ -230,7 +186,7 @@ mod tests {
         let p = plan(&mut ops, &mut i, &mut o).unwrap();
         assert_eq!((p.arena_size, p.lower_bound, p.buffers), (128, 128, 4));
         for op in &ops {
-            let (Op::Activation { input, output, .. }) = op else { unreachable!() };
+            let Op::Activation { input, output, .. } = op else { unreachable!() };
             assert_ne!(offset(input), offset(output), "an op's input and output must not overlap");
         }
         let Op::Activation { input, .. } = ops[0] else { unreachable!() };

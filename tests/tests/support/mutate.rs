@@ -242,30 +242,9 @@ pub fn container(sections: &[(u32, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn tensors_mut(op: &mut Op) -> Vec<&mut Tensor> {
-    match op {
-        Op::Conv2d { input, weights, bias, output, .. } | Op::FullyConnected { input, weights, bias, output, .. } => {
-            let mut v = vec![input, weights, output];
-            v.extend(bias.as_mut());
-            v
-        }
-        Op::Add { a, b, output, .. } | Op::Mul { a, b, output, .. } | Op::MatMul { a, b, output } => vec![a, b, output],
-        Op::Concat { inputs, output, .. } => {
-            let mut v: Vec<&mut Tensor> = inputs.iter_mut().flatten().collect();
-            v.push(output);
-            v
-        }
-        Op::LayerNorm { input, gamma, beta, output, .. } => vec![input, gamma, beta, output],
-        Op::AvgPool2d { input, output, .. }
-        | Op::MaxPool2d { input, output, .. }
-        | Op::GlobalAvgPool { input, output, .. }
-        | Op::Reshape { input, output }
-        | Op::Softmax { input, output, .. }
-        | Op::Transpose { input, output, .. }
-        | Op::Activation { input, output, .. }
-        | Op::Lut { input, output, .. }
-        | Op::Quantize { input, output }
-        | Op::Dequantize { input, output } => vec![input, output],
-    }
+    let mut v = Vec::new();
+    op.for_each_tensor_mut(|t| v.push(t));
+    v
 }
 
 fn mutate_tensor(t: &mut Tensor, rng: &mut Rng, arena: u32, weights: u32) {
