@@ -17,6 +17,10 @@ pub mod graph_builder;
 #[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]
+pub mod ptq;
+#[cfg(feature = "std")]
+pub mod calib;
+#[cfg(feature = "std")]
 pub mod tflite;
 #[cfg(feature = "std")]
 pub mod write;
