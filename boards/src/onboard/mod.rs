@@ -150,6 +150,12 @@ impl<'b, C: Clock> OnboardLoop<'b, C> {
         if self.last_heartbeat.is_some_and(|t| now.saturating_sub(t) < self.cfg.heartbeat_us) {
             return;
         }
+        self.send_heartbeat(link);
+    }
+
+    /// Sends a heartbeat now (e.g. the final counters before a board stops or reboots).
+    pub fn send_heartbeat<W: embedded_io::Write>(&mut self, link: &mut W) {
+        let now = self.clock.now_us();
         self.last_heartbeat = Some(now);
         let s = self.stats;
         let hb = Heartbeat {
