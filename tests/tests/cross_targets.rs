@@ -160,7 +160,8 @@ fn run_cortex_m4(model: &Path, inputs: &Path) -> Vec<Vec<u8>> {
     let elf = target_dir.join(THUMB).join("release/rsim-firmware-mps2");
     let (ok, out) = run_with_timeout(
         Command::new("qemu-system-arm")
-            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-nographic"])
+            // UART0 carries binary telemetry frames; only the semihosting lines belong on stdout.
+            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-display", "none", "-monitor", "none", "-serial", "null"])
             .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
             .arg(&elf),
         Duration::from_secs(300),
