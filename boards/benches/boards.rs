@@ -1,6 +1,7 @@
 //! Boards benchmark (not a test): flash goodput over a simulated 115,200-baud link as a fraction of
-//! line rate, and the onboard loop's tiles/s with p50/p99 tile latency natively.
-//! Run: `cargo bench -p rsim-boards --bench boards`.
+//! line rate, and the onboard loop's frames/s with p50/p99 tile latency natively and under
+//! emulation (Cortex-M4/M55 firmware under qemu-system-arm, the aarch64 agent under qemu-aarch64).
+//! Run: `cargo bench -p rsim-boards --bench boards` (`-- --no-emulation` skips the QEMU part).
 
 use rsim_boards::clock::StdClock;
 use rsim_boards::flash::emu::RamFlash;
@@ -11,6 +12,10 @@ use rsim_boards::sim::{run_flash, Faults, Wire};
 use rsim_boards::wire::{FrameReader, Msg};
 use rsim_boards::demo::tiny_f32_model as model;
 use sha2::{Digest, Sha256};
+
+#[path = "../tests/emulation/mod.rs"]
+mod emulation;
+mod loop_emulated;
 
 /// Goodput is about the link protocol, so the device's check is not part of the timing.
 struct Accept;
@@ -91,4 +96,7 @@ fn main() {
     goodput(&img, Faults::uniform(0.001), "0.1% faults each");
     goodput(&img, Faults::uniform(0.01), "1% faults each");
     loop_bench();
+    if !std::env::args().any(|a| a == "--no-emulation") {
+        loop_emulated::run();
+    }
 }

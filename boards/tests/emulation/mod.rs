@@ -180,6 +180,8 @@ pub fn frames(per_class: usize) -> Vec<Vec<u8>> {
 /// Writes the model, the frames (raw, for the firmware) and one PNG per frame (for the agent: the
 /// same pixels losslessly, so its image decoder need not match the host's) under `dir`.
 pub fn stage(dir: &Path, model: &[u8], frames: &[Vec<u8>]) {
+    // PNGs of an earlier, longer run would reach the agent too.
+    let _ = std::fs::remove_dir_all(dir.join("frames"));
     std::fs::create_dir_all(dir.join("frames")).expect("create staging dir");
     rsim_model::write::write_atomic(&dir.join("model.rsm"), model).expect("write model");
     rsim_model::write::write_atomic(&dir.join("frames.bin"), &frames.concat()).expect("write frames");
