@@ -20,6 +20,8 @@ pub enum Cmd {
     Pretrain(PretrainArgs),
     /// Few-label evaluation of a backbone: linear probe, kNN, fine-tune, supervised from scratch.
     Probe(ProbeArgs),
+    /// Quantization-aware fine-tuning of a float .rsm (fake-quant, distillation from itself) to int8.
+    Qat(crate::qat::QatArgs),
     /// Throughput figures (used by `cargo xtask bench train`).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -400,6 +402,7 @@ pub fn run(cmd: &Cmd) -> Result<(), String> {
     match cmd {
         Cmd::Pretrain(a) => pretrain(a),
         Cmd::Probe(a) => probe(a),
+        Cmd::Qat(a) => crate::qat::qat(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Step(a))) => crate::bench::step(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Views(a))) => crate::bench::views(a),
         Cmd::Bench(BenchCmd::Data(a)) => crate::data::bench::bench_pipeline(&a.data, a.images, a.batch, a.size, a.workers)

@@ -23,6 +23,10 @@ pub mod checkpoint;
 #[cfg(feature = "train")]
 pub mod cli;
 #[cfg(feature = "train")]
+pub mod graph_net;
+#[cfg(feature = "train")]
+pub mod qat;
+#[cfg(feature = "train")]
 pub mod loss;
 #[cfg(feature = "train")]
 pub mod methods;
