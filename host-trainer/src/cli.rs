@@ -20,6 +20,12 @@ pub enum Cmd {
     Pretrain(PretrainArgs),
     /// Few-label evaluation of a backbone: linear probe, kNN, fine-tune, supervised from scratch.
     Probe(ProbeArgs),
+    /// A classifier checkpoint (backbone + head, classifier.json) from a backbone and a label budget.
+    Finetune(crate::classifier::FinetuneArgs),
+    /// Distil a teacher (classifier or backbone) into a compact student.
+    Distill(crate::distill::DistillArgs),
+    /// A classifier checkpoint to .rsm (f32/f16, with provenance) or ONNX.
+    Export(crate::export::ExportArgs),
     /// Quantization-aware fine-tuning of a float .rsm (fake-quant, distillation from itself) to int8.
     Qat(crate::qat::QatArgs),
     /// Throughput figures (used by `cargo xtask bench train`).
@@ -402,6 +408,9 @@ pub fn run(cmd: &Cmd) -> Result<(), String> {
     match cmd {
         Cmd::Pretrain(a) => pretrain(a),
         Cmd::Probe(a) => probe(a),
+        Cmd::Finetune(a) => crate::classifier::finetune(a),
+        Cmd::Distill(a) => crate::distill::distill(a).map(|_| ()),
+        Cmd::Export(a) => crate::export::export(a).map(|_| ()),
         Cmd::Qat(a) => crate::qat::qat(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Step(a))) => crate::bench::step(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Views(a))) => crate::bench::views(a),

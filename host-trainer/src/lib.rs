@@ -21,7 +21,13 @@ pub mod bench;
 #[cfg(feature = "train")]
 pub mod checkpoint;
 #[cfg(feature = "train")]
+pub mod classifier;
+#[cfg(feature = "train")]
 pub mod cli;
+#[cfg(feature = "train")]
+pub mod distill;
+#[cfg(feature = "train")]
+pub mod export;
 #[cfg(feature = "train")]
 pub mod graph_net;
 #[cfg(feature = "train")]

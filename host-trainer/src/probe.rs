@@ -84,23 +84,42 @@ pub fn finetune(net: &Net, train: &Bank, test: &Bank, cfg: &FinetuneCfg, device:
     let head = nn::linear(head_vs.root().sub("fc"), net.feature_dim() as i64, classes as i64, Default::default());
     let mut params: Vec<(String, Tensor)> = named_sorted(&net.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
     params.extend(named_sorted(&head_vs).into_iter().map(|(k, t)| (format!("head.{k}"), t)));
-    let mut opt = Optimizer::new(OptConfig::new(OptKind::AdamW, cfg.weight_decay), params);
-    let mut vc = ViewCfg::ssl(train.images.size()[2] as usize);
+    fit(params, train, cfg, device, |x| head.forward(&net.forward(x, true).0))?;
+    predict_with(test, device, |x| head.forward(&net.forward(x, false).0))
+}
+
+/// The views [`finetune`] trains on (crop 0.8-1, flips, rot90, no colour changes).
+pub fn finetune_views(size: usize) -> ViewCfg {
+    let mut vc = ViewCfg::ssl(size);
     vc.crop_scale = (0.8, 1.0);
     vc.jitter_p = 0.0;
     vc.gray_p = 0.0;
+    vc
+}
+
+/// The supervised loop shared by [`finetune`] and the classifier checkpoints (`rsim finetune`):
+/// AdamW over `params` with warm-up + cosine, cross-entropy of `logits(view)` against the labels.
+/// Returns the loss of every step.
+pub fn fit(params: Vec<(String, Tensor)>, train: &Bank, cfg: &FinetuneCfg, device: Device, logits: impl Fn(&Tensor) -> Tensor) -> Result<Vec<f64>, String> {
+    let mut opt = Optimizer::new(OptConfig::new(OptKind::AdamW, cfg.weight_decay), params);
     let batch = cfg.batch.min(train.len());
-    let mut stream = ViewStream::new(train, vc, batch, cfg.seed, device)?;
+    let mut stream = ViewStream::new(train, finetune_views(train.images.size()[2] as usize), batch, cfg.seed, device)?;
+    let mut losses = Vec::with_capacity(cfg.steps);
     for step in 0..cfg.steps {
         let idx = stream.indices(step as u64);
         let (x, _) = stream.views(step as u64);
         let y = train.labels.index_select(0, &Tensor::from_slice(&idx)).to_device(device);
-        let logits = head.forward(&net.forward(&x, true).0);
-        let loss = logits.cross_entropy_for_logits(&y);
+        let loss = logits(&x).cross_entropy_for_logits(&y);
         opt.zero_grad();
         loss.backward();
         opt.step(lr_at(step, cfg.steps, cfg.steps / 10, cfg.lr, 0.0));
+        losses.push(loss.double_value(&[]));
     }
+    Ok(losses)
+}
+
+/// Predicted classes of every image in `test` (batches of 256, no gradient).
+pub fn predict_with(test: &Bank, device: Device, logits: impl Fn(&Tensor) -> Tensor) -> Result<Vec<i64>, String> {
     tch::no_grad(|| {
         let n = test.len() as i64;
         let mut preds = Vec::new();
@@ -109,7 +128,7 @@ pub fn finetune(net: &Net, train: &Bank, test: &Bank, cfg: &FinetuneCfg, device:
             let len = 256.min(n - i);
             let idx = Tensor::arange_start(i, i + len, (Kind::Int64, Device::Cpu));
             let x = test.batch(&idx, device, 0.5, 0.5);
-            let p = head.forward(&net.forward(&x, false).0).argmax(1, false).to_device(Device::Cpu);
+            let p = logits(&x).argmax(1, false).to_device(Device::Cpu);
             preds.extend(Vec::<i64>::try_from(p).map_err(|e| e.to_string())?);
             i += len;
         }
