@@ -39,8 +39,8 @@ fn goodput(image: &[u8], faults: Faults, label: &str) {
     let line = 115_200.0 / 10.0; // bytes/s at 8N1
     let gp = image.len() as f64 / secs;
     println!(
-        "flash {label:<22} {:>7} B in {secs:>7.2} s simulated: goodput {:>7.0} B/s = {:.1}% of the 11,520 B/s line rate ({} B on the wire, {} rewinds)",
-        image.len(), gp, 100.0 * gp / line, a.counts.bytes, s.rewinds
+        "flash {label:<22} {:>7} B in {secs:>7.2} s simulated: goodput {:>7.0} B/s = {:.1}% of the 11,520 B/s line rate ({} B on the wire, {} rewinds, {} of them early)",
+        image.len(), gp, 100.0 * gp / line, a.counts.bytes, s.rewinds, s.early_rewinds
     );
 }
 

@@ -24,7 +24,7 @@ fn install(dev: &mut Dev, image: &[u8]) {
 fn lossy_link_always_ends_new_active_or_old_active() {
     let old = echo_model(4, 64, 6_000, 1, true);
     let new = echo_model(4, 64, 9_000, 2, true);
-    let (runs, mut done, mut kept) = (60u64, 0u64, 0u64);
+    let (runs, mut done, mut kept, mut unconfirmed) = (60u64, 0u64, 0u64, 0u64);
     let mut faults = FaultCounts::default();
     for seed in 0..runs {
         let mut dev = device();
@@ -45,6 +45,11 @@ fn lossy_link_always_ends_new_active_or_old_active() {
                 assert_eq!(booted, new, "seed {seed}: done but new image not active");
                 done += 1;
             }
+            // The commit went out but its answer was lost: either image may be active, never another.
+            Outcome::Unconfirmed { .. } => {
+                assert!(booted == new || booted == old, "seed {seed}: unconfirmed commit left neither image active");
+                unconfirmed += 1;
+            }
             other => {
                 assert_eq!(booted, old, "seed {seed}: {other:?} but old image not active");
                 kept += 1;
@@ -52,7 +57,7 @@ fn lossy_link_always_ends_new_active_or_old_active() {
         }
     }
     println!(
-        "lossy link: {runs} runs, {done} new active, {kept} old kept; {} bytes sent, faults injected: {} dropped, {} corrupted, {} duplicated, {} delayed ({} total)",
+        "lossy link: {runs} runs, {done} new active, {kept} old kept, {unconfirmed} unconfirmed commits; {} bytes sent, faults injected: {} dropped, {} corrupted, {} duplicated, {} delayed ({} total)",
         faults.bytes, faults.dropped, faults.corrupted, faults.duplicated, faults.delayed, faults.total()
     );
     assert!(faults.dropped * 100 >= faults.bytes && faults.delayed * 100 >= faults.bytes, "fault rate below 1%");

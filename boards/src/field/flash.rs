@@ -97,6 +97,11 @@ pub fn run_flash(args: &FlashArgs) -> Result<Outcome, String> {
             Ok(outcome)
         }
         Outcome::Refused(code) => Err(format!("board refused the model ({code:?}): {}; the previous model stays active", explain(code))),
+        Outcome::Unconfirmed { .. } => Err(
+            "board received the whole model and was told to activate it, but its answer never arrived: it runs \
+             either the new model or the previous one. Run the same command again: an active model answers at once"
+                .to_string(),
+        ),
         Outcome::TimedOut { acked } => Err(format!(
             "board stopped answering after {acked} of {} bytes; the previous model stays active. Run the same command again to resume",
             image.len()

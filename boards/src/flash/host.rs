@@ -4,6 +4,11 @@
 //! Protocol: `FlashBegin` (size, SHA-256) → `FlashAck{next}` (resume point) → chunks from `next`
 //! with up to `window` bytes unacknowledged (go-back-N: on a timeout or repeated acks the sender
 //! rewinds to the last acknowledged offset) → `FlashCommit` → `FlashDone` or `FlashNack`.
+//!
+//! Recovery does not wait for the full `timeout_us` when the link is merely lossy: the sender
+//! measures the round trip of a chunk to its ack (smoothed, as TCP's SRTT) and, when nothing was
+//! acknowledged for a few round trips, rewinds early. Early rewinds do not count against
+//! `max_retries`; only full timeouts do, so a dead device is declared dead no sooner than before.
 
 use crate::wire::{FlashBegin, FlashErrorCode, Msg, MAX_CHUNK};
 
@@ -40,6 +45,10 @@ pub enum Outcome {
     Refused(FlashErrorCode),
     /// The device stopped answering.
     TimedOut { acked: u32 },
+    /// Every byte was acknowledged and `FlashCommit` sent, but neither `FlashDone` nor a refusal
+    /// came back before the retries ran out: the board runs the new model (the answer was lost)
+    /// or the old one. Flashing the same image again settles it (an active image answers `FlashDone`).
+    Unconfirmed { acked: u32 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +79,23 @@ pub struct Sender<'a> {
     pub resent_bytes: u64,
     /// Rewinds to the last acknowledged offset.
     pub rewinds: u32,
+    /// Rewinds triggered by the round-trip estimate rather than the full timeout (also in `rewinds`).
+    pub early_rewinds: u32,
+    /// Smoothed chunk-to-ack round trip in µs (none measured yet).
+    srtt: Option<u64>,
+    /// The chunk being timed: the offset its ack must reach, and when it was sent.
+    probe: Option<(u32, u64)>,
+    /// Highest offset ever sent: only first transmissions are timed (Karn's rule).
+    max_sent: u32,
+    /// When the last early rewind happened.
+    last_early: u64,
+    /// A commit went out and no refusal or `Incomplete` came back since: giving up now is
+    /// [`Outcome::Unconfirmed`], not a plain timeout.
+    committed: bool,
 }
+
+/// Smallest early-rewind interval (µs): well above a frame's time on a fast link.
+const MIN_RTO_US: u64 = 2_000;
 
 impl<'a> Sender<'a> {
     /// `sha256` must be the image's SHA-256 (the device checks it after the last byte).
@@ -92,6 +117,12 @@ impl<'a> Sender<'a> {
             clean_acks: 0,
             resent_bytes: 0,
             rewinds: 0,
+            early_rewinds: 0,
+            srtt: None,
+            probe: None,
+            max_sent: 0,
+            last_early: 0,
+            committed: false,
         }
     }
 
@@ -119,12 +150,19 @@ impl<'a> Sender<'a> {
             (Msg::FlashAck { next }, State::Begin) if next <= self.begin.size => {
                 self.acked = next;
                 self.sent = next;
+                self.max_sent = self.max_sent.max(next);
+                self.committed = false; // an active image would have answered FlashDone
                 self.progress_at(now_us);
                 self.state = State::Sending;
             }
             (Msg::FlashAck { next }, State::Sending) => {
-                if next > self.acked && next <= self.sent {
+                // The device's ack is authoritative even past `sent`: after a rewind, acks of
+                // chunks sent before it still arrive, and ignoring them stalls the transfer once
+                // the device is more than a window ahead of the resent offset.
+                if next > self.acked && next <= self.begin.size {
                     self.acked = next;
+                    self.sent = self.sent.max(next);
+                    self.sample_rtt(next, now_us);
                     self.dup_acks = 0;
                     self.progress_at(now_us);
                     self.clean_acks += 1;
@@ -143,8 +181,10 @@ impl<'a> Sender<'a> {
                 }
             }
             (Msg::FlashNack { code: FlashErrorCode::Incomplete, next }, State::Committing) => {
+                self.committed = false;
                 self.acked = next.min(self.begin.size);
                 self.sent = self.acked;
+                self.probe = None;
                 self.state = State::Sending;
             }
             (Msg::FlashNack { code: FlashErrorCode::NoTransfer, .. }, State::Sending | State::Committing) => {
@@ -164,7 +204,29 @@ impl<'a> Sender<'a> {
         self.retries = 0;
     }
 
+    fn sample_rtt(&mut self, acked: u32, now: u64) {
+        if let Some((end, sent_at)) = self.probe {
+            if acked >= end {
+                let sample = now.saturating_sub(sent_at);
+                self.srtt = Some(self.srtt.map_or(sample, |s| (7 * s + sample) / 8));
+                self.probe = None;
+            }
+        }
+    }
+
+    /// Early-rewind interval: four smoothed round trips, within [`MIN_RTO_US`, `timeout_us`].
+    fn rto(&self) -> Option<u64> {
+        self.srtt.map(|s| (4 * s).clamp(MIN_RTO_US, self.cfg.timeout_us))
+    }
+
+    /// When an early rewind is due (bytes in flight and a round-trip estimate).
+    fn early_deadline(&self) -> Option<u64> {
+        let rto = self.rto()?;
+        (self.sent > self.acked).then(|| self.last_progress.max(self.last_early) + rto)
+    }
+
     fn rewind(&mut self) {
+        self.probe = None;
         self.resent_bytes += (self.sent - self.acked) as u64;
         self.rewinds += 1;
         self.sent = self.acked;
@@ -194,6 +256,7 @@ impl<'a> Sender<'a> {
             State::Sending => {
                 if self.acked >= self.begin.size {
                     self.state = State::Committing;
+                    self.committed = true;
                     self.last_tx = Some(now_us);
                     self.retries = 0;
                     return Some(Msg::FlashCommit);
@@ -204,6 +267,10 @@ impl<'a> Sender<'a> {
                     }
                     self.rewind();
                     self.last_progress = now_us;
+                } else if self.early_deadline().is_some_and(|d| now_us >= d) {
+                    self.rewind();
+                    self.early_rewinds += 1;
+                    self.last_early = now_us;
                 }
                 // The window shrinks with the chunk: after losses, a rewind resends little.
                 let window = self.cfg.window.min(4 * self.cur_chunk);
@@ -213,16 +280,34 @@ impl<'a> Sender<'a> {
                 let start = self.sent as usize;
                 let end = (start + self.cur_chunk as usize).min(self.image.len());
                 self.sent = end as u32;
+                if self.sent > self.max_sent {
+                    self.max_sent = self.sent;
+                    if self.probe.is_none() {
+                        self.probe = Some((self.sent, now_us));
+                    }
+                }
                 Some(Msg::FlashChunk { offset: start as u32, data: self.image.get(start..end)? })
             }
         }
+    }
+
+    /// How the transfer ends if the caller stops waiting now ([`Outcome::Unconfirmed`] once a
+    /// commit is out, else [`Outcome::TimedOut`]); the outcome itself if it already ended.
+    pub fn abandon(&mut self) -> Outcome {
+        if let State::Finished(o) = self.state {
+            return o;
+        }
+        let acked = self.acked;
+        let o = if self.committed { Outcome::Unconfirmed { acked } } else { Outcome::TimedOut { acked } };
+        self.state = State::Finished(o);
+        o
     }
 
     /// Counts a retry; returns false (and finishes) when retries are exhausted.
     fn give_up(&mut self) -> bool {
         self.retries += 1;
         if self.retries > self.cfg.max_retries {
-            self.state = State::Finished(Outcome::TimedOut { acked: self.acked });
+            self.abandon();
             return false;
         }
         true
@@ -233,7 +318,10 @@ impl<'a> Sender<'a> {
         match self.state {
             State::Finished(_) => None,
             State::Begin | State::Committing => self.last_tx.map(|t| t + self.cfg.timeout_us),
-            State::Sending => Some(self.last_progress + self.cfg.timeout_us),
+            State::Sending => {
+                let full = self.last_progress + self.cfg.timeout_us;
+                Some(self.early_deadline().map_or(full, |d| d.min(full)))
+            }
         }
     }
 }

@@ -55,7 +55,7 @@ pub fn run_flash<F: MappedFlash, T: SelfTest>(
                 sender.on_msg(&m, now);
             }
         }
-        let outcome = sender.outcome().or(if now >= limit_us { Some(Outcome::TimedOut { acked: sender.progress().0 }) } else { None });
+        let outcome = sender.outcome().or(if now >= limit_us { Some(sender.abandon()) } else { None });
         if let Some(outcome) = outcome {
             return FlashRun { outcome, elapsed_us: now, device_bad_frames: dev_rx.bad_frames, host_bad_frames: host_rx.bad_frames };
         }
