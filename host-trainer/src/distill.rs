@@ -243,6 +243,7 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let steps = a.steps.unwrap_or((a.epochs * stream.steps_per_epoch() as f64).round() as usize).max(1);
     let queue = l2_normalize(&Tensor::randn([a.queue.max(1) as i64, tdim], (Kind::Float, dev)));
     let mut qptr = 0i64;
+    let mut enqueue: Option<Tensor> = None;
 
     std::fs::create_dir_all(&a.out).map_err(|e| format!("creating {}: {e}", a.out.display()))?;
     let jsonl = a.out.join("metrics.jsonl");
@@ -285,21 +286,24 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
                 } else {
                     seed_loss(&zs, &zt, &queue, a.tau_student, a.tau_teacher)
                 };
-                // Enqueue this batch's teacher embeddings (ring buffer, oldest overwritten).
-                let b = zt.size()[0].min(queue.size()[0]);
-                let room = (queue.size()[0] - qptr).min(b);
-                tch::no_grad(|| {
-                    queue.narrow(0, qptr, room).copy_(&zt.narrow(0, 0, room));
-                    if room < b {
-                        queue.narrow(0, 0, b - room).copy_(&zt.narrow(0, room, b - room));
-                    }
-                });
-                qptr = (qptr + b) % queue.size()[0];
+                enqueue = Some(zt);
                 (l, None)
             }
         };
         opt.zero_grad();
         loss.backward();
+        // This batch's teacher embeddings join the queue after backward (the loss read the old queue).
+        if let Some(zt) = enqueue.take() {
+            let b = zt.size()[0].min(queue.size()[0]);
+            let room = (queue.size()[0] - qptr).min(b);
+            tch::no_grad(|| {
+                queue.narrow(0, qptr, room).copy_(&zt.narrow(0, 0, room));
+                if room < b {
+                    queue.narrow(0, 0, b - room).copy_(&zt.narrow(0, room, b - room));
+                }
+            });
+            qptr = (qptr + b) % queue.size()[0];
+        }
         opt.step(lr_at(step, steps, steps / 20, a.lr, 0.0));
         let lv = loss.double_value(&[]);
         if !lv.is_finite() {
