@@ -33,6 +33,10 @@ pub enum Cmd {
     Flash(FlashArgs),
     /// Ground station: decode board telemetry live into a table; write CSV and a class-map PNG.
     Ground(GroundArgs),
+    /// Quantize a float .rsm: int8 post-training (calibrated on train-split images) or f16 weights.
+    Quantize(crate::field::quantize::QuantizeArgs),
+    /// Score a .rsm with the edge runtime on a dataset split: OA, AA, kappa, confusion PNG, bytes, latency.
+    Eval(crate::field::eval::EvalArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +124,8 @@ pub fn main() -> i32 {
         Cmd::Convert(a) => convert(a),
         Cmd::Flash(a) => run_flash(a).map(|_| ()),
         Cmd::Ground(a) => run_ground(a).map(|_| ()),
+        Cmd::Quantize(a) => crate::field::quantize::run(a).map(|_| ()),
+        Cmd::Eval(a) => crate::field::eval::run(a).map(|_| ()),
     };
     match r {
         Ok(()) => 0,

@@ -10,6 +10,8 @@ pub mod app;
 pub mod augment;
 pub mod data;
 pub mod fetch;
+/// Field tools on the edge runtime: `rsim quantize`, `rsim eval` (no libtorch).
+pub mod field;
 pub mod metrics;
 pub mod plots;
 
