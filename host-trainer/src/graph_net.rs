@@ -55,6 +55,11 @@ pub struct FakeQuant {
     pub pre_act: HashMap<u16, (f32, i32)>,
     /// Fake-quantize conv/FC weights (per channel) and biases (int32 at s_in*s_w).
     pub weights: bool,
+    /// Compute between the int8 grids in f64: integer-valued products and sums are then exact, as
+    /// in the runtime's int32 accumulators, so only the requant rounding can differ (f32 sums flip
+    /// about 1 in 10^3-10^4 values by one step, and flips compound over depth). Slower; meant for
+    /// parity checks, QAT trains in f32.
+    pub f64: bool,
 }
 
 impl FakeQuant {
@@ -62,7 +67,7 @@ impl FakeQuant {
     /// A `Lut` op's input is the pre-activation of the op that wrote the Lut's output id.
     pub fn from_int8_model(bytes: &[u8]) -> Result<FakeQuant, GraphNetError> {
         let m = Model::parse(bytes).map_err(|e| GraphNetError::Model(e.to_string()))?;
-        let mut fq = FakeQuant { weights: true, ..FakeQuant::default() };
+        let mut fq = FakeQuant { weights: true, f64: true, ..FakeQuant::default() };
         let put = |t: &MTensor, map: &mut HashMap<u16, (f32, i32)>| {
             if let (DType::I8, Quant::PerTensor { scale, zero_point }) = (t.dtype, t.quant) {
                 map.insert(t.id, (scale, zero_point));
@@ -84,7 +89,7 @@ impl FakeQuant {
     /// Parameters from observed float ranges through `qparams` (e.g. `ptq::activation_qparams`).
     pub fn from_ranges(ranges: &BTreeMap<u16, (f32, f32)>, qparams: impl Fn(f32, f32) -> (f32, i32)) -> FakeQuant {
         let act = ranges.iter().map(|(&id, &(lo, hi))| (id, qparams(lo, hi))).collect();
-        FakeQuant { act, pre_act: HashMap::new(), weights: true }
+        FakeQuant { act, pre_act: HashMap::new(), weights: true, f64: false }
     }
 }
 
@@ -276,6 +281,8 @@ impl GraphNet {
             Some(&(s, z)) => fake_quant(&x, s, z, -128, 127),
             None => x,
         };
+        // The runtime quantizes the input in f32 (above); the rest may run in f64.
+        let x = if fq.is_some_and(|q| q.f64) { x.to_kind(Kind::Double) } else { x };
         vals.insert(self.input.id, x);
         for (i, op) in self.ops.iter().enumerate() {
             let get = |t: &MTensor| vals.get(&t.id).ok_or(GraphNetError::MissingValue { index: i, tensor: t.id });
@@ -323,21 +330,35 @@ impl GraphNet {
                     (y, Activation::None)
                 }
                 Op::GlobalAvgPool { input, output, .. } => {
-                    let y = get(input)?.mean_dim([2i64, 3].as_slice(), true, Kind::Float);
+                    let x = get(input)?;
+                    let y = x.mean_dim([2i64, 3].as_slice(), true, x.kind());
                     (unflat_nhwc(&flat_nhwc(&y), &output.shape, batch), Activation::None)
                 }
                 Op::Reshape { input, output } => (unflat_nhwc(&flat_nhwc(get(input)?), &output.shape, batch), Activation::None),
                 Op::Softmax { input, beta, .. } => {
                     let x = get(input)?;
                     let dim = if input.shape.rank == 4 { 1 } else { -1 };
-                    ((x * *beta as f64).softmax(dim, Kind::Float), Activation::None)
+                    ((x * *beta as f64).softmax(dim, x.kind()), Activation::None)
                 }
                 Op::Activation { input, activation, .. } => (get(input)?.shallow_clone(), *activation),
                 _ => return Err(GraphNetError::Unsupported { index: i, op: name, why: "not a float op".into() }),
             };
             let out_id = op.output().id;
             let y = match fq.and_then(|q| q.pre_act.get(&out_id)) {
-                Some(&(s, z)) if is_lut_activation(act) => fake_quant(&y, s, z, -128, 127),
+                Some(&(s, z)) if is_lut_activation(act) => {
+                    // The int8 lookup table is built in f32 (quant::build_lut_i8): same here.
+                    let kind = y.kind();
+                    let p = fake_quant(&y, s, z, -128, 127).to_kind(Kind::Float);
+                    let a = apply_activation(&p, act);
+                    let a = match fq.and_then(|q| q.act.get(&out_id)) {
+                        Some(&(s, z)) => fake_quant(&a, s, z, -128, 127),
+                        None => a,
+                    };
+                    let a = a.to_kind(kind);
+                    f(out_id, &a);
+                    vals.insert(out_id, a);
+                    continue;
+                }
                 _ => y,
             };
             let y = apply_activation(&y, act);
@@ -358,15 +379,17 @@ impl GraphNet {
             return (p.weight.shallow_clone(), p.bias.as_ref().map(|b| b.shallow_clone()));
         };
         let o = p.weight.size()[0];
-        let scales = weight_scales(&p.weight);
+        // ptq divides by the scales in f64: so does this, then returns to f32 unless `fq.f64`.
+        let kind = if fq.f64 { Kind::Double } else { Kind::Float };
+        let scales = weight_scales(&p.weight).to_kind(Kind::Double);
         let mut view = vec![o];
         view.extend(std::iter::repeat_n(1, p.weight.dim() - 1));
         let sw = scales.reshape(view.as_slice());
-        let w = fq_per_channel(&p.weight, &sw, 127);
+        let w = fq_per_channel(&p.weight.to_kind(Kind::Double), &sw, 127).to_kind(kind);
         let b = p.bias.as_ref().map(|b| match fq.act.get(&input.id) {
             // int32 bias at scale s_in * s_w[c] (the range of int32 never clamps in practice).
-            Some(&(s_in, _)) => fq_per_channel(b, &(&scales * s_in as f64), i32::MAX),
-            None => b.shallow_clone(),
+            Some(&(s_in, _)) => fq_per_channel(&b.to_kind(Kind::Double), &(&scales * s_in as f64), i32::MAX).to_kind(kind),
+            None => b.to_kind(kind),
         });
         (w, b)
     }

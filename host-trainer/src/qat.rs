@@ -188,7 +188,8 @@ impl Qat {
         let student = GraphNet::from_rsm(float_rsm, device).map_err(|e| e.to_string())?;
         let teacher = GraphNet::from_rsm(float_rsm, device).map_err(|e| e.to_string())?;
         let int8 = ptq::quantize_model(float_rsm, &ranges, &PtqOptions::default()).map_err(|e| e.to_string())?;
-        let fq = FakeQuant::from_int8_model(&int8).map_err(|e| e.to_string())?;
+        let mut fq = FakeQuant::from_int8_model(&int8).map_err(|e| e.to_string())?;
+        fq.f64 = false; // f32 is close enough to train through, and fast on GPUs
         let (logits, classes) = logits_id(float_rsm)?;
         let opt = nn::Adam::default().build(&student.vs, lr).map_err(|e| e.to_string())?;
         Ok(Qat { student, teacher, fq, ranges, logits, classes, temperature: 2.0, ce_weight: 0.5, opt })
