@@ -24,7 +24,8 @@ const CLASSES: [&str; 10] =
     ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"];
 
 fn tiny_model(dir: &Path, classes: Option<usize>) -> PathBuf {
-    let mut o = ExportOptions::random(Arch::ResNet8, 3, 32, classes, 5);
+    // Seed 11: a random ResNet-8 whose top-1 varies over the ci20 tiles (seed 5 predicts one class).
+    let mut o = ExportOptions::random(Arch::ResNet8, 3, 32, classes, 11);
     if classes.is_some() {
         o.class_names = CLASSES.iter().map(|s| s.to_string()).collect();
     }

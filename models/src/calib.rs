@@ -195,8 +195,10 @@ fn quant_error(s: &Stats, lo: f32, hi: f32) -> f64 {
 fn mse_range(s: &Stats) -> (f32, f32) {
     // Geometric shrink factors 0.95^k: fine near the observed range, down to ~0.6% of it.
     let grid = |k: usize| 0.95f32.powi(k as i32);
-    let mut best = (s.min, s.max);
-    let mut best_err = quant_error(s, s.min, s.max);
+    // The int8 range always includes 0, so shrink toward 0 from the widened range.
+    let (min, max) = (s.min.min(0.0), s.max.max(0.0));
+    let mut best = (min, max);
+    let mut best_err = quant_error(s, min, max);
     let mut consider = |lo: f32, hi: f32, best: &mut (f32, f32)| {
         let e = quant_error(s, lo, hi);
         if e < best_err {
@@ -205,7 +207,7 @@ fn mse_range(s: &Stats) -> (f32, f32) {
         }
     };
     for k in 1..100 {
-        consider(s.min * grid(k), s.max * grid(k), &mut best);
+        consider(min * grid(k), max * grid(k), &mut best);
     }
     let (lo0, hi0) = best;
     for k in 1..100 {
