@@ -173,6 +173,18 @@ pub struct PretrainArgs {
     /// none or fp16 (CUDA autocast with dynamic loss scaling; ignored on CPU).
     #[arg(long, default_value = "none")]
     pub amp: String,
+    /// Where views are made: `tensor` (decoded once into memory, batched tensor ops: fastest on small
+    /// tiles) or `rust` (parallel Rust workers decode and augment each image: per-image recipes such as
+    /// STICL's OT colour transfer and Gaussian blur; memory stays flat on large datasets).
+    #[arg(long, default_value = "tensor")]
+    pub pipeline: String,
+    /// STICL: probability that the key view is recoloured by optimal transport onto another image of the
+    /// batch (1,000 sampled pixels, exact assignment). Needs --pipeline rust.
+    #[arg(long, default_value_t = 0.0)]
+    pub ot_p: f64,
+    /// Decode/augment worker threads for --pipeline rust (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -267,10 +279,32 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
         "fp16" => Amp::Fp16,
         o => return Err(format!("unknown --amp '{o}' (none or fp16)")),
     };
+    let rust_views = match a.pipeline.as_str() {
+        "tensor" => false,
+        "rust" => true,
+        o => return Err(format!("unknown --pipeline '{o}' (tensor or rust)")),
+    };
+    if !(0.0..=1.0).contains(&a.ot_p) {
+        return Err(format!("--ot-p must be a probability in [0, 1], got {}", a.ot_p));
+    }
+    if a.ot_p > 0.0 && !rust_views {
+        return Err("--ot-p (STICL colour transfer) needs --pipeline rust".into());
+    }
+    if a.balanced && rust_views {
+        return Err("--balanced sampling is available with --pipeline tensor only".into());
+    }
     let t0 = std::time::Instant::now();
-    let bank = load_train(&a.common)?;
-    eprintln!("rsim: {} images ({} classes, {} skipped) decoded in {:.1}s", bank.len(), bank.classes.len(), bank.skipped, t0.elapsed().as_secs_f64());
-    let spe = (bank.len() / a.batch.max(1)).max(1);
+    let (bank, dataset) = if rust_views {
+        let ds = crate::loader_views::train_split(&a.common.data, a.common.train_share)?;
+        eprintln!("rsim: {} images listed ({} classes); decoding and augmenting on the fly", ds.len(), ds.classes.len());
+        (None, Some(ds))
+    } else {
+        let bank = load_train(&a.common)?;
+        eprintln!("rsim: {} images ({} classes, {} skipped) decoded in {:.1}s", bank.len(), bank.classes.len(), bank.skipped, t0.elapsed().as_secs_f64());
+        (Some(bank), None)
+    };
+    let n_images = bank.as_ref().map(|b| b.len()).or(dataset.as_ref().map(|d| d.len())).unwrap_or(0);
+    let spe = (n_images / a.batch.max(1)).max(1);
     let steps = a.steps.unwrap_or((a.epochs * spe as f64).round() as usize).max(1);
     let mut views = ViewCfg::ssl(a.common.size);
     views.crop_scale = (a.min_crop, 1.0);
@@ -300,7 +334,25 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
         eprintln!("rsim: resumed {} at step {}", a.out.display(), trainer.step);
     }
     eprintln!("rsim: {} {} on {:?}, {steps} steps of batch {} ({spe} per epoch)", kind.name(), a.common.arch, dev, a.batch);
-    let losses = train::pretrain(&mut trainer, &bank, &a.out, a.minutes, a.quiet)?;
+    let losses = match (&bank, &dataset) {
+        (Some(bank), _) => train::pretrain(&mut trainer, bank, &a.out, a.minutes, a.quiet)?,
+        (None, Some(ds)) => {
+            let pipeline = crate::loader_views::ssl_pipeline(&trainer.cfg.views, a.common.bands, a.ot_p);
+            let workers = if a.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { a.workers };
+            let lc = crate::data::LoaderConfig {
+                batch_size: a.batch,
+                seed: a.common.seed,
+                workers,
+                bands: a.common.bands,
+                cache: true,
+                strict: a.common.strict,
+                ..Default::default()
+            };
+            let mut views = crate::loader_views::LoaderViews::new(ds, pipeline, lc, trainer.step, dev)?;
+            train::pretrain_from(&mut trainer, &mut views, &a.out, a.minutes, a.quiet)?
+        }
+        _ => return Err("no images were loaded".into()),
+    };
     if let Some(l) = losses.last() {
         eprintln!("rsim: finished at step {} (last loss {l:.4}); backbone in {}", trainer.step, a.out.join("backbone.safetensors").display());
     }

@@ -31,6 +31,8 @@ pub mod distill;
 #[cfg(feature = "train")]
 pub mod export;
 #[cfg(feature = "train")]
+pub mod loader_views;
+#[cfg(feature = "train")]
 pub mod graph_net;
 #[cfg(feature = "train")]
 pub mod qat;

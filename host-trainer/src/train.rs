@@ -12,6 +12,7 @@ use crate::bank::Bank;
 use crate::checkpoint;
 use crate::methods::{MethodCfg, SslModel};
 use crate::optim::{lr_at, OptConfig, Optimizer};
+use crate::loader_views::ViewSource;
 use crate::views::{ViewCfg, ViewStream};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -152,10 +153,16 @@ impl Trainer {
 /// `<run>/backbone.safetensors` (torchvision keys). Stops early (with a checkpoint) after
 /// `max_minutes`. Returns the losses of the steps run.
 pub fn pretrain(trainer: &mut Trainer, bank: &Bank, run: &Path, max_minutes: Option<f64>, quiet: bool) -> Result<Vec<f64>, String> {
-    std::fs::create_dir_all(run).map_err(|e| format!("creating {}: {e}", run.display()))?;
     let cfg = trainer.cfg.clone();
     let mut stream = ViewStream::new(bank, cfg.views.clone(), cfg.batch, cfg.seed, trainer.device)?;
     stream.balanced = cfg.balanced;
+    pretrain_from(trainer, &mut stream, run, max_minutes, quiet)
+}
+
+/// [`pretrain`] with views from any [`ViewSource`] (e.g. the Rust loader with OT colour transfer).
+pub fn pretrain_from(trainer: &mut Trainer, stream: &mut dyn ViewSource, run: &Path, max_minutes: Option<f64>, quiet: bool) -> Result<Vec<f64>, String> {
+    std::fs::create_dir_all(run).map_err(|e| format!("creating {}: {e}", run.display()))?;
+    let cfg = trainer.cfg.clone();
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -171,7 +178,7 @@ pub fn pretrain(trainer: &mut Trainer, bank: &Bank, run: &Path, max_minutes: Opt
     let (mut window_t, mut window_imgs) = (Instant::now(), 0usize);
     let mut losses = Vec::new();
     while (trainer.step as usize) < cfg.steps {
-        let (x1, x2) = stream.views(trainer.step);
+        let (x1, x2) = stream.views(trainer.step)?;
         let loss = trainer.train_step(&x1, &x2);
         if !loss.is_finite() {
             trainer.save(run)?;

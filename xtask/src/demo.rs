@@ -1,22 +1,26 @@
-//! `cargo xtask demo`: the README's main job, end to end on what rsim has today.
+//! `cargo xtask demo`: the README's main job, end to end on the embedded default data.
 //!
-//! 1. set-up if needed (.venv with torch, trainer build);
-//! 2. SimCLR pretraining of a compact backbone on EuroSAT RGB (RSIM_DATA) for a few minutes;
+//! 1. set-up if needed (.venv with torch, trainer build); data from RSIM_DATA, else downloaded;
+//! 2. SimCLR pretraining of a ResNet-18 teacher backbone (32x32 tiles, train split only);
 //! 3. few-label linear probes of that backbone vs the same backbone random and frozen;
-//! 4. edge side: an existing int8 model (MLPerf Tiny ResNet-8 .tflite, RSIM_MODELS) converted to
-//!    `.rsm` and run by the no_std runtime, checked byte for byte against TFLite Micro.
-//! Distillation, quantization of our own students and export come with the compression issue.
+//! 4. a teacher head on 20 labels per class, then distillation into a MobileNetV2-0.35 student on every
+//!    (unlabelled) train image;
+//! 5. export (f32), int8 post-training quantization calibrated on train images, f16;
+//! 6. the edge runtime classifies the held-back test tiles with each model, and one summary table;
+//! 7. a peer int8 model (MLPerf Tiny ResNet-8 .tflite) checked byte for byte against TFLite Micro.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::setup::{repo_root, torch_env};
 
-const HELP: &str = "usage: cargo xtask demo [--minutes M] [--data DIR]
+const HELP: &str = "usage: cargo xtask demo [--minutes M] [--distill-minutes M] [--data DIR]
 
-  --minutes M   pretraining budget in minutes (default 10)
-  --data DIR    image folder with class subfolders (default $RSIM_DATA/eurosat-rgb,
-                else $RSIM_DATA/eurosat-rgb-ci20; RSIM_DATA defaults to ../shared/datasets)
-Writes everything under runs/demo/.";
+  --minutes M          pretraining budget in minutes (default 5)
+  --distill-minutes M  distillation budget in minutes (default 3)
+  --data DIR           image folder with class subfolders (default $RSIM_DATA/eurosat-rgb, else
+                       $RSIM_DATA/eurosat-rgb-ci20; RSIM_DATA defaults to ../shared/datasets; when
+                       neither exists, EuroSAT RGB is downloaded into data/ with `rsim data fetch`)
+Writes everything under runs/demo/ and ends with one summary table.";
 
 fn shared(var: &str, leaf: &str) -> PathBuf {
     std::env::var(var).map(PathBuf::from).unwrap_or_else(|_| repo_root().join("..").join("shared").join(leaf))
@@ -39,11 +43,12 @@ fn rsim(bin: &Path) -> Command {
 }
 
 pub fn run_demo(args: &[String]) -> Result<(), String> {
-    let (mut minutes, mut data) = ("10".to_string(), None);
+    let (mut minutes, mut distill_minutes, mut data) = ("5".to_string(), "3".to_string(), None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--minutes" => minutes = it.next().ok_or("--minutes needs a value")?.clone(),
+            "--distill-minutes" => distill_minutes = it.next().ok_or("--distill-minutes needs a value")?.clone(),
             "--data" => data = Some(PathBuf::from(it.next().ok_or("--data needs a value")?)),
             "-h" | "--help" => {
                 println!("{HELP}");
@@ -57,12 +62,6 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
         let full = datasets.join("eurosat-rgb");
         if full.exists() { full } else { datasets.join("eurosat-rgb-ci20") }
     });
-    if !data.exists() {
-        return Err(format!(
-            "no data at {}: set RSIM_DATA, or download EuroSAT with `rsim data fetch eurosat-rgb --dest data` and pass --data data/eurosat-rgb",
-            data.display()
-        ));
-    }
     let root = repo_root();
     if !root.join(".venv").exists() {
         crate::setup::run(&[])?;
@@ -73,9 +72,17 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     run(Command::new(&cargo).current_dir(&root).args(["build", "-p", "rsim-train"]).envs(torch_env()), "building rsim")?;
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     let bin = target.join("debug").join("rsim");
+    let data = if data.exists() {
+        data
+    } else {
+        let dest = root.join("data");
+        eprintln!("no data at {}: downloading EuroSAT RGB into {} (set RSIM_DATA to use a copy you have)", data.display(), dest.display());
+        run(rsim(&bin).args(["data", "fetch", "eurosat-rgb", "--dest"]).arg(&dest), "downloading EuroSAT RGB")?;
+        dest.join("eurosat-rgb")
+    };
     let out = root.join("runs").join("demo");
     let d = data.to_string_lossy().into_owned();
-    let common = ["--data", &d, "--train-share", "0.8", "--arch", "resnet8", "--size", "32"];
+    let split = ["--data", &d, "--train-share", "0.8", "--size", "32"];
     // Batch 256 on EuroSAT; small folders (the 200-tile CI subset) get a batch their train split can fill.
     let images: usize = std::fs::read_dir(&data)
         .map_err(|e| format!("reading {}: {e}", data.display()))?
@@ -84,25 +91,64 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
         .map(|c| std::fs::read_dir(c.path()).map(|f| f.count()).unwrap_or(0))
         .sum();
     let batch = (images * 8 / 10 / 2).clamp(8, 256).to_string();
+    let small_batch = (images * 8 / 10 / 2).clamp(8, 128).to_string();
     let pre = out.join("pretrain");
     run(
-        rsim(&bin).args(["pretrain"]).args(common).args(["--method", "simclr", "--batch", &batch, "--lr", "0.3", "--tau", "0.2"])
-            .args(["--epochs", "6", "--warmup-epochs", "0.5", "--minutes", &minutes, "--ckpt-every", "100", "--out"]).arg(&pre),
-        "SimCLR pretraining (ResNet-8 @ 32x32, train split only)",
+        rsim(&bin).args(["pretrain"]).args(split).args(["--arch", "resnet18", "--method", "simclr", "--batch", &batch])
+            .args(["--lr", "0.3", "--tau", "0.2", "--epochs", "6", "--warmup-epochs", "0.5", "--minutes", &minutes])
+            .args(["--ckpt-every", "100", "--out"]).arg(&pre),
+        "SimCLR pretraining of the teacher backbone (ResNet-18 @ 32x32, train split only)",
     )?;
     let backbone = pre.join("backbone.safetensors");
     run(
-        rsim(&bin).args(["probe"]).args(common).arg("--backbone").arg(&backbone)
-            .args(["--labels", "5,20", "--eval", "linear,knn", "--out"]).arg(out.join("probe-ssl")),
-        "few-label probes of the SSL backbone (test split)",
+        rsim(&bin).args(["probe"]).args(split).args(["--arch", "resnet18", "--backbone"]).arg(&backbone)
+            .args(["--labels", "5,20", "--eval", "linear", "--out"]).arg(out.join("probe-ssl")),
+        "few-label linear probes of the SSL backbone (test split)",
     )?;
     run(
-        rsim(&bin).args(["probe"]).args(common).args(["--random", "--labels", "5,20", "--eval", "linear,knn", "--out"]).arg(out.join("probe-random")),
+        rsim(&bin).args(["probe"]).args(split).args(["--arch", "resnet18", "--random", "--labels", "5,20", "--eval", "linear", "--out"])
+            .arg(out.join("probe-random")),
         "the same probes on the random, frozen backbone (baseline)",
     )?;
+    let teacher = out.join("teacher");
+    run(
+        rsim(&bin).args(["finetune"]).args(split).args(["--arch", "resnet18", "--backbone"]).arg(&backbone)
+            .args(["--labels", "20", "--mode", "linear", "--steps", "300", "--out"]).arg(&teacher),
+        "teacher head: linear classifier on 20 labels per class",
+    )?;
+    let student = out.join("student");
+    run(
+        rsim(&bin).args(["distill", "--teacher"]).arg(&teacher).args(["--student", "mobilenet_v2_0.35"])
+            .args(["--data", &d, "--train-share", "0.8", "--size", "32", "--labels", "20", "--epochs", "4"])
+            .args(["--batch", &small_batch, "--minutes", &distill_minutes, "--out"]).arg(&student),
+        "distilling the teacher into MobileNetV2-0.35 on every train image (teacher logits, + CE on the 20 labels)",
+    )?;
+    let models = [
+        ("teacher ResNet-18 f32", out.join("teacher-f32.rsm")),
+        ("student MobileNetV2-0.35 f32", out.join("student-f32.rsm")),
+        ("student int8 (PTQ)", out.join("student-int8.rsm")),
+        ("student f16", out.join("student-f16.rsm")),
+    ];
+    run(rsim(&bin).args(["export", "--ckpt"]).arg(&teacher).arg("-o").arg(&models[0].1), "export the teacher (.rsm f32)")?;
+    run(rsim(&bin).args(["export", "--ckpt"]).arg(&student).arg("-o").arg(&models[1].1), "export the student (.rsm f32)")?;
+    run(
+        rsim(&bin).args(["quantize", "--model"]).arg(&models[1].1).args(["--calib", &d, "--train-share", "0.8", "--images", "256"])
+            .args(["--calibrator", "mse", "-o"]).arg(&models[2].1),
+        "int8 post-training quantization (calibrated on 256 train images)",
+    )?;
+    run(rsim(&bin).args(["quantize", "--model"]).arg(&models[1].1).args(["--f16", "-o"]).arg(&models[3].1), "f16 weights")?;
+    let mut rows = Vec::new();
+    for (i, (label, m)) in models.iter().enumerate() {
+        let dir = out.join(format!("eval-{i}"));
+        run(
+            rsim(&bin).args(["eval", "--model"]).arg(m).args(["--data", &d, "--split", "test", "--train-share", "0.8", "--quiet", "--out"]).arg(&dir),
+            &format!("edge runtime on the held-back test tiles: {label}"),
+        )?;
+        rows.push((*label, eval_row(&dir.join("results.json"))?));
+    }
 
     let peer = shared("RSIM_MODELS", "models").join("mlperf-tiny-ic");
-    if peer.exists() {
+    let peer_line = if peer.exists() {
         let rsm = out.join("resnet8-int8.rsm");
         run(rsim(&bin).arg("convert").arg(peer.join("pretrainedResnet_quant.tflite")).arg(&rsm), "int8 .tflite -> .rsm")?;
         let model = std::fs::read(&rsm).map_err(|e| e.to_string())?;
@@ -116,10 +162,60 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
             e.invoke().map_err(|e| e.to_string())?;
             same += usize::from(e.output() == want.as_slice());
         }
-        println!("\nedge runtime: MLPerf Tiny ResNet-8 int8, {same}/50 outputs byte-identical to TFLite Micro");
+        format!("peer check: MLPerf Tiny ResNet-8 int8 on the edge runtime, {same}/50 outputs byte-identical to TFLite Micro")
     } else {
-        eprintln!("(skipping the int8 edge step: no peer model at {}; set RSIM_MODELS)", peer.display());
+        format!("peer check skipped: no peer model at {} (set RSIM_MODELS)", peer.display())
+    };
+
+    println!("
+== summary ({} test tiles of {})", rows.first().map(|r| r.1.images).unwrap_or(0), data.display());
+    println!("{:<30} {:>7} {:>12} {:>12} {:>12}", "model (edge runtime)", "OA %", "model bytes", "arena bytes", "median ms");
+    for (label, r) in &rows {
+        println!("{label:<30} {:>7.2} {:>12} {:>12} {:>12.3}", r.oa, r.model_bytes, r.arena_bytes, r.median_ms);
     }
-    println!("\nresults: {} (probe tables above; results.json and confusion PNGs there)", out.display());
+    for (name, dir) in [("SSL", "probe-ssl"), ("random-frozen", "probe-random")] {
+        if let Some(line) = probe_line(&out.join(dir).join("results.json")) {
+            println!("linear probe, {name:<14} {line}");
+        }
+    }
+    println!("{peer_line}");
+    println!("\nall outputs under {} (loss curves, confusion matrices, results.json)", out.display());
     Ok(())
+}
+
+struct Row {
+    images: u64,
+    oa: f64,
+    model_bytes: u64,
+    arena_bytes: u64,
+    median_ms: f64,
+}
+
+fn eval_row(path: &Path) -> Result<Row, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?).map_err(|e| e.to_string())?;
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+    let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    // Accuracy as a fraction or a percentage, whichever eval wrote.
+    let oa = f("oa");
+    Ok(Row {
+        images: u("images"),
+        oa: if oa <= 1.0 { oa * 100.0 } else { oa },
+        model_bytes: u("model_bytes"),
+        arena_bytes: u("arena_bytes"),
+        median_ms: v.pointer("/invoke/median_ms").and_then(|x| x.as_f64()).unwrap_or(f64::NAN),
+    })
+}
+
+/// "OA at 5 / 20 labels per class" from a probe's results.json.
+fn probe_line(path: &Path) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let parts: Vec<String> = v
+        .get("results")?
+        .as_array()?
+        .iter()
+        .filter(|r| r.get("eval").and_then(|e| e.as_str()) == Some("linear"))
+        .filter_map(|r| Some(format!("{:.2} % OA at {} labels/class", r.get("oa")?.as_f64()? * 100.0, r.get("labels")?.as_f64()?)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
