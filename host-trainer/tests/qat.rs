@@ -200,7 +200,6 @@ fn int8_runtime_matches_host_fake_quant_mobilenet_v3_small() {
 }
 
 #[test]
-#[ignore = "not met yet: on a random-weight ResNet-8 the fake-quant KD loss is ~3e-4 and 20 Adam steps (lr 1e-4) leave it unchanged, lr 1e-3 raises it; see the report"]
 fn qat_steps_lower_the_fake_quant_loss_and_the_int8_model_runs() {
     let Some(root) = ci20() else { return };
     let float = float_model(Arch::ResNet8);
@@ -209,7 +208,9 @@ fn qat_steps_lower_the_fake_quant_loss_and_the_int8_model_runs() {
     assert_eq!(split.labels.len(), 160, "ci20 has 16 train images per class at 0.8");
     let pick = qat::spread(split.labels.len(), 64);
     let ranges = qat::calibrate(&float, &split.x, &pick, Calibrator::MinMax).unwrap();
-    let mut q = qat::Qat::new(&float, ranges, 1e-4, Device::Cpu).unwrap();
+    // Small steps: the loss starts at ~3e-4 (random weights); lr >= 3e-4 overshoots (debug_qat_lr_sweep).
+    let mut q = qat::Qat::new(&float, ranges, 3e-5, Device::Cpu).unwrap();
+    q.temperature = 1.0;
     let idx = Tensor::from_slice(&pick.iter().map(|&i| i as i64).collect::<Vec<_>>());
     let xb = split.x.index_select(0, &idx);
     let before = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
@@ -282,4 +283,29 @@ fn debug_int8_per_tensor() {
         println!("op {i} {} -> {}: {} of {} differ, max {} steps", op.name(), out.id, diff, bytes.len(), maxd);
     })
     .unwrap();
+}
+
+/// QAT learning-rate sweep on ci20 (diagnostic: prints the fake-quant loss before/after).
+#[test]
+#[ignore]
+fn debug_qat_lr_sweep() {
+    let Some(root) = ci20() else { return };
+    let float = float_model(Arch::ResNet8);
+    let m = rsim_model::Model::parse(&float).unwrap();
+    let split = qat::load_train_split(&root, 0.8, &m.info.input_spec, &m.info.input).unwrap();
+    let pick = qat::spread(split.labels.len(), 64);
+    let ranges = qat::calibrate(&float, &split.x, &pick, Calibrator::MinMax).unwrap();
+    let idx = Tensor::from_slice(&pick.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let xb = split.x.index_select(0, &idx);
+    for (lr, t) in [(1e-5, 1.0), (3e-5, 1.0), (3e-4, 1.0), (1e-4, 4.0)] {
+        let mut q = qat::Qat::new(&float, ranges.clone(), lr, Device::Cpu).unwrap();
+        q.temperature = t;
+        let before = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
+        let mut trace = Vec::new();
+        for _ in 0..30 {
+            trace.push(q.step(&xb, None).unwrap());
+        }
+        let after = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
+        println!("lr {lr:e} T {t}: {before:.6} -> {after:.6}; every 5th step {:?}", trace.iter().step_by(5).map(|v| format!("{v:.6}")).collect::<Vec<_>>());
+    }
 }
