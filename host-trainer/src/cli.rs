@@ -170,7 +170,8 @@ pub struct PretrainArgs {
     /// Stop (with a checkpoint) after this many minutes.
     #[arg(long)]
     pub minutes: Option<f64>,
-    /// none or fp16 (CUDA autocast with dynamic loss scaling; ignored on CPU).
+    /// none, fp16 (CUDA autocast with dynamic loss scaling; ignored on CPU) or bf16 (autocast on CUDA and
+    /// CPU, no loss scaling needed).
     #[arg(long, default_value = "none")]
     pub amp: String,
     /// Where views are made: `tensor` (decoded once into memory, batched tensor ops: fastest on small
@@ -277,7 +278,9 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
     let amp = match a.amp.as_str() {
         "none" => Amp::None,
         "fp16" => Amp::Fp16,
-        o => return Err(format!("unknown --amp '{o}' (none or fp16)")),
+        "bf16" if crate::amp::available() => Amp::Bf16,
+        "bf16" => return Err("--amp bf16: this rsim was built without libtorch's headers (see build.rs)".into()),
+        o => return Err(format!("unknown --amp '{o}' (none, fp16 or bf16)")),
     };
     let rust_views = match a.pipeline.as_str() {
         "tensor" => false,

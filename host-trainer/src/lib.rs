@@ -17,6 +17,8 @@ pub mod plots;
 
 // Trainer core (needs libtorch: the `train` feature).
 #[cfg(feature = "train")]
+pub mod amp;
+#[cfg(feature = "train")]
 pub mod bank;
 #[cfg(feature = "train")]
 pub mod bench;

@@ -20,6 +20,8 @@ pub enum Amp {
     None,
     /// fp16 autocast (CUDA only; tch's autocast is fp16) with dynamic loss scaling.
     Fp16,
+    /// bf16 autocast (CUDA and CPU; bf16 has f32's exponent range, so no loss scaling).
+    Bf16,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -90,8 +92,13 @@ impl Trainer {
     /// One optimisation step on two views; returns the loss (before scaling).
     pub fn train_step(&mut self, x1: &Tensor, x2: &Tensor) -> f64 {
         let lr = lr_at(self.step as usize, self.cfg.steps, self.cfg.warmup_steps, self.cfg.lr, 0.0);
-        let amp = self.scale.is_some();
-        let loss = tch::autocast(amp, || self.model.loss(x1, x2));
+        let loss = match self.cfg.amp {
+            Amp::Bf16 => {
+                let model = &mut self.model;
+                crate::amp::with_autocast(self.device, crate::amp::Reduced::Bf16, || model.loss(x1, x2)).unwrap_or_else(|e| panic!("{e}"))
+            }
+            _ => tch::autocast(self.scale.is_some(), || self.model.loss(x1, x2)),
+        };
         self.opt.zero_grad();
         let mut skip = false;
         if let Some((scale, growth)) = self.scale.as_mut() {
