@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use rsim_model::{Activation, DType, InputSpec, Model, Op, Quant, Shape, Storage, Tensor as MTensor};
+use rsim_model::{Activation, BinaryQuant, DType, InputSpec, Model, Multiplier, Op, Quant, Requant, Shape, Storage, Tensor as MTensor};
 use tch::{nn, Device, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +60,37 @@ pub struct FakeQuant {
     /// about 1 in 10^3-10^4 values by one step, and flips compound over depth). Slower; meant for
     /// parity checks, QAT trains in f32.
     pub f64: bool,
+    /// The int8 model's integer output stages by (float) output id: with `f64`, these ops compute
+    /// their quantized output exactly as the board does (TFLite's two-rounding requant), the float
+    /// path only supplying the gradient. Empty when built from ranges (QAT).
+    pub exact: HashMap<u16, ExactStage>,
+}
+
+/// An int8 op's integer output stage, read from the int8 model.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExactStage {
+    /// Conv / depthwise / FC: per-output-channel (or one) Q31 multiplier and shift, clamp range.
+    Requant { mult: Vec<i32>, shift: Vec<i32>, act: (i32, i32) },
+    /// ADD with TFLite's left shift and per-input multipliers.
+    Add(BinaryQuant),
+    /// MEAN over H, W: `None` = same quantization in and out (plain truncating mean).
+    Mean { requant: Option<(i32, i32)>, act: (i32, i32) },
+}
+
+fn i32s(m: &Model<'_>, b: rsim_model::Blob) -> Result<Vec<i32>, GraphNetError> {
+    let bytes = m.blob(b).ok_or(GraphNetError::Model(format!("multiplier blob at {} lies outside the weights", b.offset)))?;
+    Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+fn mults(m: &Model<'_>, r: &Requant) -> Result<(Vec<i32>, Vec<i32>), GraphNetError> {
+    Ok(match r.multiplier {
+        Multiplier::PerTensor { mult, shift } => (vec![mult], vec![shift]),
+        Multiplier::PerChannel { mult, shift } => (i32s(m, mult)?, i32s(m, shift)?),
+    })
+}
+
+fn act_range(r: &Requant) -> (i32, i32) {
+    (r.act_min.max(-128), r.act_max.min(127))
 }
 
 impl FakeQuant {
@@ -77,9 +108,34 @@ impl FakeQuant {
         for op in m.ops() {
             let op = op.map_err(|e| GraphNetError::Model(e.to_string()))?;
             put(op.output(), &mut fq.act);
+            let stage = match &op {
+                Op::Conv2d { requant: Some(r), .. } | Op::FullyConnected { requant: Some(r), .. } => {
+                    let (mult, shift) = mults(&m, r)?;
+                    Some(ExactStage::Requant { mult, shift, act: act_range(r) })
+                }
+                Op::Add { quant: Some(q), .. } => Some(ExactStage::Add(*q)),
+                Op::GlobalAvgPool { input, output, requant } => Some(if input.quant == output.quant {
+                    ExactStage::Mean { requant: None, act: (-128, 127) }
+                } else {
+                    let r = requant.as_ref().ok_or(GraphNetError::Model("int8 GlobalAvgPool without requant".into()))?;
+                    let (mult, shift) = mults(&m, r)?;
+                    let (Some(&mm), Some(&ss)) = (mult.first(), shift.first()) else {
+                        return Err(GraphNetError::Model("empty GlobalAvgPool multiplier".into()));
+                    };
+                    ExactStage::Mean { requant: Some((mm, ss)), act: act_range(r) }
+                }),
+                _ => None,
+            };
+            if let Some(st) = stage {
+                fq.exact.insert(op.output().id, st);
+            }
             if let Op::Lut { input, output, .. } = op {
                 if let Quant::PerTensor { scale, zero_point } = input.quant {
                     fq.pre_act.insert(output.id, (scale, zero_point));
+                }
+                // The op before the Lut wrote its pre-activation: key its stage by the float op's output.
+                if let Some(st) = fq.exact.remove(&input.id) {
+                    fq.exact.insert(output.id, st);
                 }
             }
         }
@@ -89,7 +145,7 @@ impl FakeQuant {
     /// Parameters from observed float ranges through `qparams` (e.g. `ptq::activation_qparams`).
     pub fn from_ranges(ranges: &BTreeMap<u16, (f32, f32)>, qparams: impl Fn(f32, f32) -> (f32, i32)) -> FakeQuant {
         let act = ranges.iter().map(|(&id, &(lo, hi))| (id, qparams(lo, hi))).collect();
-        FakeQuant { act, pre_act: HashMap::new(), weights: true, f64: false }
+        FakeQuant { act, pre_act: HashMap::new(), weights: true, f64: false, exact: HashMap::new() }
     }
 }
 
@@ -287,6 +343,8 @@ impl GraphNet {
         for (i, op) in self.ops.iter().enumerate() {
             let get = |t: &MTensor| vals.get(&t.id).ok_or(GraphNetError::MissingValue { index: i, tensor: t.id });
             let name = op.name();
+            let out_id = op.output().id;
+            let mut exact: Option<Tensor> = None;
             let (y, act) = match op {
                 Op::Conv2d { input, params, .. } => {
                     let x = get(input)?;
@@ -300,15 +358,37 @@ impl GraphNet {
                     let pad = if p.top != p.bottom || p.left != p.right { [0, 0] } else { [p.top as i64, p.left as i64] };
                     let st = [params.stride[0] as i64, params.stride[1] as i64];
                     let di = [params.dilation[0] as i64, params.dilation[1] as i64];
-                    let y = x.conv2d(&w, b.as_ref(), st, pad, di, params.groups as i64);
+                    let conv = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| x.conv2d(w, b, st, pad, di, params.groups as i64);
+                    let y = conv(&x, &w, b.as_ref());
+                    exact = self.exact_for(fq, &[input.id], out_id).map(|(st, s_in, out)| {
+                        tch::no_grad(|| {
+                            let (wi, bi) = self.int_params(i, s_in[0]);
+                            requant_out(&conv(&to_int(&x, s_in[0]), &wi, bi.as_ref()), st, out)
+                        })
+                    });
                     (y, params.activation)
                 }
                 Op::FullyConnected { input, activation, .. } => {
                     let x = flat_nhwc(get(input)?);
                     let (w, b) = self.qparams(i, input, fq);
+                    exact = self.exact_for(fq, &[input.id], out_id).map(|(st, s_in, out)| {
+                        tch::no_grad(|| {
+                            let (wi, bi) = self.int_params(i, s_in[0]);
+                            requant_out(&to_int(&x, s_in[0]).linear(&wi, bi.as_ref()), st, out)
+                        })
+                    });
                     (x.linear(&w, b.as_ref()), *activation)
                 }
-                Op::Add { a, b, activation, .. } => (get(a)? + get(b)?, *activation),
+                Op::Add { a, b, activation, .. } => {
+                    let (a, b) = (get(a)?, get(b)?);
+                    exact = self.exact_for(fq, &[op_in(op, 0), op_in(op, 1)], out_id).map(|(st, s_in, out)| {
+                        tch::no_grad(|| match st {
+                            ExactStage::Add(q) => add_exact(&to_int(a, s_in[0]), &to_int(b, s_in[1]), q, out),
+                            _ => a + b,
+                        })
+                    });
+                    (a + b, *activation)
+                }
                 Op::Mul { a, b, activation, .. } => (get(a)? * get(b)?, *activation),
                 Op::AvgPool2d { input, params, .. } | Op::MaxPool2d { input, params, .. } => {
                     let p = params.padding;
@@ -332,6 +412,11 @@ impl GraphNet {
                 Op::GlobalAvgPool { input, output, .. } => {
                     let x = get(input)?;
                     let y = x.mean_dim([2i64, 3].as_slice(), true, x.kind());
+                    exact = self.exact_for(fq, &[input.id], out_id).map(|(st, s_in, out)| {
+                        let in_zp = fq.and_then(|q| q.act.get(&input.id)).map_or(0, |v| v.1);
+                        let e = tch::no_grad(|| mean_exact(&to_int(x, s_in[0]), st, in_zp, out));
+                        unflat_nhwc(&flat_nhwc(&e), &output.shape, batch)
+                    });
                     (unflat_nhwc(&flat_nhwc(&y), &output.shape, batch), Activation::None)
                 }
                 Op::Reshape { input, output } => (unflat_nhwc(&flat_nhwc(get(input)?), &output.shape, batch), Activation::None),
@@ -343,12 +428,16 @@ impl GraphNet {
                 Op::Activation { input, activation, .. } => (get(input)?.shallow_clone(), *activation),
                 _ => return Err(GraphNetError::Unsupported { index: i, op: name, why: "not a float op".into() }),
             };
-            let out_id = op.output().id;
             let y = match fq.and_then(|q| q.pre_act.get(&out_id)) {
                 Some(&(s, z)) if is_lut_activation(act) => {
                     // The int8 lookup table is built in f32 (quant::build_lut_i8): same here.
                     let kind = y.kind();
-                    let p = fake_quant(&y, s, z, -128, 127).to_kind(Kind::Float);
+                    let p = fake_quant(&y, s, z, -128, 127);
+                    let p = match &exact {
+                        Some(e) => &p + (e - p.detach()),
+                        None => p,
+                    }
+                    .to_kind(Kind::Float);
                     let a = apply_activation(&p, act);
                     let a = match fq.and_then(|q| q.act.get(&out_id)) {
                         Some(&(s, z)) => fake_quant(&a, s, z, -128, 127),
@@ -366,10 +455,41 @@ impl GraphNet {
                 Some(&(s, z)) => fake_quant(&y, s, z, -128, 127),
                 None => y,
             };
+            // Straight-through: the board's integer result forward, the float path's gradient.
+            let y = match &exact {
+                Some(e) => &y + (e - y.detach()),
+                None => y,
+            };
             f(out_id, &y);
             vals.insert(out_id, y);
         }
         vals.remove(&self.output.id).ok_or(GraphNetError::MissingValue { index: self.ops.len(), tensor: self.output.id })
+    }
+
+    /// The exact stage of the op writing `out_id` with its input scales and output (scale, zp), when
+    /// `fq` runs in f64 and knows them all (the output is the pre-activation for Lut ops).
+    fn exact_for<'a>(&self, fq: Option<&'a FakeQuant>, inputs: &[u16], out_id: u16) -> Option<(&'a ExactStage, Vec<f32>, (f32, i32))> {
+        let fq = fq.filter(|q| q.f64 && q.weights)?;
+        let st = fq.exact.get(&out_id)?;
+        let s_in = inputs.iter().map(|id| fq.act.get(id).map(|v| v.0)).collect::<Option<Vec<f32>>>()?;
+        let out = *fq.pre_act.get(&out_id).or_else(|| fq.act.get(&out_id))?;
+        Some((st, s_in, out))
+    }
+
+    /// Integer-valued (f64) weights and int32 bias of op `i` as ptq writes them (same divisions as
+    /// [`qparams`](Self::qparams)), for exact accumulators.
+    fn int_params(&self, i: usize, s_in: f32) -> (Tensor, Option<Tensor>) {
+        let p = &self.params[&i];
+        let o = p.weight.size()[0];
+        let scales = weight_scales(&p.weight).to_kind(Kind::Double);
+        let mut view = vec![o];
+        view.extend(std::iter::repeat_n(1, p.weight.dim() - 1));
+        let w = round_half_away(&(p.weight.detach().to_kind(Kind::Double) / scales.reshape(view.as_slice()))).clamp(-127.0, 127.0);
+        let b = p.bias.as_ref().map(|b| {
+            let m = i32::MAX as f64;
+            round_half_away(&(b.detach().to_kind(Kind::Double) / (&scales * s_in as f64))).clamp(-m, m)
+        });
+        (w, b)
     }
 
     /// Weights and bias of op `i` for the forward pass, fake-quantized when `fq.weights`.
@@ -474,4 +594,92 @@ fn unflat_nhwc(x: &Tensor, shape: &Shape, batch: i64) -> Tensor {
     } else {
         y
     }
+}
+
+/// Id of input `k` of a two-input op (Add/Mul).
+fn op_in(op: &Op, k: usize) -> u16 {
+    match op {
+        Op::Add { a, b, .. } | Op::Mul { a, b, .. } => if k == 0 { a.id } else { b.id },
+        other => other.output().id,
+    }
+}
+
+/// `q - zp` of a dequantized f64 value as an integer-valued f64 tensor.
+fn to_int(x: &Tensor, scale: f32) -> Tensor {
+    (x.detach().to_kind(Kind::Double) / scale as f64).round()
+}
+
+fn i64s(v: impl IntoIterator<Item = i64>) -> Tensor {
+    Tensor::from_slice(&v.into_iter().collect::<Vec<i64>>())
+}
+
+/// TFLite `MultiplyByQuantizedMultiplier` on int64 tensors holding int32 values: `x * 2^left`, then
+/// SRDHM (nudge, truncating division by 2^31), then `RoundingDivideByPOT` by `2^right` (remainder vs
+/// threshold, ties away from zero). `m`, `lpow`, `rpow` broadcast against `x`.
+fn mbqm(x: &Tensor, m: &Tensor, lpow: &Tensor, rpow: &Tensor) -> Tensor {
+    let ab = x * lpow * m;
+    // 2^30 for ab >= 0, 1 - 2^30 below.
+    let nudge = ab.ge(0).to_kind(Kind::Int64) * ((1i64 << 31) - 1) + (1 - (1i64 << 30));
+    let v = (ab + nudge).divide_scalar_mode(1i64 << 31, "trunc");
+    let fl = v.divide_tensor_mode(rpow, "floor");
+    let rem = &v - &fl * rpow;
+    let threshold = (rpow - 1).divide_scalar_mode(2, "floor") + v.lt(0).to_kind(Kind::Int64);
+    fl + rem.gt_tensor(&threshold).to_kind(Kind::Int64)
+}
+
+/// (multiplier, 2^left, 2^right) tensors shaped to broadcast over channel dim 1 of a rank-`dim` value.
+fn mult_tensors(mult: &[i32], shift: &[i32], dim: usize, allow_left: bool) -> (Tensor, Tensor, Tensor) {
+    let mut view = vec![1i64, mult.len() as i64];
+    view.extend(std::iter::repeat_n(1, dim.saturating_sub(2)));
+    let (view, c) = if mult.len() == 1 { (vec![1i64], 1) } else { (view, mult.len()) };
+    let m = i64s(mult.iter().map(|&v| v as i64)).reshape(view.as_slice());
+    let l = i64s(shift.iter().take(c).map(|&s| if allow_left { 1i64 << s.clamp(0, 31) } else { 1 })).reshape(view.as_slice());
+    let r = i64s(shift.iter().take(c).map(|&s| 1i64 << (-s).clamp(0, 31))).reshape(view.as_slice());
+    (m, l, r)
+}
+
+/// Back to the f64 dequantized value of int8 codes `q` (as fake_quant returns it).
+fn dequant(q: &Tensor, (s_out, z_out): (f32, i32)) -> Tensor {
+    (q.to_kind(Kind::Double) - z_out as f64) * s_out as f64
+}
+
+/// Conv/FC output stage on an exact accumulator (f64 holding int32 values, channels on dim 1).
+fn requant_out(acc: &Tensor, st: &ExactStage, out: (f32, i32)) -> Tensor {
+    let ExactStage::Requant { mult, shift, act } = st else { return acc.shallow_clone() };
+    let (m, l, r) = mult_tensors(mult, shift, acc.dim(), true);
+    let q = (mbqm(&acc.to_kind(Kind::Int64), &m, &l, &r) + out.1 as i64).clamp(act.0 as i64, act.1 as i64);
+    dequant(&q, out)
+}
+
+/// TFLM int8 ADD on `q - zp` integer values.
+fn add_exact(a: &Tensor, b: &Tensor, q: &BinaryQuant, out: (f32, i32)) -> Tensor {
+    let ls = 1i64 << q.left_shift.clamp(0, 30);
+    // MultiplyByQuantizedMultiplierSmallerThanOneExp: no left shift.
+    let side = |x: &Tensor, m: i32, s: i32| {
+        let (m, l, r) = mult_tensors(&[m], &[s], 1, false);
+        mbqm(&(x.to_kind(Kind::Int64) * ls), &m, &l, &r)
+    };
+    let sum = side(a, q.a_mult, q.a_shift) + side(b, q.b_mult, q.b_shift);
+    let (m, l, r) = mult_tensors(&[q.out_mult], &[q.out_shift], 1, false);
+    let v = (mbqm(&sum, &m, &l, &r) + out.1 as i64).clamp(q.act_min as i64, q.act_max as i64);
+    dequant(&v, out)
+}
+
+/// TFLM int8 MEAN over H, W of NCHW `q - zp` integer values (`pool::mean_hw`).
+fn mean_exact(x: &Tensor, st: &ExactStage, in_zp: i32, out: (f32, i32)) -> Tensor {
+    let ExactStage::Mean { requant, act } = st else { return x.mean_dim([2i64, 3].as_slice(), true, x.kind()) };
+    let s = x.size();
+    let count = (s[2] * s[3]).max(1);
+    let sum = x.to_kind(Kind::Int64).sum_dim_intlist([2i64, 3].as_slice(), true, Kind::Int64);
+    let q = match requant {
+        // reference_ops::Mean on raw codes: sum(q) / count, truncating.
+        None => (sum + in_zp as i64 * count).divide_scalar_mode(count, "trunc").clamp(-128, 127),
+        Some((m, sh)) => {
+            let shift = (63 - (count as u64).leading_zeros() as i32).min(32).min(31i32.saturating_add(*sh)).max(0);
+            let mf = ((*m as i64) << shift) / count;
+            let (mt, l, r) = mult_tensors(&[mf as i32], &[sh.saturating_sub(shift)], 1, true);
+            (mbqm(&sum, &mt, &l, &r) + out.1 as i64).clamp(act.0 as i64, act.1 as i64)
+        }
+    };
+    dequant(&q, out)
 }
