@@ -11,6 +11,12 @@
 //! biases to int32 steps of s_in*s_w. Rounding is half away from zero like TFLite (torch's own
 //! fake-quant ops round half to even, which would flip exact .5 ties against the board). Gradients are
 //! straight-through, zero outside the clamp range (as torch's FakeQuantize).
+//!
+//! With the int8 model's integer stages ([`FakeQuant::from_int8_model`], f64 mode) Conv/FC/Add/Mul/
+//! GlobalAvgPool compute their int8 output as the board does: exact integer accumulators, then
+//! TFLite's two-rounding requant (SRDHM, then rounding shift) in int64 tensors. A single float
+//! rounding differs from it on ~0.1% of values, and such steps compound over depth. The forward value
+//! is the integer one, the gradient the float fake-quant's: y = y_fq + (y_int - y_fq).detach().
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -73,6 +79,8 @@ pub enum ExactStage {
     Requant { mult: Vec<i32>, shift: Vec<i32>, act: (i32, i32) },
     /// ADD with TFLite's left shift and per-input multipliers.
     Add(BinaryQuant),
+    /// MUL: the integer product requantized by the output multiplier.
+    Mul(BinaryQuant),
     /// MEAN over H, W: `None` = same quantization in and out (plain truncating mean).
     Mean { requant: Option<(i32, i32)>, act: (i32, i32) },
 }
@@ -114,6 +122,7 @@ impl FakeQuant {
                     Some(ExactStage::Requant { mult, shift, act: act_range(r) })
                 }
                 Op::Add { quant: Some(q), .. } => Some(ExactStage::Add(*q)),
+                Op::Mul { quant: Some(q), .. } => Some(ExactStage::Mul(*q)),
                 Op::GlobalAvgPool { input, output, requant } => Some(if input.quant == output.quant {
                     ExactStage::Mean { requant: None, act: (-128, 127) }
                 } else {
@@ -389,7 +398,16 @@ impl GraphNet {
                     });
                     (a + b, *activation)
                 }
-                Op::Mul { a, b, activation, .. } => (get(a)? * get(b)?, *activation),
+                Op::Mul { a, b, activation, .. } => {
+                    let (a, b) = (get(a)?, get(b)?);
+                    exact = self.exact_for(fq, &[op_in(op, 0), op_in(op, 1)], out_id).map(|(st, s_in, out)| {
+                        tch::no_grad(|| match st {
+                            ExactStage::Mul(q) => mul_exact(&to_int(a, s_in[0]), &to_int(b, s_in[1]), q, out),
+                            _ => a * b,
+                        })
+                    });
+                    (a * b, *activation)
+                }
                 Op::AvgPool2d { input, params, .. } | Op::MaxPool2d { input, params, .. } => {
                     let p = params.padding;
                     if p.top != p.bottom || p.left != p.right {
@@ -682,4 +700,12 @@ fn mean_exact(x: &Tensor, st: &ExactStage, in_zp: i32, out: (f32, i32)) -> Tenso
         }
     };
     dequant(&q, out)
+}
+
+/// TFLM int8 MUL on `q - zp` integer values (broadcasting as torch does).
+fn mul_exact(a: &Tensor, b: &Tensor, q: &BinaryQuant, out: (f32, i32)) -> Tensor {
+    let p = a.to_kind(Kind::Int64) * b.to_kind(Kind::Int64);
+    let (m, l, r) = mult_tensors(&[q.out_mult], &[q.out_shift], 1, true);
+    let v = (mbqm(&p, &m, &l, &r) + out.1 as i64).clamp(q.act_min as i64, q.act_max as i64);
+    dequant(&v, out)
 }
