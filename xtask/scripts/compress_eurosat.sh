@@ -20,13 +20,13 @@ common=(--data "$D" --train-share 0.8 --size $SIZE --threads "$THREADS" --device
 
 # 1. Teacher: the SSL ResNet-18, fine-tuned end to end on LABELS per class.
 [ -e "$R/teacher/model.safetensors" ] || $RSIM finetune "${common[@]}" --arch resnet18 --backbone "$BACKBONE" \
-    --labels "$LABELS" --mode full --steps 600 --out "$R/teacher"
+    --labels "$LABELS" --mode full --steps 400 --out "$R/teacher"
 # 2. Student trained from scratch on the same labels.
 [ -e "$R/scratch/model.safetensors" ] || $RSIM finetune "${common[@]}" --arch "$STUDENT" --random \
-    --labels "$LABELS" --mode full --steps 600 --out "$R/scratch"
+    --labels "$LABELS" --mode full --steps 400 --out "$R/scratch"
 # 3. Student distilled from the teacher's logits on every (unlabelled) train image, + CE on the labels.
 [ -e "$R/distilled/model.safetensors" ] || $RSIM distill --teacher "$R/teacher" --student "$STUDENT" \
-    --data "$D" --train-share 0.8 --size $SIZE --labels "$LABELS" --epochs 8 --minutes "${DISTILL_MINUTES:-20}" \
+    --data "$D" --train-share 0.8 --size $SIZE --labels "$LABELS" --epochs 8 --minutes "${DISTILL_MINUTES:-14}" \
     --batch 128 --threads "$THREADS" --device cpu --out "$R/distilled"
 # 4. Export, f16, PTQ int8 (train-split calibration), QAT int8.
 for m in teacher scratch distilled; do
@@ -37,7 +37,7 @@ $RSIM export --ckpt "$R/distilled" --format onnx -o "$R/distilled-f32.onnx"
 $RSIM quantize --model "$R/distilled-f32.rsm" --calib "$D" --train-share 0.8 --images 512 --calibrator mse \
     -o "$R/distilled-ptq-int8.rsm"
 $RSIM qat --model "$R/distilled-f32.rsm" --data "$D" --train-share 0.8 --calib-images 512 --calibrator mse \
-    --steps "${QAT_STEPS:-200}" --device cpu -o "$R/distilled-qat-int8.rsm"
+    --steps "${QAT_STEPS:-120}" --device cpu -o "$R/distilled-qat-int8.rsm"
 # 5. Score each model with the edge runtime on the test split (the only place the test split is read).
 for m in teacher-f32 scratch-f32 distilled-f32 distilled-ptq-int8 distilled-qat-int8 distilled-f16; do
     $RSIM eval --model "$R/$m.rsm" --data "$D" --split test --train-share 0.8 --out "$R/eval-$m" --quiet
