@@ -15,7 +15,7 @@ use crate::setup::{repo_root, torch_env};
 
 const HELP: &str = "usage: cargo xtask demo [--minutes M] [--distill-minutes M] [--data DIR]
 
-  --minutes M          pretraining budget in minutes (default 5)
+  --minutes M          pretraining budget in minutes (default 4)
   --distill-minutes M  distillation budget in minutes (default 3)
   --data DIR           image folder with class subfolders (default $RSIM_DATA/eurosat-rgb, else
                        $RSIM_DATA/eurosat-rgb-ci20; RSIM_DATA defaults to ../shared/datasets; when
@@ -43,7 +43,7 @@ fn rsim(bin: &Path) -> Command {
 }
 
 pub fn run_demo(args: &[String]) -> Result<(), String> {
-    let (mut minutes, mut distill_minutes, mut data) = ("5".to_string(), "3".to_string(), None);
+    let (mut minutes, mut distill_minutes, mut data) = ("4".to_string(), "3".to_string(), None);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
