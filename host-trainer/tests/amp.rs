@@ -1,6 +1,7 @@
 //! bf16 autocast through the C++ shim: ops inside run in bf16 on CPU, the previous state comes back
 //! (nested too), and SSL training steps with `Amp::Bf16` track the f32 steps on real tiles.
-use std::path::PathBuf;
+mod common;
+use common::ci20;
 
 use rsim_train::amp::{with_autocast, Reduced};
 use rsim_train::bank::{Bank, Part};
@@ -33,19 +34,6 @@ fn bf16_autocast_runs_cpu_convs_in_bf16_and_restores_the_state() {
     let reduced = with_autocast(Device::Cpu, Reduced::Bf16, || conv(&x, &w)).unwrap().to_kind(Kind::Float);
     let rel = (&reduced - &exact).abs().max().double_value(&[]) / exact.abs().max().double_value(&[]);
     assert!(rel > 0.0 && rel < 3e-2, "bf16 conv relative error {rel}");
-}
-
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
-        None
-    }
 }
 
 #[test]

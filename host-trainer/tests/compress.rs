@@ -1,6 +1,8 @@
 //! Compression and export on real tiles (eurosat-rgb-ci20): classifier checkpoints, `rsim export`
 //! parity (host tch f32 vs rsim-edge f32 vs tract on the ONNX, relative error <= 1e-4), f16 files,
 //! provenance, logit and SEED distillation, and the errors a wrong checkpoint gets.
+mod common;
+use common::ci20;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -16,19 +18,6 @@ use tch::{Device, Kind, Tensor};
 
 const TOLERANCE: f64 = 1e-4;
 const SIZE: usize = 32;
-
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
-        None
-    }
-}
 
 fn common(data: &Path, arch: &str) -> Common {
     Common {

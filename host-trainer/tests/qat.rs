@@ -4,7 +4,9 @@
 //! - runtime int8 (ptq::quantize_model output in rsim-edge) vs host fake-quant graph_net: same argmax
 //!   on every tile and logits within one output quantization step;
 //! - a few QAT steps lower the fake-quant KD loss, and the written int8 model loads and runs.
-use std::path::{Path, PathBuf};
+mod common;
+use common::ci20;
+use std::path::Path;
 
 use rsim_edge::Engine;
 use rsim_model::arch::Arch;
@@ -14,19 +16,6 @@ use rsim_model::ptq;
 use rsim_train::graph_net::{flat_nhwc, FakeQuant, GraphNet};
 use rsim_train::qat;
 use tch::{Device, Kind, Tensor};
-
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
-        None
-    }
-}
 
 /// Every image of the folder as (RGB pixels, width, height), classes and files in sorted order.
 fn tiles(root: &Path) -> Vec<(Vec<u8>, u32, u32)> {

@@ -1,6 +1,7 @@
 //! Trainer core: builder naming, losses and optimisers against hand values, and on real tiles
 //! (eurosat-rgb-ci20) each method end to end, loss falling on a fixed batch, and exact resume.
-use std::path::PathBuf;
+mod common;
+use common::ci20;
 use std::rc::Rc;
 
 use rsim_model::arch::{ConvSpec, NetBuilder};
@@ -13,19 +14,6 @@ use rsim_train::optim::{lr_at, OptConfig, OptKind, Optimizer};
 use rsim_train::train::{self, Amp, PretrainCfg, Trainer};
 use rsim_train::views::{ViewCfg, ViewStream};
 use tch::{nn, Device, Kind, Tensor};
-
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
-        None
-    }
-}
 
 /// A two-conv network written here, independent of the architecture files.
 fn tiny<B: NetBuilder>(b: &mut B, bands: usize, x: &B::Value) -> B::Value {

@@ -1,7 +1,8 @@
 //! Pretraining fed by the Rust data pipeline (`--pipeline rust`): deterministic views, resume at any
 //! step sees the batches an uninterrupted run sees, and SimCLR with STICL's OT colour transfer runs
 //! end to end on real tiles (eurosat-rgb-ci20).
-use std::path::PathBuf;
+mod common;
+use common::ci20;
 
 use rsim_train::augment::{OtConfig, Pipeline};
 use rsim_train::data::LoaderConfig;
@@ -11,19 +12,6 @@ use rsim_train::optim::{OptConfig, OptKind};
 use rsim_train::train::{self, Amp, PretrainCfg, Trainer};
 use rsim_train::views::ViewCfg;
 use tch::{Device, Tensor};
-
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
-        None
-    }
-}
 
 fn loader_cfg(workers: usize) -> LoaderConfig {
     LoaderConfig { batch_size: 16, seed: 11, workers, bands: 3, cache: true, strict: true, ..Default::default() }
