@@ -10,11 +10,7 @@ use rsim_train::field::quantize::{run as quantize, QuantizeArgs};
 use std::path::{Path, PathBuf};
 
 fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets")
-        });
+    let root = std::env::var("RSIM_DATA").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
     let p = root.join("eurosat-rgb-ci20");
     if p.exists() {
         Some(p)
@@ -24,18 +20,8 @@ fn ci20() -> Option<PathBuf> {
     }
 }
 
-const CLASSES: [&str; 10] = [
-    "AnnualCrop",
-    "Forest",
-    "HerbaceousVegetation",
-    "Highway",
-    "Industrial",
-    "Pasture",
-    "PermanentCrop",
-    "Residential",
-    "River",
-    "SeaLake",
-];
+const CLASSES: [&str; 10] =
+    ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"];
 
 fn tiny_model(dir: &Path, classes: Option<usize>) -> PathBuf {
     // Seed 11: a random ResNet-8 whose top-1 varies over the ci20 tiles (seed 5 predicts one class).
@@ -43,11 +29,7 @@ fn tiny_model(dir: &Path, classes: Option<usize>) -> PathBuf {
     if classes.is_some() {
         o.class_names = CLASSES.iter().map(|s| s.to_string()).collect();
     }
-    let p = dir.join(if classes.is_some() {
-        "f32.rsm"
-    } else {
-        "features.rsm"
-    });
+    let p = dir.join(if classes.is_some() { "f32.rsm" } else { "features.rsm" });
     std::fs::write(&p, export(&o).unwrap().bytes).unwrap();
     p
 }
@@ -60,7 +42,7 @@ fn qargs(model: &Path, calib: &Path, out: &Path) -> QuantizeArgs {
         calibrator: "percentile".into(),
         percentile: 99.99,
         train_share: 0.8,
-        bias_correction: 2,
+        bias_correction: 128,
         f16: false,
         name: None,
         layers: true,
@@ -70,16 +52,7 @@ fn qargs(model: &Path, calib: &Path, out: &Path) -> QuantizeArgs {
 }
 
 fn eargs(model: &Path, data: &Path, out: &Path) -> EvalArgs {
-    EvalArgs {
-        model: model.into(),
-        data: data.into(),
-        split: "test".into(),
-        train_share: 0.8,
-        csv: None,
-        limit: None,
-        out: Some(out.into()),
-        quiet: true,
-    }
+    EvalArgs { model: model.into(), data: data.into(), split: "test".into(), train_share: 0.8, csv: None, limit: None, out: Some(out.into()), quiet: true }
 }
 
 #[test]
@@ -90,35 +63,18 @@ fn quantize_then_eval_int8_and_f16() {
     let int8_path = tmp.path().join("int8.rsm");
     let s = quantize(&qargs(&f32_path, &data, &int8_path)).unwrap();
     assert_eq!(s.images, 40);
-    assert!(
-        s.out_bytes * 3 < s.float_bytes,
-        "{} -> {}",
-        s.float_bytes,
-        s.out_bytes
-    );
+    assert!(s.out_bytes * 3 < s.float_bytes, "{} -> {}", s.float_bytes, s.out_bytes);
     let agree = s.top1_agreement.unwrap();
     assert!(agree >= 0.9, "f32 vs int8 agreement {agree}");
     let m = std::fs::read(&int8_path).unwrap();
     let m = Model::parse(&m).unwrap();
     assert_eq!(m.info.input.dtype, DType::I8);
-    assert!(
-        m.info.provenance.method.contains("ptq:percentile99.99"),
-        "{}",
-        m.info.provenance.method
-    );
-    assert!(
-        m.info.provenance.data.contains("train split"),
-        "{}",
-        m.info.provenance.data
-    );
+    assert!(m.info.provenance.method.contains("ptq:percentile99.99"), "{}", m.info.provenance.method);
+    assert!(m.info.provenance.data.contains("train split"), "{}", m.info.provenance.data);
 
     // f16 needs no calibration data.
     let f16_path = tmp.path().join("f16.rsm");
-    let a = QuantizeArgs {
-        f16: true,
-        calib: None,
-        ..qargs(&f32_path, &data, &f16_path)
-    };
+    let a = QuantizeArgs { f16: true, calib: None, ..qargs(&f32_path, &data, &f16_path) };
     let s16 = quantize(&a).unwrap();
     assert!(s16.out_bytes < s16.float_bytes);
 
@@ -131,22 +87,15 @@ fn quantize_then_eval_int8_and_f16() {
         let total: u64 = r.confusion.counts.iter().sum();
         assert_eq!(total, 40);
         assert!(r.invoke.median_ms > 0.0 && r.invoke.p90_ms >= r.invoke.median_ms);
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
         assert_eq!(json["images"], 40);
-        assert_eq!(
-            json["model_bytes"].as_u64(),
-            Some(std::fs::metadata(p).unwrap().len())
-        );
+        assert_eq!(json["model_bytes"].as_u64(), Some(std::fs::metadata(p).unwrap().len()));
         let png = std::fs::read(out.join("confusion.png")).unwrap();
         assert_eq!(&png[1..4], b"PNG");
         oas.push(r.oa);
     }
     // A random model's accuracy is what it is; f16 and int8 must score close to f32 on the same tiles.
-    assert!(
-        (oas[0] - oas[1]).abs() <= 0.05 && (oas[0] - oas[2]).abs() <= 0.1,
-        "OA f32/f16/int8 {oas:?}"
-    );
+    assert!((oas[0] - oas[1]).abs() <= 0.05 && (oas[0] - oas[2]).abs() <= 0.1, "OA f32/f16/int8 {oas:?}");
 }
 
 #[test]
@@ -156,39 +105,17 @@ fn bias_correction_removes_the_systematic_output_shift() {
     let f32_path = tiny_model(tmp.path(), Some(10));
     let run = |bc: usize, name: &str| {
         let out = tmp.path().join(name);
-        let s = quantize(&QuantizeArgs {
-            bias_correction: bc,
-            calibrator: "minmax".into(),
-            ..qargs(&f32_path, &data, &out)
-        })
-        .unwrap();
-        (
-            s,
-            Model::parse(&std::fs::read(&out).unwrap())
-                .unwrap()
-                .info
-                .provenance
-                .method
-                .to_string(),
-        )
+        let s = quantize(&QuantizeArgs { bias_correction: bc, calibrator: "minmax".into(), ..qargs(&f32_path, &data, &out) }).unwrap();
+        (s, Model::parse(&std::fs::read(&out).unwrap()).unwrap().info.provenance.method.to_string())
     };
     let (plain, plain_method) = run(0, "plain.rsm");
     let (corrected, method) = run(40, "bc.rsm");
-    let (before, after) = (
-        plain.max_mean_shift.unwrap(),
-        corrected.max_mean_shift.unwrap(),
-    );
+    let (before, after) = (plain.max_mean_shift.unwrap(), corrected.max_mean_shift.unwrap());
     eprintln!("max mean logit shift on 40 calibration tiles: {before:.5} -> {after:.5}");
     // The last layer is corrected on exactly these images, after every earlier layer: what remains
     // is int32 bias rounding and output rounding, far below the uncorrected offset.
-    assert!(
-        after < 0.5 * before,
-        "bias correction left {after} of {before}"
-    );
-    assert!(
-        method.ends_with("ptq:minmax+bc") && plain_method.ends_with("ptq:minmax"),
-        "{method} / {plain_method}"
-    );
+    assert!(after < 0.5 * before, "bias correction left {after} of {before}");
+    assert!(method.ends_with("ptq:minmax+bc") && plain_method.ends_with("ptq:minmax"), "{method} / {plain_method}");
 }
 
 #[test]
@@ -198,10 +125,7 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     let out = tmp.path().join("int8.rsm");
     let missing = tmp.path().join("no-such-folder");
     let e = quantize(&qargs(&f32_path, &missing, &out)).unwrap_err();
-    assert!(
-        e.contains("no-such-folder") && e.contains("does not exist"),
-        "{e}"
-    );
+    assert!(e.contains("no-such-folder") && e.contains("does not exist"), "{e}");
     assert!(!out.exists());
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
@@ -209,17 +133,10 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     assert!(e.contains("no class subfolders"), "{e}");
     assert!(!out.exists());
     // Nothing but the two models in the folder: no temp file left behind either.
-    let left: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 2, "{left:?}");
 
-    let e = quantize(&QuantizeArgs {
-        calibrator: "entropy".into(),
-        ..qargs(&f32_path, &empty, &out)
-    })
-    .unwrap_err();
+    let e = quantize(&QuantizeArgs { calibrator: "entropy".into(), ..qargs(&f32_path, &empty, &out) }).unwrap_err();
     assert!(e.contains("unknown calibrator"), "{e}");
 
     let Some(data) = ci20() else { return };

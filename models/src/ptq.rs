@@ -42,11 +42,7 @@ pub enum PtqError {
     /// The range of `tensor` is not two finite numbers with min <= max.
     BadRange { tensor: u16, min: f32, max: f32 },
     /// A scale combination TFLite's multipliers cannot express (the text says which).
-    Quant {
-        index: usize,
-        op: String,
-        reason: String,
-    },
+    Quant { index: usize, op: String, reason: String },
     /// The arena planner refused the graph.
     Plan(String),
 }
@@ -116,11 +112,7 @@ pub fn activation_qparams(min: f32, max: f32) -> (f32, i32) {
     let zp_from_max = qmax - rmax / scale;
     let err_min = qmin.abs() + (rmin / scale).abs();
     let err_max = qmax.abs() + (rmax / scale).abs();
-    let zp = if err_min < err_max {
-        zp_from_min
-    } else {
-        zp_from_max
-    };
+    let zp = if err_min < err_max { zp_from_min } else { zp_from_max };
     let nudged = crate::quant::round_half_away_f64(zp).clamp(qmin, qmax) as i32;
     (scale as f32, nudged)
 }
@@ -133,24 +125,14 @@ pub const MIN_WEIGHT_SCALE: f32 = 1e-12;
 pub fn weight_scales(weights: &[f32], out_channels: usize) -> Vec<f32> {
     let per = weights.len() / out_channels.max(1);
     (0..out_channels)
-        .map(|c| {
-            scale_of(
-                weights
-                    .get(c * per..(c + 1) * per)
-                    .unwrap_or(&[])
-                    .iter()
-                    .copied(),
-            )
-        })
+        .map(|c| scale_of(weights.get(c * per..(c + 1) * per).unwrap_or(&[]).iter().copied()))
         .collect()
 }
 
 /// As [`weight_scales`] for weights with the output channel innermost (depthwise 1HW(C*M)):
 /// channel `c` is every `out_channels`-th value starting at `c`.
 pub fn depthwise_weight_scales(weights: &[f32], out_channels: usize) -> Vec<f32> {
-    (0..out_channels)
-        .map(|c| scale_of(weights.iter().skip(c).step_by(out_channels.max(1)).copied()))
-        .collect()
+    (0..out_channels).map(|c| scale_of(weights.iter().skip(c).step_by(out_channels.max(1)).copied())).collect()
 }
 
 fn scale_of(vals: impl Iterator<Item = f32>) -> f32 {
@@ -161,11 +143,7 @@ fn scale_of(vals: impl Iterator<Item = f32>) -> f32 {
 /// Converts a float model to full int8 with per-tensor activation ranges from `ranges` (keyed by
 /// the float tensor ids, pre-activation tensors by [`calibration_model`]'s ids). Re-plans the arena.
 /// No test vector is written (this crate cannot run the model).
-pub fn quantize_model(
-    float_rsm: &[u8],
-    ranges: &Ranges,
-    opts: &PtqOptions,
-) -> Result<Vec<u8>, PtqError> {
+pub fn quantize_model(float_rsm: &[u8], ranges: &Ranges, opts: &PtqOptions) -> Result<Vec<u8>, PtqError> {
     let model = Model::parse(float_rsm)?;
     split::check_float(&model)?;
     let ops = split::split_fused(&model)?;
@@ -177,39 +155,21 @@ pub fn quantize_model(
     }
     let mut input = q.activation(&model.info.input, usize::MAX)?;
     let mut output = q.activation(&model.info.output, ops.len())?;
-    let plan = crate::plan::plan(&mut out_ops, &mut input, &mut output)
-        .map_err(|e| PtqError::Plan(e.to_string()))?;
+    let plan = crate::plan::plan(&mut out_ops, &mut input, &mut output).map_err(|e| PtqError::Plan(e.to_string()))?;
 
     let fp = model.info.provenance;
-    let name = opts
-        .name
-        .clone()
-        .unwrap_or_else(|| format!("{}-int8", model.info.name));
-    let cal = if opts.calibrator.is_empty() {
-        "minmax"
-    } else {
-        &opts.calibrator
-    };
-    let method = if fp.method.is_empty() {
-        format!("ptq:{cal}")
-    } else {
-        format!("{}+ptq:{cal}", fp.method)
-    };
+    let name = opts.name.clone().unwrap_or_else(|| format!("{}-int8", model.info.name));
+    let cal = if opts.calibrator.is_empty() { "minmax" } else { &opts.calibrator };
+    let method = if fp.method.is_empty() { format!("ptq:{cal}") } else { format!("{}+ptq:{cal}", fp.method) };
     let data = opts.data.clone().unwrap_or_else(|| fp.data.to_string());
     let commit = opts.commit.clone().unwrap_or_else(|| fp.commit.to_string());
     let info = ModelInfo {
         name: &name,
         input,
         output,
-        arena_size: u32::try_from(plan.arena_size)
-            .map_err(|_| PtqError::Plan("arena above 4 GiB".into()))?,
+        arena_size: u32::try_from(plan.arena_size).map_err(|_| PtqError::Plan("arena above 4 GiB".into()))?,
         op_count: 0,
-        provenance: Provenance {
-            method: &method,
-            data: &data,
-            commit: &commit,
-            metrics: &opts.metrics,
-        },
+        provenance: Provenance { method: &method, data: &data, commit: &commit, metrics: &opts.metrics },
         ..model.info
     };
     Ok(encode(&info, &out_ops, &q.weights.bytes, None))
@@ -239,36 +199,18 @@ pub fn to_f16(float_rsm: &[u8]) -> Result<Vec<u8>, PtqError> {
             }
         });
         if let Some(()) = err {
-            return Err(PtqError::Unsupported {
-                op: op.name().to_string(),
-                index: i,
-            });
+            return Err(PtqError::Unsupported { op: op.name().to_string(), index: i });
         }
         ops.push(op);
     }
-    let (name, method) = (
-        format!("{}-f16", model.info.name),
-        format!("{}+f16", model.info.provenance.method),
-    );
-    let info = ModelInfo {
-        name: &name,
-        provenance: Provenance {
-            method: &method,
-            ..model.info.provenance
-        },
-        ..model.info
-    };
+    let (name, method) = (format!("{}-f16", model.info.name), format!("{}+f16", model.info.provenance.method));
+    let info = ModelInfo { name: &name, provenance: Provenance { method: &method, ..model.info.provenance }, ..model.info };
     Ok(encode(&info, &ops, &wb.bytes, None))
 }
 
 /// Copies one constant into `wb`, as F16 when `to_half` and it is F32. `Err(())` when it is not
 /// a plain float/int constant (per-channel quantized constants have no float meaning here).
-fn copy_const(
-    model: &Model<'_>,
-    t: &Tensor,
-    to_half: bool,
-    wb: &mut WeightsBuilder,
-) -> Result<Tensor, ()> {
+fn copy_const(model: &Model<'_>, t: &Tensor, to_half: bool, wb: &mut WeightsBuilder) -> Result<Tensor, ()> {
     let bytes = model.const_bytes(t).ok_or(())?;
     if !matches!(t.quant, Quant::None) {
         return Err(());
@@ -277,9 +219,7 @@ fn copy_const(
     if to_half && t.dtype == DType::F32 {
         let h: Vec<u8> = bytes
             .chunks_exact(4)
-            .flat_map(|c| {
-                half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes()
-            })
+            .flat_map(|c| half::f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]])).to_le_bytes())
             .collect();
         Ok(wb.tensor(t.id, DType::F16, &dims, &h, Quant::None))
     } else {
@@ -291,16 +231,8 @@ fn copy_const(
 pub(crate) fn const_f32(model: &Model<'_>, t: &Tensor) -> Option<Vec<f32>> {
     let b = model.const_bytes(t)?;
     match t.dtype {
-        DType::F32 => Some(
-            b.chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ),
-        DType::F16 => Some(
-            b.chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-        ),
+        DType::F32 => Some(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        DType::F16 => Some(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
         _ => None,
     }
 }

@@ -70,10 +70,7 @@ pub struct QuantizeSummary {
 }
 
 fn arena(bytes: &[u8]) -> Result<(u32, Vec<u8>), String> {
-    let n = Model::parse(bytes)
-        .map_err(|e| e.to_string())?
-        .info
-        .arena_size;
+    let n = Model::parse(bytes).map_err(|e| e.to_string())?.info.arena_size;
     Ok((n, vec![0u8; n as usize + 16]))
 }
 
@@ -83,8 +80,7 @@ fn outputs(model: &[u8], images: &[U8Image], bands: u32) -> Result<Vec<Vec<f32>>
     let mut e = Engine::new(model, &mut buf).map_err(|e| e.to_string())?;
     let mut all = Vec::with_capacity(images.len());
     for im in images {
-        e.run_image_u8(&im.pixels, im.width, im.height, bands)
-            .map_err(|e| e.to_string())?;
+        e.run_image_u8(&im.pixels, im.width, im.height, bands).map_err(|e| e.to_string())?;
         let mut o = vec![0f32; e.output_len()];
         e.output_f32(&mut o).map_err(|e| e.to_string())?;
         all.push(o);
@@ -93,31 +89,17 @@ fn outputs(model: &[u8], images: &[U8Image], bands: u32) -> Result<Vec<Vec<f32>>
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+    v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
 /// Runs the calibration model over the images (twice for histogram calibrators) and returns the ranges.
-fn calibrate(
-    calib: &[u8],
-    images: &[U8Image],
-    bands: u32,
-    cal: Calibrator,
-    quiet: bool,
-) -> Result<Ranges, String> {
+fn calibrate(calib: &[u8], images: &[U8Image], bands: u32, cal: Calibrator, quiet: bool) -> Result<Ranges, String> {
     let (_, mut buf) = arena(calib)?;
     let mut engine = Engine::new(calib, &mut buf).map_err(|e| e.to_string())?;
     let mut obs = Observer::new(cal);
     let passes = if obs.needs_second_pass() { 2 } else { 1 };
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new((passes * images.len()) as u64)
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "calibrating {bar:30} {pos}/{len} images  {msg}  [{elapsed_precise}]",
-    ) {
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new((passes * images.len()) as u64) };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} images  {msg}  [{elapsed_precise}]") {
         bar.set_style(style);
     }
     for pass in 0..passes {
@@ -126,12 +108,8 @@ fn calibrate(
         }
         bar.set_message(if pass == 0 { "min/max" } else { "histograms" });
         for im in images {
-            engine
-                .set_input_image_u8(&im.pixels, im.width, im.height, bands)
-                .map_err(|e| e.to_string())?;
-            engine
-                .invoke_observed(&mut |_, op, out| obs.observe_le_f32(op.output().id, out))
-                .map_err(|e| e.to_string())?;
+            engine.set_input_image_u8(&im.pixels, im.width, im.height, bands).map_err(|e| e.to_string())?;
+            engine.invoke_observed(&mut |_, op, out| obs.observe_le_f32(op.output().id, out)).map_err(|e| e.to_string())?;
             bar.inc(1);
         }
     }
@@ -140,14 +118,10 @@ fn calibrate(
 }
 
 pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
-    let float =
-        std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
+    let float = std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let fm = Model::parse(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let bands = fm.info.input_spec.channels;
-    let write = |bytes: &[u8]| {
-        rsim_model::write::write_atomic(&a.output, bytes)
-            .map_err(|e| format!("cannot write {}: {e}", a.output.display()))
-    };
+    let write = |bytes: &[u8]| rsim_model::write::write_atomic(&a.output, bytes).map_err(|e| format!("cannot write {}: {e}", a.output.display()));
 
     if a.f16 {
         let mut half = to_f16(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -155,36 +129,17 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
             half = rename(&half, n)?;
         }
         write(&half)?;
-        println!(
-            "f16: {} -> {}: {} -> {} bytes",
-            a.model.display(),
-            a.output.display(),
-            float.len(),
-            half.len()
-        );
+        println!("f16: {} -> {}: {} -> {} bytes", a.model.display(), a.output.display(), float.len(), half.len());
         let arena = fm.info.arena_size;
-        return Ok(QuantizeSummary {
-            float_bytes: float.len(),
-            out_bytes: half.len(),
-            float_arena: arena,
-            out_arena: arena,
-            images: 0,
-            top1_agreement: None,
-            mean_abs_delta: None,
-            max_mean_shift: None,
-        });
+        return Ok(QuantizeSummary { float_bytes: float.len(), out_bytes: half.len(), float_arena: arena, out_arena: arena, images: 0, top1_agreement: None, mean_abs_delta: None, max_mean_shift: None });
     }
 
     let cal = Calibrator::parse(&a.calibrator, a.percentile)?;
     if a.images == 0 {
         return Err("--images must be at least 1".into());
     }
-    let calib_path = a
-        .calib
-        .as_ref()
-        .ok_or("--calib is required for int8 (or pass --f16)")?;
-    let ds = select(calib_path, None, Part::parse("train", a.train_share)?)
-        .map_err(|e| format!("calibration data: {e}"))?;
+    let calib_path = a.calib.as_ref().ok_or("--calib is required for int8 (or pass --f16)")?;
+    let ds = select(calib_path, None, Part::parse("train", a.train_share)?).map_err(|e| format!("calibration data: {e}"))?;
     let picked = round_robin(&ds, a.images);
     let mut images = Vec::with_capacity(picked.len());
     for &i in &picked {
@@ -192,67 +147,24 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
     }
     let calib = calibration_model(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let ranges = calibrate(&calib, &images, bands, cal, a.quiet)?;
-    let source = format!(
-        "{} train split ({} images, train share {})",
-        calib_path.display(),
-        images.len(),
-        a.train_share
-    );
-    let label = if a.bias_correction > 0 {
-        format!("{}+bc", cal.label())
-    } else {
-        cal.label()
-    };
-    let opts = PtqOptions {
-        name: a.name.clone(),
-        calibrator: label,
-        data: Some(source),
-        ..Default::default()
-    };
-    let int8 = super::bias_correct::correct(
-        &calib,
-        &images[..a.bias_correction.min(images.len())],
-        bands,
-        a.quiet,
-        |shifts| {
-            let o = PtqOptions {
-                bias_correction: shifts.clone(),
-                ..opts.clone()
-            };
-            quantize_model(&float, &ranges, &o).map_err(|e| format!("{}: {e}", a.model.display()))
-        },
-    )?;
+    let source = format!("{} train split ({} images, train share {})", calib_path.display(), images.len(), a.train_share);
+    let label = if a.bias_correction > 0 { format!("{}+bc", cal.label()) } else { cal.label() };
+    let opts = PtqOptions { name: a.name.clone(), calibrator: label, data: Some(source), ..Default::default() };
+    let corr_images = &images[..a.bias_correction.min(images.len())];
+    let int8 = super::bias_correct::correct(&calib, corr_images, bands, a.quiet, |shifts| {
+        let o = PtqOptions { bias_correction: shifts.clone(), ..opts.clone() };
+        quantize_model(&float, &ranges, &o).map_err(|e| format!("{}: {e}", a.model.display()))
+    })?;
 
     // Agreement on the calibration images (the test split stays for `rsim eval`).
-    let (f, q) = (
-        outputs(&float, &images, bands)?,
-        outputs(&int8, &images, bands)?,
-    );
+    let (f, q) = (outputs(&float, &images, bands)?, outputs(&int8, &images, bands)?);
     let classes = fm.info.class_count();
-    let agree = (classes > 1).then(|| {
-        f.iter()
-            .zip(&q)
-            .filter(|(x, y)| argmax(x) == argmax(y))
-            .count() as f64
-            / f.len() as f64
-    });
+    let agree = (classes > 1).then(|| f.iter().zip(&q).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / f.len() as f64);
     let n: usize = f.iter().map(Vec::len).sum();
-    let delta = f
-        .iter()
-        .zip(&q)
-        .flat_map(|(x, y)| x.iter().zip(y).map(|(a, b)| (a - b).abs() as f64))
-        .sum::<f64>()
-        / n.max(1) as f64;
+    let delta = f.iter().zip(&q).flat_map(|(x, y)| x.iter().zip(y).map(|(a, b)| (a - b).abs() as f64)).sum::<f64>() / n.max(1) as f64;
     let outs = f.first().map_or(0, Vec::len);
     let shift = (0..outs)
-        .map(|j| {
-            f.iter()
-                .zip(&q)
-                .map(|(x, y)| (y[j] - x[j]) as f64)
-                .sum::<f64>()
-                .abs()
-                / f.len().max(1) as f64
-        })
+        .map(|j| f.iter().zip(&q).map(|(x, y)| (y[j] - x[j]) as f64).sum::<f64>().abs() / f.len().max(1) as f64)
         .fold(0.0, f64::max);
     write(&int8)?;
 
@@ -261,25 +173,11 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
         print_layers(&im, &ranges);
     }
     println!("calibrator        {}", opts.calibrator);
-    println!(
-        "images            {} (train split of {})",
-        images.len(),
-        calib_path.display()
-    );
-    println!(
-        "model bytes       {} (f32) -> {} (int8)",
-        float.len(),
-        int8.len()
-    );
-    println!(
-        "arena bytes       {} (f32) -> {} (int8)",
-        fm.info.arena_size, im.info.arena_size
-    );
+    println!("images            {} (train split of {})", images.len(), calib_path.display());
+    println!("model bytes       {} (f32) -> {} (int8)", float.len(), int8.len());
+    println!("arena bytes       {} (f32) -> {} (int8)", fm.info.arena_size, im.info.arena_size);
     match agree {
-        Some(a) => println!(
-            "top-1 agreement   {:.2}% (f32 vs int8 on the calibration images)",
-            a * 100.0
-        ),
+        Some(a) => println!("top-1 agreement   {:.2}% (f32 vs int8 on the calibration images)", a * 100.0),
         None => println!("top-1 agreement   n/a (model has no class head)"),
     }
     println!("mean |delta out|  {delta:.5}");
@@ -299,24 +197,13 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
 
 fn rename(bytes: &[u8], name: &str) -> Result<Vec<u8>, String> {
     let m = Model::parse(bytes).map_err(|e| e.to_string())?;
-    let ops: Vec<_> = m
-        .ops()
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let ops: Vec<_> = m.ops().collect::<Result<_, _>>().map_err(|e| e.to_string())?;
     let info = rsim_model::ModelInfo { name, ..m.info };
-    Ok(rsim_model::write::encode(
-        &info,
-        &ops,
-        m.weights,
-        m.test_vector,
-    ))
+    Ok(rsim_model::write::encode(&info, &ops, m.weights, m.test_vector))
 }
 
 fn print_layers(m: &Model<'_>, ranges: &Ranges) {
-    println!(
-        "{:>4}  {:<15} {:>6}  {:>22}  {:>10} {:>5}",
-        "op", "kind", "tensor", "observed range", "scale", "zp"
-    );
+    println!("{:>4}  {:<15} {:>6}  {:>22}  {:>10} {:>5}", "op", "kind", "tensor", "observed range", "scale", "zp");
     for (i, op) in m.ops().enumerate() {
         let Ok(op) = op else { continue };
         let t = op.output();
@@ -324,14 +211,7 @@ fn print_layers(m: &Model<'_>, ranges: &Ranges) {
             Quant::PerTensor { scale, zero_point } => (scale, zero_point),
             _ => (f32::NAN, 0),
         };
-        let r = ranges
-            .get(&t.id)
-            .map(|(lo, hi)| format!("[{lo:.4}, {hi:.4}]"))
-            .unwrap_or_else(|| "(from input)".into());
-        println!(
-            "{i:>4}  {:<15} {:>6}  {r:>22}  {scale:>10.6} {zp:>5}",
-            op.name(),
-            t.id
-        );
+        let r = ranges.get(&t.id).map(|(lo, hi)| format!("[{lo:.4}, {hi:.4}]")).unwrap_or_else(|| "(from input)".into());
+        println!("{i:>4}  {:<15} {:>6}  {r:>22}  {scale:>10.6} {zp:>5}", op.name(), t.id);
     }
 }

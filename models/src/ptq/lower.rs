@@ -2,9 +2,7 @@
 //! imported models): per-channel conv/FC multipliers, BinaryQuant for Add/Mul, softmax parameters,
 //! 256-entry tables for non-clamp activations.
 
-use super::{
-    activation_qparams, const_f32, depthwise_weight_scales, weight_scales, PtqError, Ranges,
-};
+use super::{activation_qparams, const_f32, depthwise_weight_scales, weight_scales, PtqError, Ranges};
 use crate::format::Model;
 use crate::graph::*;
 use crate::quant::{self, activation_range_i8, round_half_away_f64, QuantError};
@@ -25,11 +23,7 @@ pub(crate) struct Quantizer<'m, 'r> {
 }
 
 fn qerr(index: usize, op: &Op, what: &str, e: QuantError) -> PtqError {
-    PtqError::Quant {
-        index,
-        op: op.name().to_string(),
-        reason: format!("{what}: {e}"),
-    }
+    PtqError::Quant { index, op: op.name().to_string(), reason: format!("{what}: {e}") }
 }
 
 impl<'m, 'r> Quantizer<'m, 'r> {
@@ -47,40 +41,20 @@ impl<'m, 'r> Quantizer<'m, 'r> {
         }
         chosen.insert(model.info.input.id, activation_qparams(lo, hi));
         static NONE: std::collections::BTreeMap<u16, Vec<f32>> = std::collections::BTreeMap::new();
-        Quantizer {
-            model,
-            ranges,
-            chosen,
-            weights: WeightsBuilder::default(),
-            bias_correction: &NONE,
-        }
+        Quantizer { model, ranges, chosen, weights: WeightsBuilder::default(), bias_correction: &NONE }
     }
 
     /// The int8 form of activation `t`, whose quantization was chosen already.
     pub fn activation(&self, t: &Tensor, index: usize) -> Result<Tensor, PtqError> {
-        let &(scale, zero_point) = self.chosen.get(&t.id).ok_or(PtqError::MissingRange {
-            tensor: t.id,
-            index,
-        })?;
-        Ok(Tensor {
-            dtype: DType::I8,
-            quant: Quant::PerTensor { scale, zero_point },
-            ..*t
-        })
+        let &(scale, zero_point) = self.chosen.get(&t.id).ok_or(PtqError::MissingRange { tensor: t.id, index })?;
+        Ok(Tensor { dtype: DType::I8, quant: Quant::PerTensor { scale, zero_point }, ..*t })
     }
 
     /// Chooses the output quantization from the observed range and returns the int8 output tensor.
     fn output_from_range(&mut self, t: &Tensor, index: usize) -> Result<Tensor, PtqError> {
-        let &(min, max) = self.ranges.get(&t.id).ok_or(PtqError::MissingRange {
-            tensor: t.id,
-            index,
-        })?;
+        let &(min, max) = self.ranges.get(&t.id).ok_or(PtqError::MissingRange { tensor: t.id, index })?;
         if !(min.is_finite() && max.is_finite() && min <= max) {
-            return Err(PtqError::BadRange {
-                tensor: t.id,
-                min,
-                max,
-            });
+            return Err(PtqError::BadRange { tensor: t.id, min, max });
         }
         self.output_with(t, activation_qparams(min, max))
     }
@@ -98,98 +72,33 @@ impl<'m, 'r> Quantizer<'m, 'r> {
     }
 
     pub fn lower(&mut self, index: usize, op: &Op) -> Result<Op, PtqError> {
-        let unsupported = || PtqError::Unsupported {
-            op: op.name().to_string(),
-            index,
-        };
+        let unsupported = || PtqError::Unsupported { op: op.name().to_string(), index };
         Ok(match *op {
-            Op::Conv2d {
-                input,
-                weights,
-                bias,
-                output,
-                params,
-                ..
-            } => {
+            Op::Conv2d { input, weights, bias, output, params, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_from_range(&output, index)?;
                 let oc = output.shape.nhwc()[3];
                 let wd = weights.shape.nhwc();
                 let depthwise = params.groups > 1 && wd[0] == 1 && wd[3] == oc;
-                let (weights, bias, requant) = self.weighted(
-                    index,
-                    op,
-                    &input,
-                    &weights,
-                    bias.as_ref(),
-                    &output,
-                    params.activation,
-                    oc,
-                    depthwise,
-                    quant::conv_multiplier,
-                )?;
-                Op::Conv2d {
-                    input,
-                    weights,
-                    bias,
-                    output,
-                    params,
-                    requant: Some(requant),
-                }
+                let (weights, bias, requant) =
+                    self.weighted(index, op, &input, &weights, bias.as_ref(), &output, params.activation, oc, depthwise, quant::conv_multiplier)?;
+                Op::Conv2d { input, weights, bias, output, params, requant: Some(requant) }
             }
-            Op::FullyConnected {
-                input,
-                weights,
-                bias,
-                output,
-                activation,
-                ..
-            } => {
+            Op::FullyConnected { input, weights, bias, output, activation, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_from_range(&output, index)?;
                 let units = *weights.shape.dims().first().unwrap_or(&1) as usize;
-                let (weights, bias, requant) = self.weighted(
-                    index,
-                    op,
-                    &input,
-                    &weights,
-                    bias.as_ref(),
-                    &output,
-                    activation,
-                    units,
-                    false,
-                    quant::fc_multiplier,
-                )?;
-                Op::FullyConnected {
-                    input,
-                    weights,
-                    bias,
-                    output,
-                    activation,
-                    requant: Some(requant),
-                }
+                let (weights, bias, requant) =
+                    self.weighted(index, op, &input, &weights, bias.as_ref(), &output, activation, units, false, quant::fc_multiplier)?;
+                Op::FullyConnected { input, weights, bias, output, activation, requant: Some(requant) }
             }
-            Op::Add {
-                a,
-                b,
-                output,
-                activation,
-                ..
-            }
-            | Op::Mul {
-                a,
-                b,
-                output,
-                activation,
-                ..
-            } => {
+            Op::Add { a, b, output, activation, .. } | Op::Mul { a, b, output, activation, .. } => {
                 let (a, b) = (self.activation(&a, index)?, self.activation(&b, index)?);
                 let output = self.output_from_range(&output, index)?;
                 let ((sa, _), (sb, _), (so, zo)) = (Self::pt(&a), Self::pt(&b), Self::pt(&output));
                 let (act_min, act_max) = activation_range_i8(activation, so, zo);
                 if matches!(op, Op::Add { .. }) {
-                    let p = quant::add_params(sa, sb, so)
-                        .map_err(|e| qerr(index, op, "add parameters", e))?;
+                    let p = quant::add_params(sa, sb, so).map_err(|e| qerr(index, op, "add parameters", e))?;
                     let quant = BinaryQuant {
                         left_shift: p.left_shift,
                         a_mult: p.a_mult,
@@ -201,67 +110,21 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                         act_min,
                         act_max,
                     };
-                    Op::Add {
-                        a,
-                        b,
-                        output,
-                        activation,
-                        quant: Some(quant),
-                    }
+                    Op::Add { a, b, output, activation, quant: Some(quant) }
                 } else {
-                    let (m, s) = quant::mul_multiplier(sa, sb, so)
-                        .map_err(|e| qerr(index, op, "mul multiplier", e))?;
-                    let quant = BinaryQuant {
-                        left_shift: 0,
-                        a_mult: 0,
-                        a_shift: 0,
-                        b_mult: 0,
-                        b_shift: 0,
-                        out_mult: m,
-                        out_shift: s,
-                        act_min,
-                        act_max,
-                    };
-                    Op::Mul {
-                        a,
-                        b,
-                        output,
-                        activation,
-                        quant: Some(quant),
-                    }
+                    let (m, s) = quant::mul_multiplier(sa, sb, so).map_err(|e| qerr(index, op, "mul multiplier", e))?;
+                    let quant = BinaryQuant { left_shift: 0, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m, out_shift: s, act_min, act_max };
+                    Op::Mul { a, b, output, activation, quant: Some(quant) }
                 }
             }
             // TFLite pools and reshape keep the input's quantization.
-            Op::AvgPool2d {
-                input,
-                output,
-                params,
-                ..
-            }
-            | Op::MaxPool2d {
-                input,
-                output,
-                params,
-                ..
-            } => {
+            Op::AvgPool2d { input, output, params, .. } | Op::MaxPool2d { input, output, params, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_with(&output, Self::pt(&input))?;
                 if matches!(op, Op::AvgPool2d { .. }) {
-                    Op::AvgPool2d {
-                        input,
-                        output,
-                        params,
-                        act_min: -128,
-                        act_max: 127,
-                    }
+                    Op::AvgPool2d { input, output, params, act_min: -128, act_max: 127 }
                 } else {
-                    Op::MaxPool2d {
-                        input,
-                        output,
-                        params,
-                        act_min: -128,
-                        act_max: 127,
-                    }
+                    Op::MaxPool2d { input, output, params, act_min: -128, act_max: 127 }
                 }
             }
             Op::Reshape { input, output } => {
@@ -277,44 +140,18 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                 } else {
                     let (m, s) = quant::mean_multiplier(Self::pt(&input).0, Self::pt(&output).0)
                         .map_err(|e| qerr(index, op, "mean multiplier", e))?;
-                    Some(Requant {
-                        multiplier: Multiplier::PerTensor { mult: m, shift: s },
-                        act_min: -128,
-                        act_max: 127,
-                    })
+                    Some(Requant { multiplier: Multiplier::PerTensor { mult: m, shift: s }, act_min: -128, act_max: 127 })
                 };
-                Op::GlobalAvgPool {
-                    input,
-                    output,
-                    requant,
-                }
+                Op::GlobalAvgPool { input, output, requant }
             }
-            Op::Softmax {
-                input,
-                output,
-                beta,
-                ..
-            } => {
+            Op::Softmax { input, output, beta, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_with(&output, (1.0 / 256.0, -128))?;
-                let (m, ls, diff_min) = quant::softmax_params(beta, Self::pt(&input).0)
-                    .map_err(|e| qerr(index, op, "softmax parameters", e))?;
-                Op::Softmax {
-                    input,
-                    output,
-                    beta,
-                    quant: Some(SoftmaxQuant {
-                        input_multiplier: m,
-                        input_left_shift: ls,
-                        diff_min,
-                    }),
-                }
+                let (m, ls, diff_min) =
+                    quant::softmax_params(beta, Self::pt(&input).0).map_err(|e| qerr(index, op, "softmax parameters", e))?;
+                Op::Softmax { input, output, beta, quant: Some(SoftmaxQuant { input_multiplier: m, input_left_shift: ls, diff_min }) }
             }
-            Op::Concat {
-                inputs,
-                output,
-                axis,
-            } => {
+            Op::Concat { inputs, output, axis } => {
                 let mut q = [None; 4];
                 for (slot, t) in q.iter_mut().zip(inputs.iter()) {
                     if let Some(t) = t {
@@ -325,17 +162,9 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                     }
                 }
                 let output = self.output_from_range(&output, index)?;
-                Op::Concat {
-                    inputs: q,
-                    output,
-                    axis,
-                }
+                Op::Concat { inputs: q, output, axis }
             }
-            Op::Activation {
-                input,
-                output,
-                activation,
-            } => {
+            Op::Activation { input, output, activation } => {
                 let f: fn(f32) -> f32 = match activation {
                     Activation::None => |x| x,
                     Activation::Relu => |x| x.max(0.0),
@@ -343,31 +172,17 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                     Activation::HardSwish => |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
                     Activation::HardSigmoid => |x| (x + 3.0).clamp(0.0, 6.0) / 6.0,
                     Activation::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
-                    Activation::Gelu => {
-                        return Err(PtqError::Unsupported {
-                            op: "Activation(Gelu)".into(),
-                            index,
-                        })
-                    }
+                    Activation::Gelu => return Err(PtqError::Unsupported { op: "Activation(Gelu)".into(), index }),
                 };
                 let input = self.activation(&input, index)?;
                 let output = self.output_from_range(&output, index)?;
                 let ((si, zi), (so, zo)) = (Self::pt(&input), Self::pt(&output));
-                let table = self
-                    .weights
-                    .push_bytes(&quant::build_lut_i8(si, zi, so, zo, f));
-                Op::Lut {
-                    input,
-                    output,
-                    table,
-                }
+                let table = self.weights.push_bytes(&quant::build_lut_i8(si, zi, so, zo, f));
+                Op::Lut { input, output, table }
             }
-            Op::LayerNorm { .. }
-            | Op::MatMul { .. }
-            | Op::Transpose { .. }
-            | Op::Lut { .. }
-            | Op::Quantize { .. }
-            | Op::Dequantize { .. } => return Err(unsupported()),
+            Op::LayerNorm { .. } | Op::MatMul { .. } | Op::Transpose { .. } | Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. } => {
+                return Err(unsupported())
+            }
         })
     }
 
@@ -388,16 +203,10 @@ impl<'m, 'r> Quantizer<'m, 'r> {
         depthwise: bool,
         multiplier: fn(f32, f32, f32) -> Result<(i32, i32), QuantError>,
     ) -> Result<(Tensor, Option<Tensor>, Requant), PtqError> {
-        let bad = |what: &str| PtqError::Quant {
-            index,
-            op: op.name().to_string(),
-            reason: what.to_string(),
-        };
+        let bad = |what: &str| PtqError::Quant { index, op: op.name().to_string(), reason: what.to_string() };
         let wv = const_f32(self.model, w).ok_or_else(|| bad("weights are not a float constant"))?;
         let mut bv = match bias {
-            Some(b) => {
-                Some(const_f32(self.model, b).ok_or_else(|| bad("bias is not a float constant"))?)
-            }
+            Some(b) => Some(const_f32(self.model, b).ok_or_else(|| bad("bias is not a float constant"))?),
             None => None,
         };
         if let (Some(b), Some(shift)) = (bv.as_mut(), self.bias_correction.get(&output.id)) {
@@ -406,19 +215,12 @@ impl<'m, 'r> Quantizer<'m, 'r> {
             }
             b.iter_mut().zip(shift).for_each(|(v, d)| *v -= d);
         }
-        if channels == 0
-            || wv.len() % channels != 0
-            || bv.as_ref().is_some_and(|b| b.len() != channels)
-        {
+        if channels == 0 || wv.len() % channels != 0 || bv.as_ref().is_some_and(|b| b.len() != channels) {
             return Err(bad("weights or bias do not match the output channels"));
         }
         let (s_in, _) = Self::pt(input);
         let (s_out, z_out) = Self::pt(output);
-        let mut scales = if depthwise {
-            depthwise_weight_scales(&wv, channels)
-        } else {
-            weight_scales(&wv, channels)
-        };
+        let mut scales = if depthwise { depthwise_weight_scales(&wv, channels) } else { weight_scales(&wv, channels) };
         if let Some(b) = &bv {
             for (s, &bc) in scales.iter_mut().zip(b) {
                 let need = (bc.abs() as f64 / (s_in as f64 * BIAS_LIMIT)) as f32;
@@ -427,71 +229,38 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                 }
             }
         }
-        let channel_of = |i: usize| {
-            if depthwise {
-                i % channels
-            } else {
-                i / (wv.len() / channels)
-            }
-        };
+        let channel_of = |i: usize| if depthwise { i % channels } else { i / (wv.len() / channels) };
         let q: Vec<i8> = wv
             .iter()
             .enumerate()
-            .map(|(i, &v)| {
-                round_half_away_f64(v as f64 / scales[channel_of(i)] as f64).clamp(-127.0, 127.0)
-                    as i8
-            })
+            .map(|(i, &v)| round_half_away_f64(v as f64 / scales[channel_of(i)] as f64).clamp(-127.0, 127.0) as i8)
             .collect();
         let scale_blob = self.weights.push_f32(&scales);
         let axis = if depthwise { 3 } else { 0 };
-        let wq = self.weights.tensor(
-            w.id,
-            DType::I8,
-            w.shape.dims(),
-            &q.iter().map(|&v| v as u8).collect::<Vec<_>>(),
-            Quant::PerChannel {
-                axis,
-                scales: scale_blob,
-            },
-        );
+        let wq = self.weights.tensor(w.id, DType::I8, w.shape.dims(), &q.iter().map(|&v| v as u8).collect::<Vec<_>>(), Quant::PerChannel {
+            axis,
+            scales: scale_blob,
+        });
         let bq = match (bias, &bv) {
             (Some(bt), Some(b)) => {
                 let ints: Vec<i32> = b
                     .iter()
                     .zip(&scales)
-                    .map(|(&bc, &s)| {
-                        round_half_away_f64(bc as f64 / (s_in as f64 * s as f64))
-                            .clamp(-BIAS_LIMIT, BIAS_LIMIT) as i32
-                    })
+                    .map(|(&bc, &s)| round_half_away_f64(bc as f64 / (s_in as f64 * s as f64)).clamp(-BIAS_LIMIT, BIAS_LIMIT) as i32)
                     .collect();
                 let bytes: Vec<u8> = ints.iter().flat_map(|v| v.to_le_bytes()).collect();
-                Some(
-                    self.weights
-                        .tensor(bt.id, DType::I32, bt.shape.dims(), &bytes, Quant::None),
-                )
+                Some(self.weights.tensor(bt.id, DType::I32, bt.shape.dims(), &bytes, Quant::None))
             }
             _ => None,
         };
         let (mut mults, mut shifts) = (Vec::with_capacity(channels), Vec::with_capacity(channels));
         for &s in &scales {
-            let (m, sh) =
-                multiplier(s_in, s, s_out).map_err(|e| qerr(index, op, "requant multiplier", e))?;
+            let (m, sh) = multiplier(s_in, s, s_out).map_err(|e| qerr(index, op, "requant multiplier", e))?;
             mults.push(m);
             shifts.push(sh);
         }
         let (act_min, act_max) = activation_range_i8(act, s_out, z_out);
-        let multiplier = Multiplier::PerChannel {
-            mult: self.weights.push_i32(&mults),
-            shift: self.weights.push_i32(&shifts),
-        };
-        Ok((
-            wq,
-            bq,
-            Requant {
-                multiplier,
-                act_min,
-                act_max,
-            },
-        ))
+        let multiplier = Multiplier::PerChannel { mult: self.weights.push_i32(&mults), shift: self.weights.push_i32(&shifts) };
+        Ok((wq, bq, Requant { multiplier, act_min, act_max }))
     }
 }
