@@ -71,6 +71,10 @@ pub struct DistillArgs {
     /// Weight of the cross-entropy on labelled images (with --labels and a teacher head).
     #[arg(long, default_value_t = 0.5)]
     pub ce_weight: f64,
+    /// Labelled images per step for that cross-entropy (a second, smaller batch: the teacher's logits
+    /// already carry the labels, so a full second batch mostly doubles the step time).
+    #[arg(long, default_value_t = 32)]
+    pub ce_batch: usize,
     /// Head-less teacher: seed (similarity distributions over a queue) or mse (embedding regression).
     #[arg(long, default_value = "seed")]
     pub embed_loss: String,
@@ -237,7 +241,7 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let batch = a.batch.min(train.len());
     let mut stream = ViewStream::new(&train, vc.clone(), batch, a.seed, dev)?;
     let mut lab_stream = match &labelled {
-        Some(l) if with_head => Some(ViewStream::new(l, vc, a.batch.min(l.len()), a.seed ^ 0x5eed, dev)?),
+        Some(l) if with_head && a.ce_weight > 0.0 => Some(ViewStream::new(l, vc, a.ce_batch.clamp(1, l.len()), a.seed ^ 0x5eed, dev)?),
         _ => None,
     };
     let steps = a.steps.unwrap_or((a.epochs * stream.steps_per_epoch() as f64).round() as usize).max(1);

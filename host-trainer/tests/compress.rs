@@ -223,6 +223,7 @@ fn distill_args(teacher: &Path, student: &str, out: &Path) -> DistillArgs {
         lr: 3e-3,
         temperature: 4.0,
         ce_weight: 0.5,
+        ce_batch: 16,
         embed_loss: "seed".into(),
         queue: 64,
         tau_student: 0.2,
