@@ -7,6 +7,8 @@
 //!    (tests/tests/cross_targets.rs), which builds the mps2-an386 firmware and the aarch64
 //!    `rsim-run`, runs them under qemu-system-arm / qemu-aarch64 and compares outputs byte for byte.
 //! 3. If `.venv` exists (`cargo xtask setup`), `cargo test -p rsim-train` against its torch.
+//!
+//! With `.venv` and no pass-through arguments, steps 2 and 3 run as one `cargo test --workspace`.
 use crate::setup;
 use std::process::Command;
 
@@ -20,6 +22,7 @@ Runs every test CI runs:
   2. cargo test on the default workspace members, including the cross-target test: firmware under
      qemu-system-arm (mps2-an386, Cortex-M4) and rsim-run under qemu-aarch64 must match x86_64
   3. cargo test -p rsim-train with the torch in .venv, if .venv exists (cargo xtask setup)
+  With .venv and no `-- ARGS`, steps 2 and 3 are one `cargo test --workspace` (one build).
 
 options:
   --no-train   skip step 3 even when .venv exists
@@ -52,13 +55,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
     run_cargo(&["build", "-p", "rsim-edge", "--no-default-features", "--target", THUMB], &[])?;
     check_no_std_features()?;
 
+    let with_torch = train && setup::venv_dir().is_dir();
+    if with_torch && passthrough.is_empty() {
+        // One cargo invocation for every member: features unify once, so the crates shared with the
+        // trainer (rsim-model, rsim-edge, tract, ...) compile once instead of twice (CI time).
+        step("cargo test --workspace (default members incl. emulated Cortex-M4/M55 and aarch64, + rsim-train with the torch in .venv)");
+        run_cargo(&["test", "--workspace"], &setup::torch_env())?;
+        step("all tests passed");
+        return Ok(());
+    }
+
     step("cargo test (default workspace members, incl. emulated Cortex-M4 and aarch64)");
     let mut test_args = vec!["test"];
     test_args.extend(passthrough.iter().map(String::as_str));
     run_cargo(&test_args, &[])?;
 
     // rsim-train: only with the torch that `cargo xtask setup` installs.
-    if train && setup::venv_dir().is_dir() {
+    if with_torch {
         step("cargo test -p rsim-train (torch from .venv)");
         run_cargo(&["test", "-p", "rsim-train"], &setup::torch_env())?;
     } else if train {
