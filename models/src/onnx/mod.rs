@@ -7,10 +7,19 @@
 //! rank-4 output, and ops whose meaning depends on the layout (Reshape, Transpose, MatMul,
 //! LayerNorm, FullyConnected on unflattened input) run on an NHWC view. Weights go back to PyTorch's
 //! OIHW. F16 weights are widened to f32 initializers (the same values the runtime computes with).
-//! int8 graphs are refused for now (QDQ export comes later).
+//!
+//! int8 graphs become QDQ graphs (see `qdq`): the input and output keep the `.rsm`'s dtype (int8
+//! for `rsim quantize` models, so the ONNX model takes the same quantized tile the runtime does),
+//! every op runs in float between DequantizeLinear and QuantizeLinear with the `.rsm`'s own
+//! scales and zero points. Ops without an int8 form (LayerNorm, MatMul, Activation on int8
+//! tensors) give an [`OnnxError`] naming them.
 
+mod layout;
 mod lower;
 mod proto;
+mod qdq;
+
+pub use qdq::identify_lut;
 
 use crate::format::Model;
 use std::fmt;
@@ -51,6 +60,8 @@ pub fn to_onnx(model: &Model<'_>) -> Result<Vec<u8>, OnnxError> {
 /// Writes the ONNX form of `model` to `path` (temp file + rename).
 pub fn write_onnx(model: &Model<'_>, path: &Path) -> Result<(), OnnxError> {
     let bytes = to_onnx(model)?;
-    crate::write::write_atomic(path, &bytes)
-        .map_err(|e| OnnxError { op: None, reason: format!("writing {}: {e}", path.display()) })
+    crate::write::write_atomic(path, &bytes).map_err(|e| OnnxError {
+        op: None,
+        reason: format!("writing {}: {e}", path.display()),
+    })
 }
