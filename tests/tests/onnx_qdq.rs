@@ -241,9 +241,8 @@ fn trained_peer_models_qdq_match_runtime() {
         let opts = rsim_model::tflite::ConvertOptions { source: file.into(), ..Default::default() };
         let model = rsim_model::tflite::convert(&tflite, &opts).unwrap().bytes;
         let m = Model::parse(&model).unwrap();
-        let inputs: Vec<Vec<i8>> = (0..50)
-            .map(|n| std::fs::read(dir.join(format!("inputs/{n:03}.bin"))).unwrap().iter().map(|&b| b as i8).collect())
-            .collect();
+        let inputs: Vec<Vec<i8>> =
+            (0..50).map(|n| std::fs::read(dir.join(format!("inputs/{n:03}.bin"))).unwrap().iter().map(|&b| b as i8).collect()).collect();
         let ours = runtime_outputs(&model, &inputs);
         let shape: Vec<usize> = m.info.input.shape.dims().iter().map(|&d| d as usize).collect();
         let theirs = tract_outputs(&to_onnx(&m).unwrap(), &shape, &inputs);

@@ -33,10 +33,7 @@ pub(super) fn is4(t: &Tensor) -> bool {
 
 impl Writer<'_, '_> {
     pub(super) fn err(&self, reason: impl Into<String>) -> OnnxError {
-        OnnxError {
-            op: Some(self.op),
-            reason: reason.into(),
-        }
+        OnnxError { op: Some(self.op), reason: reason.into() }
     }
 
     pub(super) fn fresh(&mut self) -> String {
@@ -44,23 +41,14 @@ impl Writer<'_, '_> {
         format!("n{}", self.counter)
     }
 
-    pub(super) fn push(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        output: &str,
-        attrs: Vec<pb::AttributeProto>,
-    ) {
+    pub(super) fn push(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<pb::AttributeProto>) {
         let name = format!("{op}_{}", self.nodes.len());
         self.nodes.push(node(op, name, inputs, &[output], attrs));
     }
 
     /// A constant's values as f32 (F16 widened).
-    fn const_f32(&self, t: &Tensor) -> Result<Vec<f32>, OnnxError> {
-        let bytes = self
-            .model
-            .const_bytes(t)
-            .ok_or_else(|| self.err(format!("tensor {} is not a readable constant", t.id)))?;
+    pub(super) fn const_f32(&self, t: &Tensor) -> Result<Vec<f32>, OnnxError> {
+        let bytes = self.model.const_bytes(t).ok_or_else(|| self.err(format!("tensor {} is not a readable constant", t.id)))?;
         match t.dtype {
             DType::F32 => Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
             DType::F16 => Ok(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
@@ -77,13 +65,7 @@ impl Writer<'_, '_> {
     }
 
     fn shape_const(&mut self, dims: &[i64]) -> String {
-        let name = format!(
-            "shape_{}",
-            dims.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("x")
-        );
+        let name = format!("shape_{}", dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"));
         if self.consts.insert(name.clone()) {
             self.inits.push(tensor_i64(&name, dims));
         }
@@ -99,10 +81,7 @@ impl Writer<'_, '_> {
                     return Ok(n.clone());
                 }
                 if !matches!(t.dtype, DType::F32 | DType::I8) {
-                    return Err(self.err(format!(
-                        "activation {} is {:?}; ONNX export takes f32 and int8 activations",
-                        t.id, t.dtype
-                    )));
+                    return Err(self.err(format!("activation {} is {:?}; ONNX export takes f32 and int8 activations", t.id, t.dtype)));
                 }
                 Ok(format!("t{}", t.id))
             }
@@ -113,12 +92,7 @@ impl Writer<'_, '_> {
                 }
                 let name = format!("c{}_nchw", t.id);
                 if self.consts.insert(name.clone()) {
-                    self.push(
-                        "Transpose",
-                        &[&nhwc],
-                        &name,
-                        vec![attr_ints("perm", &[0, 3, 1, 2])],
-                    );
+                    self.push("Transpose", &[&nhwc], &name, vec![attr_ints("perm", &[0, 3, 1, 2])]);
                 }
                 Ok(name)
             }
@@ -146,39 +120,8 @@ impl Writer<'_, '_> {
             return Ok(n.clone());
         }
         let name = format!("t{}_nhwc", t.id);
-        self.push(
-            "Transpose",
-            &[&src],
-            &name,
-            vec![attr_ints("perm", &[0, 2, 3, 1])],
-        );
+        self.push("Transpose", &[&src], &name, vec![attr_ints("perm", &[0, 2, 3, 1])]);
         self.nhwc_views.insert(t.id, name.clone());
-        Ok(name)
-    }
-
-    /// OIHW conv weights: an f32 initializer, or int8 with its per-channel DequantizeLinear.
-    fn conv_weights(
-        &mut self,
-        weights: &Tensor,
-        groups: u32,
-        cin: usize,
-    ) -> Result<String, OnnxError> {
-        let shape = weights.shape.nhwc();
-        let bad = || {
-            self.err(format!("conv with {groups} groups over {cin} channels (weights {:?}) is neither dense nor depthwise", weights.shape.dims()))
-        };
-        let name = format!("w{}", weights.id);
-        if weights.dtype == DType::I8 {
-            let (dims, data) =
-                super::layout::conv_oihw(&self.const_i8(weights)?, shape, groups, cin)
-                    .ok_or_else(bad)?;
-            let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
-            return self.int8_const(&name, &dims, &data, weights, 0);
-        }
-        let (dims, data) = super::layout::conv_oihw(&self.const_f32(weights)?, shape, groups, cin)
-            .ok_or_else(bad)?;
-        let dims: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
-        self.inits.push(tensor_f32(&name, &dims, &data));
         Ok(name)
     }
 
@@ -186,12 +129,7 @@ impl Writer<'_, '_> {
     pub(super) fn from_nhwc(&mut self, src: &str, out: &Tensor) -> Result<(), OnnxError> {
         let dst = self.onnx(out)?;
         if is4(out) {
-            self.push(
-                "Transpose",
-                &[src],
-                &dst,
-                vec![attr_ints("perm", &[0, 3, 1, 2])],
-            );
+            self.push("Transpose", &[src], &dst, vec![attr_ints("perm", &[0, 3, 1, 2])]);
         } else {
             self.push("Identity", &[src], &dst, vec![]);
         }
@@ -209,20 +147,13 @@ impl Writer<'_, '_> {
             }
             Activation::HardSwish => self.push("HardSwish", &[x], out, vec![]),
             // ONNX's default alpha is 0.2; PyTorch's (and the runtime's) gate is relu6(x + 3) / 6.
-            Activation::HardSigmoid => self.push(
-                "HardSigmoid",
-                &[x],
-                out,
-                vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)],
-            ),
+            Activation::HardSigmoid => {
+                self.push("HardSigmoid", &[x], out, vec![attr_float("alpha", 1.0 / 6.0), attr_float("beta", 0.5)])
+            }
             Activation::Sigmoid => self.push("Sigmoid", &[x], out, vec![]),
             Activation::Gelu => {
                 // Exact erf form: 0.5 * x * (1 + erf(x / sqrt 2)).
-                let (r, one, half) = (
-                    self.scalar(std::f32::consts::FRAC_1_SQRT_2),
-                    self.scalar(1.0),
-                    self.scalar(0.5),
-                );
+                let (r, one, half) = (self.scalar(std::f32::consts::FRAC_1_SQRT_2), self.scalar(1.0), self.scalar(0.5));
                 let (a, b, c, d) = (self.fresh(), self.fresh(), self.fresh(), self.fresh());
                 self.push("Mul", &[x, &r], &a, vec![]);
                 self.push("Erf", &[&a], &b, vec![]);
@@ -234,14 +165,7 @@ impl Writer<'_, '_> {
     }
 
     /// Runs `op_type` then the fused activation into `out`.
-    fn with_act(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        attrs: Vec<pb::AttributeProto>,
-        act: Activation,
-        out: &str,
-    ) {
+    fn with_act(&mut self, op: &str, inputs: &[&str], attrs: Vec<pb::AttributeProto>, act: Activation, out: &str) {
         if act == Activation::None {
             self.push(op, inputs, out, attrs);
         } else {
@@ -264,14 +188,7 @@ impl Writer<'_, '_> {
     /// that `qdq` applies, and writes the float value of its output).
     pub(super) fn float_op(&mut self, op: &Op) -> Result<(), OnnxError> {
         match op {
-            Op::Conv2d {
-                input,
-                weights,
-                bias,
-                output,
-                params,
-                ..
-            } => {
+            Op::Conv2d { input, weights, bias, output, params, .. } => {
                 let [_, kh, kw, _] = weights.shape.nhwc();
                 let wname = self.conv_weights(weights, params.groups, input.shape.nhwc()[3])?;
                 let x = self.onnx(input)?;
@@ -282,32 +199,16 @@ impl Writer<'_, '_> {
                 let p = params.padding;
                 let attrs = vec![
                     attr_ints("kernel_shape", &[kh as i64, kw as i64]),
-                    attr_ints(
-                        "strides",
-                        &[params.stride[0] as i64, params.stride[1] as i64],
-                    ),
-                    attr_ints(
-                        "dilations",
-                        &[params.dilation[0] as i64, params.dilation[1] as i64],
-                    ),
-                    attr_ints(
-                        "pads",
-                        &[p.top as i64, p.left as i64, p.bottom as i64, p.right as i64],
-                    ),
+                    attr_ints("strides", &[params.stride[0] as i64, params.stride[1] as i64]),
+                    attr_ints("dilations", &[params.dilation[0] as i64, params.dilation[1] as i64]),
+                    attr_ints("pads", &[p.top as i64, p.left as i64, p.bottom as i64, p.right as i64]),
                     attr_int("group", params.groups as i64),
                 ];
                 let out = self.onnx(output)?;
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
                 self.with_act("Conv", &refs, attrs, params.activation, &out);
             }
-            Op::FullyConnected {
-                input,
-                weights,
-                bias,
-                output,
-                activation,
-                ..
-            } => {
+            Op::FullyConnected { input, weights, bias, output, activation, .. } => {
                 let i = weights.shape.dims().get(1).copied().unwrap_or(1) as i64;
                 let mut x = self.nhwc(input)?;
                 if input.shape.rank != 2 {
@@ -325,47 +226,18 @@ impl Writer<'_, '_> {
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
                 if output.shape.rank == 2 {
                     let out = self.onnx(output)?;
-                    self.with_act(
-                        "Gemm",
-                        &refs,
-                        vec![attr_int("transB", 1)],
-                        *activation,
-                        &out,
-                    );
+                    self.with_act("Gemm", &refs, vec![attr_int("transB", 1)], *activation, &out);
                 } else {
                     let tmp = self.fresh();
-                    self.with_act(
-                        "Gemm",
-                        &refs,
-                        vec![attr_int("transB", 1)],
-                        *activation,
-                        &tmp,
-                    );
+                    self.with_act("Gemm", &refs, vec![attr_int("transB", 1)], *activation, &tmp);
                     let shaped = self.fresh();
                     let shape = self.shape_const(&dims_i64(output));
                     self.push("Reshape", &[&tmp, &shape], &shaped, vec![]);
                     self.from_nhwc(&shaped, output)?;
                 }
             }
-            Op::Add {
-                a,
-                b,
-                output,
-                activation,
-                ..
-            }
-            | Op::Mul {
-                a,
-                b,
-                output,
-                activation,
-                ..
-            } => {
-                let kind = if matches!(op, Op::Add { .. }) {
-                    "Add"
-                } else {
-                    "Mul"
-                };
+            Op::Add { a, b, output, activation, .. } | Op::Mul { a, b, output, activation, .. } => {
+                let kind = if matches!(op, Op::Add { .. }) { "Add" } else { "Mul" };
                 if a.shape.rank == b.shape.rank {
                     let (x, y, out) = (self.onnx(a)?, self.onnx(b)?, self.onnx(output)?);
                     self.with_act(kind, &[&x, &y], vec![], *activation, &out);
@@ -376,32 +248,12 @@ impl Writer<'_, '_> {
                     self.from_nhwc(&tmp, output)?;
                 }
             }
-            Op::AvgPool2d {
-                input,
-                output,
-                params,
-                ..
-            }
-            | Op::MaxPool2d {
-                input,
-                output,
-                params,
-                ..
-            } => {
+            Op::AvgPool2d { input, output, params, .. } | Op::MaxPool2d { input, output, params, .. } => {
                 let p = params.padding;
                 let mut attrs = vec![
-                    attr_ints(
-                        "kernel_shape",
-                        &[params.kernel[0] as i64, params.kernel[1] as i64],
-                    ),
-                    attr_ints(
-                        "strides",
-                        &[params.stride[0] as i64, params.stride[1] as i64],
-                    ),
-                    attr_ints(
-                        "pads",
-                        &[p.top as i64, p.left as i64, p.bottom as i64, p.right as i64],
-                    ),
+                    attr_ints("kernel_shape", &[params.kernel[0] as i64, params.kernel[1] as i64]),
+                    attr_ints("strides", &[params.stride[0] as i64, params.stride[1] as i64]),
+                    attr_ints("pads", &[p.top as i64, p.left as i64, p.bottom as i64, p.right as i64]),
                 ];
                 let kind = if matches!(op, Op::AvgPool2d { .. }) {
                     // The runtime divides by in-bounds taps only (TFLite's rule).
@@ -424,12 +276,7 @@ impl Writer<'_, '_> {
                 self.push("Reshape", &[&x, &shape], &tmp, vec![]);
                 self.from_nhwc(&tmp, output)?;
             }
-            Op::Softmax {
-                input,
-                output,
-                beta,
-                ..
-            } => {
+            Op::Softmax { input, output, beta, .. } => {
                 let mut x = self.onnx(input)?;
                 if *beta != 1.0 {
                     let (b, tmp) = (self.scalar(*beta), self.fresh());
@@ -440,43 +287,19 @@ impl Writer<'_, '_> {
                 let out = self.onnx(output)?;
                 self.push("Softmax", &[&x], &out, vec![attr_int("axis", axis)]);
             }
-            Op::Concat {
-                inputs,
-                output,
-                axis,
-            } => {
+            Op::Concat { inputs, output, axis } => {
                 let mut names = Vec::new();
                 for t in inputs.iter().flatten() {
                     names.push(self.onnx(t)?);
                 }
-                let axis = if is4(output) {
-                    NHWC_TO_NCHW_AXIS[(*axis as usize).min(3)]
-                } else {
-                    *axis as i64
-                };
+                let axis = if is4(output) { NHWC_TO_NCHW_AXIS[(*axis as usize).min(3)] } else { *axis as i64 };
                 let out = self.onnx(output)?;
                 let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                 self.push("Concat", &refs, &out, vec![attr_int("axis", axis)]);
             }
-            Op::LayerNorm {
-                input,
-                gamma,
-                beta,
-                output,
-                eps,
-            } => {
-                let (x, g, b, tmp) = (
-                    self.nhwc(input)?,
-                    self.nhwc(gamma)?,
-                    self.nhwc(beta)?,
-                    self.fresh(),
-                );
-                self.push(
-                    "LayerNormalization",
-                    &[&x, &g, &b],
-                    &tmp,
-                    vec![attr_int("axis", -1), attr_float("epsilon", *eps)],
-                );
+            Op::LayerNorm { input, gamma, beta, output, eps } => {
+                let (x, g, b, tmp) = (self.nhwc(input)?, self.nhwc(gamma)?, self.nhwc(beta)?, self.fresh());
+                self.push("LayerNormalization", &[&x, &g, &b], &tmp, vec![attr_int("axis", -1), attr_float("epsilon", *eps)]);
                 self.from_nhwc(&tmp, output)?;
             }
             Op::MatMul { a, b, output } => {
@@ -484,30 +307,19 @@ impl Writer<'_, '_> {
                 self.push("MatMul", &[&x, &y], &tmp, vec![]);
                 self.from_nhwc(&tmp, output)?;
             }
-            Op::Transpose {
-                input,
-                output,
-                perm,
-            } => {
+            Op::Transpose { input, output, perm } => {
                 let r = input.shape.rank as usize;
                 let perm: Vec<i64> = perm[..r.min(4)].iter().map(|&p| p as i64).collect();
                 let (x, tmp) = (self.nhwc(input)?, self.fresh());
                 self.push("Transpose", &[&x], &tmp, vec![attr_ints("perm", &perm)]);
                 self.from_nhwc(&tmp, output)?;
             }
-            Op::Activation {
-                input,
-                output,
-                activation,
-            } => {
+            Op::Activation { input, output, activation } => {
                 let (x, out) = (self.onnx(input)?, self.onnx(output)?);
                 self.activation(&x, *activation, &out);
             }
             Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. } => {
-                return Err(self.err(format!(
-                    "{} on float tensors: the op needs int8 tensors",
-                    op.name()
-                )));
+                return Err(self.err(format!("{} on float tensors: the op needs int8 tensors", op.name())));
             }
         }
         Ok(())
@@ -532,13 +344,7 @@ pub(super) fn convert(model: &Model<'_>) -> Result<pb::ModelProto, OnnxError> {
     let io_type = |t: &Tensor| match t.dtype {
         DType::F32 => Ok(DataType::Float),
         DType::I8 => Ok(DataType::Int8),
-        other => Err(OnnxError {
-            op: None,
-            reason: format!(
-                "graph input/output tensor {} is {other:?}; ONNX export takes f32 or int8",
-                t.id
-            ),
-        }),
+        other => Err(OnnxError { op: None, reason: format!("graph input/output tensor {} is {other:?}; ONNX export takes f32 or int8", t.id) }),
     };
     let (in_type, out_type) = (io_type(&tin)?, io_type(&tout)?);
     if tin.dtype == DType::I8 {
@@ -550,10 +356,7 @@ pub(super) fn convert(model: &Model<'_>) -> Result<pb::ModelProto, OnnxError> {
     }
     for (i, op) in model.ops().enumerate() {
         w.op = i;
-        let op = op.map_err(|e| OnnxError {
-            op: Some(i),
-            reason: e.to_string(),
-        })?;
+        let op = op.map_err(|e| OnnxError { op: Some(i), reason: e.to_string() })?;
         w.op(&op)?;
     }
     w.op = usize::MAX;
@@ -574,10 +377,7 @@ pub(super) fn convert(model: &Model<'_>) -> Result<pb::ModelProto, OnnxError> {
     };
     Ok(pb::ModelProto {
         ir_version: 8,
-        opset_import: vec![pb::OperatorSetIdProto {
-            domain: String::new(),
-            version: OPSET,
-        }],
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: OPSET }],
         producer_name: "rsim".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: format!("{} ({})", info.name, info.provenance.method),

@@ -14,13 +14,8 @@ use tract_onnx::pb::tensor_proto::DataType;
 
 /// Whether `op` is an int8 op: it touches an int8 activation or is one of the int8-only ops.
 pub(super) fn is_int8(op: &Op) -> bool {
-    let mut any = matches!(
-        op,
-        Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. }
-    );
-    op.for_each_tensor(|t| {
-        any |= matches!(t.storage, Storage::Arena { .. }) && t.dtype == DType::I8
-    });
+    let mut any = matches!(op, Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. });
+    op.for_each_tensor(|t| any |= matches!(t.storage, Storage::Arena { .. }) && t.dtype == DType::I8);
     any
 }
 
@@ -28,118 +23,29 @@ pub(super) fn is_int8(op: &Op) -> bool {
 fn float_form(op: &Op) -> (Op, Option<(i32, i32)>) {
     let stage = |r: &Option<Requant>| r.map(|r| (r.act_min, r.act_max));
     match *op {
-        Op::Conv2d {
-            input,
-            weights,
-            bias,
-            output,
-            mut params,
-            requant,
-        } => {
+        Op::Conv2d { input, weights, bias, output, mut params, requant } => {
             params.activation = Activation::None; // int8 graphs clamp in the requant stage instead
-            (
-                Op::Conv2d {
-                    input,
-                    weights,
-                    bias,
-                    output,
-                    params,
-                    requant: None,
-                },
-                stage(&requant),
-            )
+            (Op::Conv2d { input, weights, bias, output, params, requant: None }, stage(&requant))
         }
-        Op::FullyConnected {
-            input,
-            weights,
-            bias,
-            output,
-            requant,
-            ..
-        } => (
-            Op::FullyConnected {
-                input,
-                weights,
-                bias,
-                output,
-                activation: Activation::None,
-                requant: None,
-            },
-            stage(&requant),
-        ),
-        Op::Add {
-            a,
-            b,
-            output,
-            quant,
-            ..
-        } => (
-            Op::Add {
-                a,
-                b,
-                output,
-                activation: Activation::None,
-                quant: None,
-            },
-            quant.map(|q| (q.act_min, q.act_max)),
-        ),
-        Op::Mul {
-            a,
-            b,
-            output,
-            quant,
-            ..
-        } => (
-            Op::Mul {
-                a,
-                b,
-                output,
-                activation: Activation::None,
-                quant: None,
-            },
-            quant.map(|q| (q.act_min, q.act_max)),
-        ),
-        Op::AvgPool2d {
-            act_min, act_max, ..
+        Op::FullyConnected { input, weights, bias, output, requant, .. } => {
+            (Op::FullyConnected { input, weights, bias, output, activation: Activation::None, requant: None }, stage(&requant))
         }
-        | Op::MaxPool2d {
-            act_min, act_max, ..
-        } => (*op, Some((act_min, act_max))),
-        Op::GlobalAvgPool {
-            input,
-            output,
-            requant,
-        } => (
-            Op::GlobalAvgPool {
-                input,
-                output,
-                requant: None,
-            },
-            stage(&requant),
-        ),
-        Op::Softmax {
-            input,
-            output,
-            beta,
-            ..
-        } => (
-            Op::Softmax {
-                input,
-                output,
-                beta,
-                quant: None,
-            },
-            None,
-        ),
+        Op::Add { a, b, output, quant, .. } => {
+            (Op::Add { a, b, output, activation: Activation::None, quant: None }, quant.map(|q| (q.act_min, q.act_max)))
+        }
+        Op::Mul { a, b, output, quant, .. } => {
+            (Op::Mul { a, b, output, activation: Activation::None, quant: None }, quant.map(|q| (q.act_min, q.act_max)))
+        }
+        Op::AvgPool2d { act_min, act_max, .. } | Op::MaxPool2d { act_min, act_max, .. } => (*op, Some((act_min, act_max))),
+        Op::GlobalAvgPool { input, output, requant } => (Op::GlobalAvgPool { input, output, requant: None }, stage(&requant)),
+        Op::Softmax { input, output, beta, .. } => (Op::Softmax { input, output, beta, quant: None }, None),
         _ => (*op, None),
     }
 }
 
 /// The int8 functions a `Lut` may tabulate, in the order they are tried (ptq's formulas, f32).
 const LUT_FUNCTIONS: [(Activation, fn(f32) -> f32); 6] = [
-    (Activation::HardSwish, |x| {
-        x * (x + 3.0).clamp(0.0, 6.0) / 6.0
-    }),
+    (Activation::HardSwish, |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0),
     (Activation::HardSigmoid, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0),
     (Activation::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
     (Activation::Relu, |x| x.max(0.0)),
@@ -153,10 +59,7 @@ pub fn identify_lut(table: &[u8], in_q: (f32, i32), out_q: (f32, i32)) -> Option
     let mut best: Option<(Activation, i32)> = None;
     for (act, f) in LUT_FUNCTIONS {
         let rebuilt = build_lut_i8(in_q.0, in_q.1, out_q.0, out_q.1, f);
-        let diffs = rebuilt
-            .iter()
-            .zip(table)
-            .map(|(&a, &b)| (a as i8 as i32 - b as i8 as i32).abs());
+        let diffs = rebuilt.iter().zip(table).map(|(&a, &b)| (a as i8 as i32 - b as i8 as i32).abs());
         let (max, sum) = diffs.fold((0, 0), |(m, s), d| (m.max(d), s + d));
         if table.len() == 256 && max <= 1 && best.is_none_or(|(_, s)| sum < s) {
             best = Some((act, sum));
@@ -169,18 +72,10 @@ impl Writer<'_, '_> {
     /// (scale, zero point) of a per-tensor int8 tensor, checked.
     fn per_tensor(&self, t: &Tensor) -> Result<(f32, i8), OnnxError> {
         match t.quant {
-            Quant::PerTensor { scale, zero_point } if scale.is_finite() && scale > 0.0 => {
-                i8::try_from(zero_point).map(|z| (scale, z)).map_err(|_| {
-                    self.err(format!(
-                        "tensor {} has zero point {zero_point} outside int8",
-                        t.id
-                    ))
-                })
-            }
-            q => Err(self.err(format!(
-                "int8 activation {} needs a per-tensor scale > 0 and zero point, has {q:?}",
-                t.id
-            ))),
+            Quant::PerTensor { scale, zero_point } if scale.is_finite() && scale > 0.0 => i8::try_from(zero_point)
+                .map(|z| (scale, z))
+                .map_err(|_| self.err(format!("tensor {} has zero point {zero_point} outside int8", t.id))),
+            q => Err(self.err(format!("int8 activation {} needs a per-tensor scale > 0 and zero point, has {q:?}", t.id))),
         }
     }
 
@@ -207,10 +102,7 @@ impl Writer<'_, '_> {
     /// QuantizeLinear of the float value `x` onto `t`'s grid, as `q<id>`.
     fn quantize_to(&mut self, x: &str, t: &Tensor) -> Result<(), OnnxError> {
         if t.dtype != DType::I8 || !matches!(t.storage, Storage::Arena { .. }) {
-            return Err(self.err(format!(
-                "op output {} is {:?}; an int8 op must write an int8 activation",
-                t.id, t.dtype
-            )));
+            return Err(self.err(format!("op output {} is {:?}; an int8 op must write an int8 activation", t.id, t.dtype)));
         }
         let (s, z) = self.qparams(t)?;
         let q = format!("q{}", t.id);
@@ -222,12 +114,7 @@ impl Writer<'_, '_> {
     pub(super) fn qdq_input(&mut self, t: &Tensor) -> Result<(), OnnxError> {
         let q = format!("q{}", t.id);
         if is4(t) {
-            self.push(
-                "Transpose",
-                &["input"],
-                &q,
-                vec![attr_ints("perm", &[0, 3, 1, 2])],
-            );
+            self.push("Transpose", &["input"], &q, vec![attr_ints("perm", &[0, 3, 1, 2])]);
         } else {
             self.push("Identity", &["input"], &q, vec![]);
         }
@@ -241,12 +128,7 @@ impl Writer<'_, '_> {
         }
         let q = format!("q{}", t.id);
         if is4(t) {
-            self.push(
-                "Transpose",
-                &[&q],
-                "output",
-                vec![attr_ints("perm", &[0, 2, 3, 1])],
-            );
+            self.push("Transpose", &[&q], "output", vec![attr_ints("perm", &[0, 2, 3, 1])]);
         } else {
             self.push("Identity", &[&q], "output", vec![]);
         }
@@ -293,44 +175,18 @@ impl Writer<'_, '_> {
     /// truncates in ONNX Runtime and tract), Cast.
     fn integer_mean(&mut self, input: &Tensor, output: &Tensor) -> Result<(), OnnxError> {
         if input.quant != output.quant {
-            return Err(self.err(
-                "int8 mean without a requant stage needs equal input and output quantization",
-            ));
+            return Err(self.err("int8 mean without a requant stage needs equal input and output quantization"));
         }
         let [_, h, w, _] = input.shape.nhwc();
-        let count =
-            i32::try_from(h * w).map_err(|_| self.err("mean over more than 2^31 values"))?;
-        let (axes, div) = (
-            format!("mean_axes_{}", output.id),
-            format!("mean_count_{}", output.id),
-        );
+        let count = i32::try_from(h * w).map_err(|_| self.err("mean over more than 2^31 values"))?;
+        let (axes, div) = (format!("mean_axes_{}", output.id), format!("mean_count_{}", output.id));
         self.inits.push(tensor_i64(&axes, &[2, 3]));
         self.inits.push(tensor_i32(&div, &[], &[count]));
-        let (wide, sum, mean, q) = (
-            self.fresh(),
-            self.fresh(),
-            self.fresh(),
-            format!("q{}", output.id),
-        );
-        self.push(
-            "Cast",
-            &[&format!("q{}", input.id)],
-            &wide,
-            vec![attr_int("to", DataType::Int32 as i64)],
-        );
-        self.push(
-            "ReduceSum",
-            &[&wide, &axes],
-            &sum,
-            vec![attr_int("keepdims", 1)],
-        );
+        let (wide, sum, mean, q) = (self.fresh(), self.fresh(), self.fresh(), format!("q{}", output.id));
+        self.push("Cast", &[&format!("q{}", input.id)], &wide, vec![attr_int("to", DataType::Int32 as i64)]);
+        self.push("ReduceSum", &[&wide, &axes], &sum, vec![attr_int("keepdims", 1)]);
         self.push("Div", &[&sum, &div], &mean, vec![]);
-        self.push(
-            "Cast",
-            &[&mean],
-            &q,
-            vec![attr_int("to", DataType::Int8 as i64)],
-        );
+        self.push("Cast", &[&mean], &q, vec![attr_int("to", DataType::Int8 as i64)]);
         self.dequantize_from(&q, output)
     }
 
@@ -359,10 +215,7 @@ impl Writer<'_, '_> {
         let (s, z) = self.per_tensor(t)?;
         let (lo, hi) = (lo.max(-128), hi.min(127));
         if lo > hi {
-            return Err(self.err(format!(
-                "clamp range [{lo}, {hi}] of tensor {} is empty",
-                t.id
-            )));
+            return Err(self.err(format!("clamp range [{lo}, {hi}] of tensor {} is empty", t.id)));
         }
         if lo == -128 && hi == 127 {
             return Ok(x.to_string());
@@ -383,12 +236,7 @@ impl Writer<'_, '_> {
     /// table itself as an int8 Gather, exact either way up to rounding ties.
     fn lut(&mut self, input: &Tensor, output: &Tensor, table: Blob) -> Result<(), OnnxError> {
         let bytes = self.model.blob(table).filter(|b| b.len() == 256);
-        let bytes = bytes.ok_or_else(|| {
-            self.err(format!(
-                "lookup table of tensor {} is not 256 bytes in the weights",
-                output.id
-            ))
-        })?;
+        let bytes = bytes.ok_or_else(|| self.err(format!("lookup table of tensor {} is not 256 bytes in the weights", output.id)))?;
         let (si, zi) = self.per_tensor(input)?;
         let (so, zo) = self.per_tensor(output)?;
         if let Some(act) = identify_lut(bytes, (si, zi as i32), (so, zo as i32)) {
@@ -397,20 +245,11 @@ impl Writer<'_, '_> {
             return self.quantize_to(&y, output);
         }
         let tname = format!("lut{}", output.id);
-        self.inits.push(tensor_i8(
-            &tname,
-            &[256],
-            &bytes.iter().map(|&b| b as i8).collect::<Vec<_>>(),
-        ));
+        self.inits.push(tensor_i8(&tname, &[256], &bytes.iter().map(|&b| b as i8).collect::<Vec<_>>()));
         let (wide, idx, q) = (self.fresh(), self.fresh(), format!("q{}", output.id));
         let offset = format!("lut{}_offset", output.id);
         self.inits.push(tensor_i32(&offset, &[], &[128]));
-        self.push(
-            "Cast",
-            &[&format!("q{}", input.id)],
-            &wide,
-            vec![attr_int("to", DataType::Int32 as i64)],
-        );
+        self.push("Cast", &[&format!("q{}", input.id)], &wide, vec![attr_int("to", DataType::Int32 as i64)]);
         self.push("Add", &[&wide, &offset], &idx, vec![]);
         self.push("Gather", &[&tname, &idx], &q, vec![attr_int("axis", 0)]);
         self.dequantize_from(&q, output)
@@ -420,80 +259,38 @@ impl Writer<'_, '_> {
     fn weight_scales(&self, w: &Tensor) -> Result<(Vec<f32>, i64), OnnxError> {
         match w.quant {
             Quant::PerChannel { axis, scales } => {
-                let b = self.model.blob(scales).ok_or_else(|| {
-                    self.err(format!(
-                        "scales of weights {} are outside the weights",
-                        w.id
-                    ))
-                })?;
-                Ok((
-                    b.chunks_exact(4)
-                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                        .collect(),
-                    axis as i64,
-                ))
+                let b = self.model.blob(scales).ok_or_else(|| self.err(format!("scales of weights {} are outside the weights", w.id)))?;
+                Ok((b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), axis as i64))
             }
-            Quant::PerTensor {
-                scale,
-                zero_point: 0,
-            } => Ok((vec![scale], 0)),
-            q => Err(self.err(format!(
-                "int8 weights {} need symmetric quantization, have {q:?}",
-                w.id
-            ))),
+            Quant::PerTensor { scale, zero_point: 0 } => Ok((vec![scale], 0)),
+            q => Err(self.err(format!("int8 weights {} need symmetric quantization, have {q:?}", w.id))),
         }
     }
 
     /// int8 values of a constant.
     pub(super) fn const_i8(&self, t: &Tensor) -> Result<Vec<i8>, OnnxError> {
         let b = self.model.const_bytes(t).filter(|_| t.dtype == DType::I8);
-        Ok(
-            b.ok_or_else(|| self.err(format!("tensor {} is not a readable int8 constant", t.id)))?
-                .iter()
-                .map(|&v| v as i8)
-                .collect(),
-        )
+        Ok(b.ok_or_else(|| self.err(format!("tensor {} is not a readable int8 constant", t.id)))?.iter().map(|&v| v as i8).collect())
     }
 
     /// `data` (dims `dims`, int8 values of the weights `w`) as an initializer and its
     /// DequantizeLinear along `axis` (the output channel in `dims`); returns the float name.
-    pub(super) fn int8_const(
-        &mut self,
-        name: &str,
-        dims: &[i64],
-        data: &[i8],
-        w: &Tensor,
-        axis: i64,
-    ) -> Result<String, OnnxError> {
+    pub(super) fn int8_const(&mut self, name: &str, dims: &[i64], data: &[i8], w: &Tensor, axis: i64) -> Result<String, OnnxError> {
         let dq = format!("{name}_dq");
         if !self.consts.insert(dq.clone()) {
             return Ok(dq);
         }
         let (scales, _) = self.weight_scales(w)?;
-        let channels = usize::try_from(axis)
-            .ok()
-            .and_then(|a| dims.get(a))
-            .copied()
-            .unwrap_or(-1);
+        let channels = usize::try_from(axis).ok().and_then(|a| dims.get(a)).copied().unwrap_or(-1);
         if scales.len() != 1 && scales.len() as i64 != channels {
-            return Err(self.err(format!(
-                "weights {} have {} scales for {channels} channels",
-                w.id,
-                scales.len()
-            )));
+            return Err(self.err(format!("weights {} have {} scales for {channels} channels", w.id, scales.len())));
         }
         let (sn, zn) = (format!("{name}_scale"), format!("{name}_zp"));
         let sdims: &[i64] = if scales.len() == 1 { &[] } else { &[channels] };
         self.inits.push(tensor_i8(name, dims, data));
         self.inits.push(tensor_f32(&sn, sdims, &scales));
-        self.inits
-            .push(tensor_i8(&zn, sdims, &vec![0; scales.len()]));
-        self.push(
-            "DequantizeLinear",
-            &[name, &sn, &zn],
-            &dq,
-            vec![attr_int("axis", axis)],
-        );
+        self.inits.push(tensor_i8(&zn, sdims, &vec![0; scales.len()]));
+        self.push("DequantizeLinear", &[name, &sn, &zn], &dq, vec![attr_int("axis", axis)]);
         Ok(dq)
     }
 
@@ -505,52 +302,27 @@ impl Writer<'_, '_> {
     }
 
     /// A conv/FC bias: float as it is; int32 dequantized at `s_in * s_w[c]`, zero point 0.
-    pub(super) fn bias(
-        &mut self,
-        b: &Tensor,
-        input: &Tensor,
-        weights: &Tensor,
-    ) -> Result<String, OnnxError> {
+    pub(super) fn bias(&mut self, b: &Tensor, input: &Tensor, weights: &Tensor) -> Result<String, OnnxError> {
         if b.dtype != DType::I32 {
             return self.nhwc(b);
         }
         let (s_in, _) = self.per_tensor(input)?;
         let (ws, _) = self.weight_scales(weights)?;
         let vals: Vec<i32> = match self.model.const_bytes(b) {
-            Some(bytes) => bytes
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
+            Some(bytes) => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             None => return Err(self.err(format!("bias {} is not a readable constant", b.id))),
         };
-        let scales: Vec<f32> = (0..vals.len())
-            .map(|c| s_in * ws.get(c).or(ws.first()).copied().unwrap_or(1.0))
-            .collect();
+        let scales: Vec<f32> = (0..vals.len()).map(|c| s_in * ws.get(c).or(ws.first()).copied().unwrap_or(1.0)).collect();
         if ws.len() != 1 && ws.len() != vals.len() {
-            return Err(self.err(format!(
-                "bias {} has {} values for {} weight scales",
-                b.id,
-                vals.len(),
-                ws.len()
-            )));
+            return Err(self.err(format!("bias {} has {} values for {} weight scales", b.id, vals.len(), ws.len())));
         }
         let (name, dq) = (format!("b{}", b.id), format!("b{}_dq", b.id));
         if self.consts.insert(dq.clone()) {
             let n = vals.len() as i64;
             self.inits.push(tensor_i32(&name, &[n], &vals));
-            self.inits
-                .push(tensor_f32(&format!("{name}_scale"), &[n], &scales));
-            self.inits.push(tensor_i32(
-                &format!("{name}_zp"),
-                &[n],
-                &vec![0; vals.len()],
-            ));
-            self.push(
-                "DequantizeLinear",
-                &[&name, &format!("{name}_scale"), &format!("{name}_zp")],
-                &dq,
-                vec![attr_int("axis", 0)],
-            );
+            self.inits.push(tensor_f32(&format!("{name}_scale"), &[n], &scales));
+            self.inits.push(tensor_i32(&format!("{name}_zp"), &[n], &vec![0; vals.len()]));
+            self.push("DequantizeLinear", &[&name, &format!("{name}_scale"), &format!("{name}_zp")], &dq, vec![attr_int("axis", 0)]);
         }
         Ok(dq)
     }

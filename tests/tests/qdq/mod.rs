@@ -24,7 +24,8 @@ pub fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
     classes.sort();
     let (mut cal, mut all) = (Vec::new(), Vec::new());
     for c in classes {
-        let mut files: Vec<_> = std::fs::read_dir(&c).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&c).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
         files.sort();
         for (i, f) in files.iter().enumerate() {
             let img = image::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).to_rgb8();
@@ -121,7 +122,6 @@ pub fn argmax(v: &[i8]) -> usize {
     v.iter().enumerate().fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
-
 /// Loads ONNX bytes into a runnable tract plan.
 fn plan_of(proto: &pb::ModelProto) -> std::sync::Arc<tract_onnx::prelude::TypedRunnableModel> {
     tract_onnx::onnx()
@@ -168,7 +168,11 @@ fn value_info_i8(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
     let dim = dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() }).collect();
     let tensor = pb::type_proto::Tensor { elem_type: pb::tensor_proto::DataType::Int8 as i32, shape: Some(pb::TensorShapeProto { dim }) };
-    pb::ValueInfoProto { name: name.into(), r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() }), ..Default::default() }
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() }),
+        ..Default::default()
+    }
 }
 
 /// Per op, with the runtime's own int8 inputs fed to that op alone in the QDQ graph (the node that
@@ -186,10 +190,11 @@ pub fn per_op(int8: &[u8], inputs: &[Vec<i8>]) -> Vec<(usize, &'static str, i32,
         engine.input_mut().iter_mut().zip(x).for_each(|(d, &v)| *d = v as u8);
         let mut map = BTreeMap::new();
         map.insert(m.info.input.id, x.clone());
-        engine.invoke_observed(&mut |_, op, out| {
-            map.insert(op.output().id, out.iter().map(|&v| v as i8).collect());
-        })
-        .unwrap();
+        engine
+            .invoke_observed(&mut |_, op, out| {
+                map.insert(op.output().id, out.iter().map(|&v| v as i8).collect());
+            })
+            .unwrap();
         seen.push(map);
     }
     let mut report = Vec::new();
