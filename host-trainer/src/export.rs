@@ -1,8 +1,9 @@
 //! `rsim export`: a classifier checkpoint to an `.rsm` (f32 or f16 weights, BatchNorm folded) with its
 //! classes, normalisation and provenance (method, data + split + label budget, git commit, host
 //! metrics), or to ONNX (f32) through the `.rsm` graph so both files describe the same model. An
-//! existing float `.rsm` converts to ONNX too. Every file goes through a temp file + rename, so a
-//! failed export leaves nothing behind.
+//! existing `.rsm` converts to ONNX too: a float one to a float graph, an int8 one (`rsim quantize`)
+//! to a QDQ graph with int8 input and output (docs/ONNX.md). Every file goes through a temp file +
+//! rename, so a failed export leaves nothing behind.
 use std::path::{Path, PathBuf};
 
 use rsim_model::graph_builder::{self, ExportOptions, WeightMap, Weights};
@@ -13,13 +14,15 @@ use crate::classifier::{self, ClassifierMeta};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
-    /// A classifier checkpoint directory (model.safetensors + classifier.json), or a float `.rsm` with --format onnx.
+    /// A classifier checkpoint directory (model.safetensors + classifier.json), or an `.rsm` file with
+    /// --format onnx (f32/f16 -> float ONNX; int8 from `rsim quantize` -> QDQ ONNX with int8 input/output).
     #[arg(long)]
     pub ckpt: PathBuf,
     /// rsm or onnx.
     #[arg(long, default_value = "rsm")]
     pub format: String,
-    /// Weight type of the `.rsm`: f32 or f16 (biases stay f32). ONNX is always f32.
+    /// Weight type of the `.rsm`: f32 or f16 (biases stay f32). ONNX of a checkpoint is always f32; for an
+    /// int8 ONNX, run `rsim quantize` and export that `.rsm` with --format onnx.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
     /// Append a softmax so the model outputs probabilities instead of logits.
@@ -134,7 +137,9 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport, String> {
             return Err(format!("{} is a file; --format rsm needs a classifier checkpoint directory", a.ckpt.display()));
         }
         let bytes = std::fs::read(&a.ckpt).map_err(|e| format!("reading {}: {e}", a.ckpt.display()))?;
-        return write_onnx(&bytes, &a.output).map_err(|e| format!("{}: {e}", a.ckpt.display()));
+        let r = write_onnx(&bytes, &a.output).map_err(|e| format!("{}: {e}", a.ckpt.display()))?;
+        eprintln!("rsim: wrote {} ({} bytes ONNX)", a.output.display(), r.bytes);
+        return Ok(r);
     }
     let out = rsm_bytes(&a.ckpt, dtype, a.softmax, a.name.as_deref())?;
     let report = ExportReport { bytes: out.bytes.len(), arena: out.plan.arena_size, ops: out.op_count };

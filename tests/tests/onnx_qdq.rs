@@ -258,3 +258,50 @@ fn trained_peer_models_qdq_match_runtime() {
         assert!(same >= 48, "{folder}: same top-1 on {same}/50 ({steps} steps)");
     }
 }
+
+/// What a user would run the export in: ONNX Runtime (CPU, default optimizations, which fuse the
+/// QDQ pattern into its own integer kernels). Runs `qdq/ort_check.py` with the project's `.venv`
+/// python when it has onnxruntime (`.venv/bin/pip install onnxruntime`); skips loudly otherwise.
+#[test]
+fn onnxruntime_runs_the_qdq_export() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    let has_ort = std::process::Command::new(&python).args(["-c", "import onnxruntime"]).output().is_ok_and(|o| o.status.success());
+    if !has_ort {
+        eprintln!("\n*** SKIPPED: no onnxruntime in {} (pip install onnxruntime into .venv to run this check)\n", python.display());
+        return;
+    }
+    let Some((cal, all)) = tiles() else { return };
+    let dir = std::env::temp_dir().join(format!("rsim-qdq-ort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut manifest = Vec::new();
+    let archs = [(Arch::ResNet8, 0.95, 3), (Arch::MobileNetV2 { width: 0.35 }, 0.93, 3), (Arch::MobileNetV3Small, 0.75, 2)];
+    for (arch, _, classes) in archs {
+        let int8 = separating_int8(arch, &cal, &all);
+        let m = Model::parse(&int8).unwrap();
+        let name = arch.name().replace('.', "_");
+        std::fs::write(dir.join(format!("{name}.onnx")), to_onnx(&m).unwrap()).unwrap();
+        let io = runtime_io(&int8, &all);
+        let flat = |f: &dyn Fn(&(Vec<i8>, Vec<i8>)) -> &Vec<i8>| io.iter().flat_map(|p| f(p).iter().map(|&v| v as u8)).collect::<Vec<u8>>();
+        std::fs::write(dir.join(format!("{name}.in")), flat(&|p| &p.0)).unwrap();
+        std::fs::write(dir.join(format!("{name}.out")), flat(&|p| &p.1)).unwrap();
+        let classes_seen: std::collections::BTreeSet<usize> = io.iter().map(|(_, o)| argmax(o)).collect();
+        assert!(classes_seen.len() >= classes, "{name}: {} classes predicted", classes_seen.len());
+        manifest.push(serde_json::json!({
+            "name": name, "onnx": format!("{name}.onnx"), "inputs": format!("{name}.in"), "outputs": format!("{name}.out"),
+            "n": io.len(), "input_shape": m.info.input.shape.dims(),
+        }));
+    }
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/qdq/ort_check.py");
+    let out = std::process::Command::new(&python).arg(&script).arg(&dir).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "ort_check.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for ((arch, min_agreement, _), line) in archs.iter().zip(text.lines()) {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (same, n, steps) = (r["same_top1"].as_u64().unwrap(), r["n"].as_u64().unwrap(), r["max_steps"].as_i64().unwrap());
+        println!("onnxruntime {:<22} same top-1 on {same}/{n} tiles ({:.1}%), max |dlogit| {steps} output steps", arch.name(), same as f64 * 100.0 / n as f64);
+        assert!(same as f64 >= min_agreement * n as f64, "{}: ONNX Runtime agrees on {same}/{n}", arch.name());
+    }
+    assert_eq!(text.lines().count(), archs.len(), "{text}");
+}
