@@ -1,4 +1,4 @@
-//! ONNX writer: a float `.rsm` model as an ONNX graph that tract-onnx (or ONNX Runtime) runs, so a
+//! ONNX writer: an `.rsm` model (float, or int8 as a QDQ graph) as an ONNX graph that tract-onnx (or ONNX Runtime) runs, so a
 //! second, independent backend can check the runtime and serve Linux boards.
 //!
 //! Layout: the ONNX model's input and output are the `.rsm` graph's own tensors, NHWC, byte for byte
