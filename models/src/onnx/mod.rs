@@ -1,5 +1,6 @@
-//! ONNX writer: an `.rsm` model (float, or int8 as a QDQ graph) as an ONNX graph that tract-onnx (or ONNX Runtime) runs, so a
-//! second, independent backend can check the runtime and serve Linux boards.
+//! ONNX writer: an `.rsm` model (float, or int8 as a QDQ graph) as an ONNX graph that tract-onnx
+//! (or ONNX Runtime) runs, so a second, independent backend can check the runtime and serve Linux
+//! boards.
 //!
 //! Layout: the ONNX model's input and output are the `.rsm` graph's own tensors, NHWC, byte for byte
 //! (input `input` [1, H, W, C]; output `output` with the `.rsm` output's dims). Inside, every rank-4
