@@ -343,7 +343,17 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
 fn finish(a: &DistillArgs, teacher: Teacher, student: Net, train: &Bank, test: &Bank, labelled: Option<&Bank>, kind: &str, losses: Vec<f64>, dev: Device) -> Result<DistillReport, String> {
     let (tname, teacher_oa) = match &teacher {
         Teacher::Logits { net, meta } => {
-            let (s, _) = classifier::evaluate(net, test, dev)?;
+            // The teacher is scored at its own input size, on the test images resized as in training.
+            let resized;
+            let tb = if meta.size != a.size {
+                let t = meta.size as i64;
+                let images = test.images.to_kind(Kind::Float).upsample_bilinear2d([t, t], false, None, None).to_kind(Kind::Half);
+                resized = Bank { images, labels: test.labels.shallow_clone(), classes: test.classes.clone(), skipped: test.skipped };
+                &resized
+            } else {
+                test
+            };
+            let (s, _) = classifier::evaluate(net, tb, dev)?;
             (format!("{} ({})", a.teacher.display(), meta.arch), Some(s.oa))
         }
         Teacher::Embed { name, .. } => (name.clone(), None),
