@@ -24,7 +24,7 @@ pub enum Cmd {
     Finetune(crate::classifier::FinetuneArgs),
     /// Distil a teacher (classifier or backbone) into a compact student.
     Distill(crate::distill::DistillArgs),
-    /// A classifier checkpoint to .rsm (f32/f16, with provenance) or ONNX.
+    /// A classifier checkpoint to .rsm (f32/f16, with provenance) or ONNX; an existing .rsm to ONNX (int8 as per-channel QDQ).
     Export(crate::export::ExportArgs),
     /// Quantization-aware fine-tuning of a float .rsm (fake-quant, distillation from itself) to int8.
     Qat(crate::qat::QatArgs),
