@@ -42,6 +42,8 @@ $RSIM quantize --model "$R/distilled-f32.rsm" --calib "$D" --train-share 0.8 --i
     -o "$R/distilled-ptq-int8.rsm"
 $RSIM qat --model "$R/distilled-f32.rsm" --data "$D" --train-share 0.8 --calib-images 512 --calibrator mse \
     --steps "${QAT_STEPS:-120}" --device cpu -o "$R/distilled-qat-int8.rsm"
+# The shipped int8 model also as per-channel QDQ ONNX (ONNX Runtime / tract on Linux boards).
+$RSIM export --ckpt "$R/distilled-ptq-int8.rsm" --format onnx -o "$R/distilled-ptq-int8.onnx"
 # 5. Score each model with the edge runtime on the test split (the only place the test split is read).
 for m in teacher-f32 scratch-f32 distilled-f32 distilled-ptq-int8 distilled-qat-int8 distilled-f16; do
     $RSIM_EVAL eval --model "$R/$m.rsm" --data "$D" --split test --train-share 0.8 --out "$R/eval-$m" --quiet
