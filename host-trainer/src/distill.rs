@@ -56,7 +56,8 @@ pub struct DistillArgs {
     /// Training length in optimiser steps.
     #[arg(long)]
     pub steps: Option<usize>,
-    /// Stop after this many minutes (the student is saved as it is then).
+    /// Time budget in minutes: after 20 steps the schedule (warm-up + cosine) is shortened to fit it,
+    /// so the learning rate still anneals; training stops at the budget in any case.
     #[arg(long)]
     pub minutes: Option<f64>,
     /// Images per batch.
@@ -135,6 +136,10 @@ impl Teacher {
         }
     }
 }
+
+/// With --minutes: the steps timed (after FIT_FROM warm-up steps) to fit the schedule into the budget.
+const FIT_FROM: usize = 5;
+const FIT_STEPS: usize = 15;
 
 /// Loads a teacher from any [`Source`]; a checkpoint of the wrong architecture is an error naming the
 /// first missing or mismatched tensor.
@@ -244,7 +249,7 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
         Some(l) if with_head && a.ce_weight > 0.0 => Some(ViewStream::new(l, vc, a.ce_batch.clamp(1, l.len()), a.seed ^ 0x5eed, dev)?),
         _ => None,
     };
-    let steps = a.steps.unwrap_or((a.epochs * stream.steps_per_epoch() as f64).round() as usize).max(1);
+    let mut steps = a.steps.unwrap_or((a.epochs * stream.steps_per_epoch() as f64).round() as usize).max(1);
     let queue = l2_normalize(&Tensor::randn([a.queue.max(1) as i64, tdim], (Kind::Float, dev)));
     let mut qptr = 0i64;
     let mut enqueue: Option<Tensor> = None;
@@ -258,7 +263,9 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     eprintln!("rsim: distilling into {} ({kind}) on {} train images, {steps} steps of batch {batch}", sarch.name(), train.len());
     let start = Instant::now();
     let mut losses = Vec::with_capacity(steps);
-    for step in 0..steps {
+    let mut timed_from = None;
+    let mut step = 0;
+    while step < steps {
         let (x, _) = stream.views(step as u64);
         let tx = if teacher_size != a.size {
             x.upsample_bilinear2d([teacher_size as i64, teacher_size as i64], false, None, None)
@@ -324,10 +331,26 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
             bar.set_message(format!("loss {lv:.4}"));
         }
         bar.set_position(step as u64 + 1);
-        if a.minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0) {
-            bar.abandon_with_message(format!("stopped by --minutes at step {}", step + 1));
-            break;
+        if let Some(m) = a.minutes {
+            // Once the step time is known, the schedule shrinks to fit the budget: a capped run
+            // still warms up and anneals its learning rate instead of stopping at a high one.
+            if step + 1 == FIT_FROM {
+                timed_from = Some(Instant::now());
+            } else if let (true, Some(t)) = (step + 1 == FIT_FROM + FIT_STEPS, timed_from) {
+                let per_step = t.elapsed().as_secs_f64() / FIT_STEPS as f64;
+                let fit = ((m * 60.0 - start.elapsed().as_secs_f64()) / per_step) as usize + step + 1;
+                if fit < steps {
+                    eprintln!("rsim: --minutes {m}: {per_step:.2} s per step, schedule shortened from {steps} to {fit} steps");
+                    steps = fit;
+                    bar.set_length(steps as u64);
+                }
+            }
+            if start.elapsed().as_secs_f64() > m * 60.0 && step + 1 < steps {
+                bar.abandon_with_message(format!("stopped by --minutes at step {}", step + 1));
+                break;
+            }
         }
+        step += 1;
     }
     bar.finish();
     drop(log);

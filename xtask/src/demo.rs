@@ -3,8 +3,8 @@
 //! 1. set-up if needed (.venv with torch, trainer build); data from RSIM_DATA, else downloaded;
 //! 2. SimCLR pretraining of a ResNet-18 teacher backbone (32x32 tiles, train split only);
 //! 3. few-label linear probes of that backbone vs the same backbone random and frozen;
-//! 4. a teacher head on 20 labels per class, then distillation into a MobileNetV2-0.35 student on every
-//!    (unlabelled) train image;
+//! 4. a teacher head on 20 labels per class, then distillation into a MobileNetV2-0.35 student at
+//!    64x64 (the tiles' own size; the teacher sees the same view at 32x32) on every train image;
 //! 5. export (f32), int8 post-training quantization calibrated on train images, f16;
 //! 6. the edge runtime classifies the held-back test tiles with each model, and one summary table;
 //! 7. a peer int8 model (MLPerf Tiny ResNet-8 .tflite) checked byte for byte against TFLite Micro.
@@ -119,7 +119,7 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let student = out.join("student");
     run(
         rsim(&bin).args(["distill", "--teacher"]).arg(&teacher).args(["--student", "mobilenet_v2_0.35"])
-            .args(["--data", &d, "--train-share", "0.8", "--size", "32", "--labels", "20", "--epochs", "4"])
+            .args(["--data", &d, "--train-share", "0.8", "--size", "64", "--labels", "20", "--epochs", "4"])
             .args(["--batch", &small_batch, "--minutes", &distill_minutes, "--out"]).arg(&student),
         "distilling the teacher into MobileNetV2-0.35 on every train image (teacher logits, + CE on the 20 labels)",
     )?;
