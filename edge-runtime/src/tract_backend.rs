@@ -44,9 +44,16 @@ impl TractModel {
         Ok(TractModel { plan, input_shape, output_shape })
     }
 
-    /// Converts an `.rsm` float model to ONNX and loads that.
+    /// Converts an `.rsm` model with f32 input and output to ONNX and loads that (int8-I/O models are refused by name).
     pub fn from_rsm(model_bytes: &[u8]) -> Result<TractModel, TractError> {
         let model = rsim_model::Model::parse(model_bytes).map_err(|e| TractError(format!("parsing the .rsm model: {e}")))?;
+        let dtype = model.info.input.dtype;
+        if dtype != rsim_model::DType::F32 {
+            return Err(TractError(format!(
+                "this backend feeds f32 tiles, the model's input is {dtype:?} (an int8 model from `rsim quantize`): \
+                 run it with the edge runtime, or export its QDQ ONNX (`rsim export --ckpt m.rsm --format onnx`) for an int8-I/O ONNX runtime"
+            )));
+        }
         let onnx = rsim_model::onnx::to_onnx(&model).map_err(|e| TractError(e.to_string()))?;
         TractModel::from_onnx(&onnx)
     }

@@ -151,6 +151,12 @@ fn weights_dequantize_per_output_channel() {
     assert!(checked > 10, "only {checked} convs checked");
 }
 
+#[test]
+fn tract_backend_refuses_int8_io_by_name() {
+    let e = rsim_edge::tract_backend::TractModel::from_rsm(&synthetic_int8(Arch::ResNet8)).err().expect("an int8-I/O model must be refused");
+    assert!(e.to_string().contains("input is I8") && e.to_string().contains("rsim export"), "{e}");
+}
+
 /// Quantized with synthetic ranges: needs no data, so the structural tests always run.
 fn synthetic_int8(arch: Arch) -> Vec<u8> {
     let float = export(&ExportOptions::random(arch, 3, 32, Some(10), 11)).unwrap().bytes;
