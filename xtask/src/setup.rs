@@ -26,7 +26,9 @@ An existing .venv that already holds torch 2.11.0 is kept as is.";
 
 /// The workspace root (xtask lives one level below it).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    // Canonical, so the paths the demo and tests print read /repo/runs/demo, not /repo/xtask/../runs/demo.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 pub fn venv_dir() -> PathBuf {
