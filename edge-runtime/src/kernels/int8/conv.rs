@@ -79,14 +79,23 @@ pub fn conv(g: &ConvGeom, groups: usize, input: &[u8], in_zp: i32, weights: &[u8
 
 /// Depthwise conv with depth multiplier `oc / ic`: weights `[1, kh, kw, oc]`.
 pub fn depthwise(g: &ConvGeom, input: &[u8], in_zp: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
-    let [n, _ih, _iw, ic] = g.input;
-    let [_, oh, ow, oc] = g.output;
-    let [kh, kw] = g.kernel;
+    let (ic, oc) = (g.input[3], g.output[3]);
     if ic == 0 || oc % ic != 0 {
         return Err("depthwise output channels are not a multiple of input channels");
     }
-    let dm = oc / ic;
     let in_offset = in_zp.wrapping_neg();
+    if oc == ic {
+        return depthwise_channels_inner(g, input, in_offset, weights, bias, stage, out);
+    }
+    depthwise_general(g, input, in_offset, weights, bias, stage, out)
+}
+
+/// Any depth multiplier, one output channel's taps at a time (TFLM's loop order).
+fn depthwise_general(g: &ConvGeom, input: &[u8], in_offset: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+    let [n, _ih, _iw, ic] = g.input;
+    let [_, oh, ow, oc] = g.output;
+    let [kh, kw] = g.kernel;
+    let dm = oc / ic.max(1);
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -106,6 +115,56 @@ pub fn depthwise(g: &ConvGeom, input: &[u8], in_zp: i32, weights: &[u8], bias: O
                         acc = acc.wrapping_add(get_i32(bias, c)?);
                     }
                     *out.get_mut(((b * oh + oy) * ow + ox) * oc + c).ok_or(E)? = finish(acc, c, stage)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Channels handled together by [`depthwise_channels_inner`]: an accumulator array on the stack
+/// (no heap) that the compiler can keep in vector registers.
+const DW_CHUNK: usize = 32;
+
+/// Depthwise with multiplier 1, channels innermost: for each output pixel and tap, a run of
+/// contiguous channels is accumulated at once (input and weights are both channel-contiguous),
+/// instead of one channel's taps at a time. Integer sums in the same tap order: bit-identical.
+fn depthwise_channels_inner(g: &ConvGeom, input: &[u8], in_offset: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+    let [n, ih, iw, c_all] = g.input;
+    let [_, oh, ow, _] = g.output;
+    let [kh, kw] = g.kernel;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let out_at = ((b * oh + oy) * ow + ox) * c_all;
+                let mut c0 = 0;
+                while c0 < c_all {
+                    let len = (c_all - c0).min(DW_CHUNK);
+                    let mut acc = [0i32; DW_CHUNK];
+                    let acc = &mut acc[..len];
+                    for ky in 0..kh {
+                        let Some(iy) = g.src(0, oy, ky) else { continue };
+                        for kx in 0..kw {
+                            let Some(ix) = g.src(1, ox, kx) else { continue };
+                            let in_at = ((b * ih + iy) * iw + ix) * c_all + c0;
+                            let w_at = (ky * kw + kx) * c_all + c0;
+                            let xs = input.get(in_at..in_at + len).ok_or(E)?;
+                            let ws = weights.get(w_at..w_at + len).ok_or(E)?;
+                            for ((a, &x), &w) in acc.iter_mut().zip(xs).zip(ws) {
+                                *a = a.wrapping_add((w as i8 as i32).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)));
+                            }
+                        }
+                    }
+                    let outs = out.get_mut(out_at + c0..out_at + c0 + len).ok_or(E)?;
+                    for (j, (o, &a)) in outs.iter_mut().zip(acc.iter()).enumerate() {
+                        let c = c0 + j;
+                        let a = match bias {
+                            Some(bias) => a.wrapping_add(get_i32(bias, c)?),
+                            None => a,
+                        };
+                        *o = finish(a, c, stage)?;
+                    }
+                    c0 += len;
                 }
             }
         }
@@ -182,6 +241,25 @@ mod tests {
                 let want = reference(&g, &x, 3, &w, dw);
                 assert_eq!(out, b(&want), "stride {stride} dil {dil} pad {pad} dw {dw} oc {oc}");
             }
+        }
+    }
+
+    #[test]
+    fn channel_runs_match_the_per_channel_loop_bit_for_bit() {
+        // 70 channels: two full DW_CHUNK runs and a partial one; bias, padding, stride, dilation.
+        let c = 70;
+        let x: Vec<i8> = (0..5 * 6 * c).map(|i| ((i * 29) % 23) as i8 - 11).collect();
+        let w: Vec<i8> = (0..9 * c).map(|i| ((i * 31) % 13) as i8 - 6).collect();
+        let bias: Vec<u8> = (0..c as i32).flat_map(|i| (i * 7 - 200).to_le_bytes()).collect();
+        for (stride, dil, pad) in [(1, 1, 1), (2, 1, 1), (1, 2, 2)] {
+            let oh = (5 + 2 * pad - dil * 2 - 1) / stride + 1;
+            let ow = (6 + 2 * pad - dil * 2 - 1) / stride + 1;
+            let g = ConvGeom { input: [1, 5, 6, c], output: [1, oh, ow, c], kernel: [3, 3], stride: [stride; 2], dilation: [dil; 2], pad: [pad; 2] };
+            let (mut fast, mut slow) = (vec![0u8; oh * ow * c], vec![0u8; oh * ow * c]);
+            depthwise_channels_inner(&g, &b(&x), 4, &b(&w), Some(&bias), &stage(3), &mut fast).unwrap();
+            depthwise_general(&g, &b(&x), 4, &b(&w), Some(&bias), &stage(3), &mut slow).unwrap();
+            assert_eq!(fast, slow, "stride {stride} dil {dil} pad {pad}");
+            assert!(fast.iter().any(|&v| v != fast[0]), "degenerate test data");
         }
     }
 
