@@ -137,6 +137,15 @@ impl Teacher {
     }
 }
 
+/// NCHW images at `side` x `side` (bilinear; the teacher's view of the student's batch), or as they are.
+fn resized(x: &Tensor, side: usize) -> Tensor {
+    if x.size().last() == Some(&(side as i64)) {
+        x.shallow_clone()
+    } else {
+        x.upsample_bilinear2d([side as i64, side as i64], false, None, None)
+    }
+}
+
 /// With --minutes: the steps timed (after FIT_FROM warm-up steps) to fit the schedule into the budget.
 const FIT_FROM: usize = 5;
 const FIT_STEPS: usize = 15;
@@ -267,11 +276,7 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let mut step = 0;
     while step < steps {
         let (x, _) = stream.views(step as u64);
-        let tx = if teacher_size != a.size {
-            x.upsample_bilinear2d([teacher_size as i64, teacher_size as i64], false, None, None)
-        } else {
-            x.shallow_clone()
-        };
+        let tx = resized(&x, teacher_size);
         let tout = tch::no_grad(|| teacher.net().forward(&tx, false));
         let (sf, slog) = student.forward(&x, true);
         let (loss, extra) = match (&teacher, slog) {
@@ -336,7 +341,8 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
             // still warms up and anneals its learning rate instead of stopping at a high one.
             if step + 1 == FIT_FROM {
                 timed_from = Some(Instant::now());
-            } else if let (true, Some(t)) = (step + 1 == FIT_FROM + FIT_STEPS, timed_from) {
+            }
+            if let Some(t) = timed_from.filter(|_| step + 1 == FIT_FROM + FIT_STEPS) {
                 let per_step = t.elapsed().as_secs_f64() / FIT_STEPS as f64;
                 let fit = ((m * 60.0 - start.elapsed().as_secs_f64()) / per_step) as usize + step + 1;
                 if fit < steps {
@@ -367,16 +373,13 @@ fn finish(a: &DistillArgs, teacher: Teacher, student: Net, train: &Bank, test: &
     let (tname, teacher_oa) = match &teacher {
         Teacher::Logits { net, meta } => {
             // The teacher is scored at its own input size, on the test images resized as in training.
-            let resized;
-            let tb = if meta.size != a.size {
-                let t = meta.size as i64;
-                let images = test.images.to_kind(Kind::Float).upsample_bilinear2d([t, t], false, None, None).to_kind(Kind::Half);
-                resized = Bank { images, labels: test.labels.shallow_clone(), classes: test.classes.clone(), skipped: test.skipped };
-                &resized
-            } else {
-                test
-            };
-            let (s, _) = classifier::evaluate(net, tb, dev)?;
+            let other = (meta.size != a.size).then(|| Bank {
+                images: resized(&test.images.to_kind(Kind::Float), meta.size).to_kind(Kind::Half),
+                labels: test.labels.shallow_clone(),
+                classes: test.classes.clone(),
+                skipped: test.skipped,
+            });
+            let (s, _) = classifier::evaluate(net, other.as_ref().unwrap_or(test), dev)?;
             (format!("{} ({})", a.teacher.display(), meta.arch), Some(s.oa))
         }
         Teacher::Embed { name, .. } => (name.clone(), None),

@@ -9,16 +9,8 @@ use rsim_train::field::eval::{run as eval, EvalArgs};
 use rsim_train::field::quantize::{run as quantize, QuantizeArgs};
 use std::path::{Path, PathBuf};
 
-fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!("*** SKIPPED: {} missing (set RSIM_DATA)", p.display());
-        None
-    }
-}
+mod common;
+use common::ci20;
 
 const CLASSES: [&str; 10] =
     ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"];

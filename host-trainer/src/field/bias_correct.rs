@@ -66,11 +66,7 @@ fn channel_means(
     images: &[U8Image],
     bands: u32,
 ) -> Result<BTreeMap<u16, Vec<f64>>, String> {
-    let n = Model::parse(model)
-        .map_err(|e| e.to_string())?
-        .info
-        .arena_size as usize;
-    let mut buf = vec![0u8; n + 16];
+    let (_, mut buf) = super::quantize::arena(model)?;
     let mut engine = Engine::new(model, &mut buf).map_err(|e| e.to_string())?;
     let mut acc: BTreeMap<u16, ChannelMeans> = want
         .iter()

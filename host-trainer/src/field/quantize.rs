@@ -69,7 +69,8 @@ pub struct QuantizeSummary {
     pub max_mean_shift: Option<f64>,
 }
 
-fn arena(bytes: &[u8]) -> Result<(u32, Vec<u8>), String> {
+/// The model's arena size and a buffer for it (with room for the engine's alignment).
+pub(super) fn arena(bytes: &[u8]) -> Result<(u32, Vec<u8>), String> {
     let n = Model::parse(bytes).map_err(|e| e.to_string())?.info.arena_size;
     Ok((n, vec![0u8; n as usize + 16]))
 }

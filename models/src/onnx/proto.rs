@@ -25,44 +25,25 @@ pub fn node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attrs: Ve
     }
 }
 
+/// An initializer holding `raw` little-endian bytes of `data_type`.
+fn raw_tensor(name: &str, dims: Vec<i64>, data_type: DataType, raw_data: Vec<u8>) -> pb::TensorProto {
+    pb::TensorProto { dims, data_type: data_type as i32, name: name.into(), raw_data, ..Default::default() }
+}
+
 pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> pb::TensorProto {
-    pb::TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Float as i32,
-        name: name.into(),
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    raw_tensor(name, dims.to_vec(), DataType::Float, data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn tensor_i64(name: &str, data: &[i64]) -> pb::TensorProto {
-    pb::TensorProto {
-        dims: vec![data.len() as i64],
-        data_type: DataType::Int64 as i32,
-        name: name.into(),
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    raw_tensor(name, vec![data.len() as i64], DataType::Int64, data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn tensor_i8(name: &str, dims: &[i64], data: &[i8]) -> pb::TensorProto {
-    pb::TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Int8 as i32,
-        name: name.into(),
-        raw_data: data.iter().map(|&v| v as u8).collect(),
-        ..Default::default()
-    }
+    raw_tensor(name, dims.to_vec(), DataType::Int8, data.iter().map(|&v| v as u8).collect())
 }
 
 pub fn tensor_i32(name: &str, dims: &[i64], data: &[i32]) -> pb::TensorProto {
-    pb::TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Int32 as i32,
-        name: name.into(),
-        raw_data: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    raw_tensor(name, dims.to_vec(), DataType::Int32, data.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
 pub fn value_info(name: &str, dims: &[i64], dtype: DataType) -> pb::ValueInfoProto {
