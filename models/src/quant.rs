@@ -119,11 +119,12 @@ pub fn conv_multiplier(in_scale: f32, w_scale: f32, out_scale: f32) -> Result<(i
     quantize_multiplier(in_scale as f64 * w_scale as f64 / out_scale as f64)
 }
 
-/// FULLY_CONNECTED (`GetQuantizedConvolutionMultipler`): the input*filter scale product is rounded to
-/// f32 first, then divided by the output scale in double. Differs from [`conv_multiplier`] by an ulp
-/// often enough to change outputs.
+/// FULLY_CONNECTED (`GetQuantizedConvolutionMultipler`, current TFLM): every factor widened to double,
+/// `double(s_in) * double(s_w) / double(s_out)`, the same rule as [`conv_multiplier`]. An older TFLM
+/// rounded the `s_in * s_w` product to f32 first; that differs by an ulp often enough to move an output
+/// by one step on rounding ties, so it is not used.
 pub fn fc_multiplier(in_scale: f32, w_scale: f32, out_scale: f32) -> Result<(i32, i32), QuantError> {
-    quantize_multiplier((in_scale * w_scale) as f64 / out_scale as f64)
+    quantize_multiplier(in_scale as f64 * w_scale as f64 / out_scale as f64)
 }
 
 /// MUL int8 (`mul_common.cc`): `s1 * s2 / s_out` in double.
@@ -249,6 +250,16 @@ mod tests {
         assert_eq!(round_half_away_f32(0.5), 1.0);
         assert_eq!(round_half_away_f32(-0.5), -1.0);
         assert_eq!(round_half_away_f32(-1.49), -1.0);
+    }
+
+    #[test]
+    fn fc_multiplier_uses_the_double_product() {
+        // MLPerf Tiny ResNet-8's FULLY_CONNECTED (scales from its model_ops.json): current TFLM gives
+        // 1552512760 >> 5; the f32-rounded product of older TFLM gave 1552512742.
+        let (s_in, s_w, s_out): (f32, f32, f32) = ("0.1270691454410553".parse().unwrap(), "0.0305543914437294".parse().unwrap(), "0.17185351252555847".parse().unwrap());
+        assert_eq!(fc_multiplier(s_in, s_w, s_out).unwrap(), (1_552_512_760, -5));
+        let older = quantize_multiplier((s_in * s_w) as f64 / s_out as f64).unwrap();
+        assert_eq!(older, (1_552_512_742, -5), "the two rules must differ on this case");
     }
 
     #[test]
