@@ -10,6 +10,8 @@
 //! `&[f32]`; otherwise (e.g. a bare `include_bytes!`) as little-endian byte arrays, same results.
 
 use crate::exec;
+use crate::kernels::fast::{self, Isa, Kernel};
+use crate::prepared::{self, PreparedOp};
 use crate::preprocess;
 use crate::EngineError;
 use rsim_model::{DType, Model, Op, Quant, Tensor};
@@ -17,20 +19,79 @@ use rsim_model::{DType, Model, Op, Quant, Tensor};
 /// Alignment of the arena start the engine uses.
 pub const ARENA_ALIGN: usize = 16;
 
+/// How an engine runs: kernel choice and threads, fixed at creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Which kernels may run (default [`Kernels::Native`]); every choice gives the same int8 bytes.
+    pub kernels: Kernels,
+    /// Threads a large convolution may split over (std builds; 1 = the calling thread only). Results
+    /// are bit-identical for any count.
+    pub threads: usize,
+    /// Microcontroller mode: no persistent part at all. The arena is only `info.arena_size` bytes, ops
+    /// are decoded on every invoke and run with the reference kernels.
+    pub lean: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { kernels: Kernels::Native, threads: 1, lean: false }
+    }
+}
+
+/// Kernel families an engine may choose from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// Every op on its TFLM-exact reference kernel (the oracle).
+    Reference,
+    /// Fast kernels in plain Rust only (what non-x86 64-bit targets run; for tests on x86 too).
+    Portable,
+    /// The fastest this CPU offers (AVX2 on x86_64 when detected at run time), else portable.
+    Native,
+}
+
 /// One model running in one caller-owned arena. Feed it with [`set_input_f32`](Self::set_input_f32),
 /// [`set_input_image_u8`](Self::set_input_image_u8) or [`input_mut`](Self::input_mut), run it with
 /// [`invoke`](Self::invoke), read [`output`](Self::output), [`output_f32`](Self::output_f32) or
 /// [`top_k`](Self::top_k). `run_f32` / `run_image_u8` set the input and invoke in one call.
 pub struct Engine<'m, 'a> {
     model: Model<'m>,
-    /// Exactly `info.arena_size` bytes, starting 16-byte aligned.
+    /// Exactly `info.arena_size` bytes, starting 16-byte aligned: the activations.
     arena: &'a mut [u8],
+    /// Decoded ops with their kernels (`None` in lean mode).
+    prepared: Option<&'a [PreparedOp]>,
+    /// Packed weights and per-channel arrays of the fast kernels.
+    persistent: &'a [u8],
+    isa: Isa,
+    threads: usize,
     high_water: usize,
 }
 
-/// Bytes of arena a 16-byte-aligned buffer needs for this model (its planned arena size).
+/// Bytes of arena a 16-byte-aligned buffer needs for this model with default [`Options`]: the planned
+/// activations, then the persistent part (decoded ops and fast-kernel data; see `prepared`).
 pub fn required_arena(model: &[u8]) -> Result<usize, EngineError> {
-    Ok(Model::parse(model)?.info.arena_size as usize)
+    required_arena_with(model, &Options::default())
+}
+
+/// As [`required_arena`] for the given options (`lean`: the planned activations only).
+pub fn required_arena_with(model: &[u8], opts: &Options) -> Result<usize, EngineError> {
+    let model = Model::parse(model)?;
+    if opts.lean {
+        return Ok(model.info.arena_size as usize);
+    }
+    Ok(prepared::layout(&model)?.total())
+}
+
+/// What an engine decided at creation, for reports and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreparedReport {
+    /// Instruction set of the fast kernels.
+    pub isa: &'static str,
+    /// Bytes of decoded op records and of packed weights / channel arrays.
+    pub record_bytes: usize,
+    pub kernel_bytes: usize,
+    /// Ops on a fast kernel, of all ops.
+    pub fast_ops: usize,
+    pub ops: usize,
 }
 
 impl<'m, 'a> Engine<'m, 'a> {
@@ -42,14 +103,21 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// alignment); [`EngineError::Unsupported`] naming the first op this runtime cannot run and why;
     /// [`EngineError::Aliasing`] when a plan puts an op's output over one of its inputs.
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
+        Self::with_options(model, arena, Options::default())
+    }
+
+    /// As [`new`](Self::new) with explicit [`Options`]; the arena needs [`required_arena_with`] bytes.
+    pub fn with_options(model: &'m [u8], arena: &'a mut [u8], opts: Options) -> Result<Self, EngineError> {
         let model = Model::parse(model)?;
         let need = model.info.arena_size as usize;
+        let layout = if opts.lean { None } else { Some(prepared::layout(&model)?) };
+        let total = layout.map_or(need, |l| l.total());
         let addr = arena.as_ptr() as usize;
         let skip = (ARENA_ALIGN - addr % ARENA_ALIGN) % ARENA_ALIGN;
         let given = arena.len();
-        let arena = match arena.get_mut(skip..).and_then(|a| a.get_mut(..need)) {
+        let arena = match arena.get_mut(skip..).and_then(|a| a.get_mut(..total)) {
             Some(a) => a,
-            None => return Err(EngineError::ArenaTooSmall { needed: need.saturating_add(skip), given }),
+            None => return Err(EngineError::ArenaTooSmall { needed: total.saturating_add(skip), given }),
         };
         let mut high_water = 0;
         for t in [&model.info.input, &model.info.output] {
@@ -59,12 +127,53 @@ impl<'m, 'a> Engine<'m, 'a> {
             }
             high_water = high_water.max(end);
         }
+        let mut count = 0usize;
         for (i, op) in model.ops().enumerate() {
             let op = op?;
             let hw = exec::prepare_op(i as u32, &op, &model, need)?;
             high_water = high_water.max(hw);
+            count += 1;
         }
-        Ok(Engine { model, arena, high_water })
+        let isa = if opts.kernels == Kernels::Native { Isa::detect() } else { Isa::Portable };
+        let (arena, rest) = arena.split_at_mut(need);
+        let (prepared, persistent): (Option<&'a [PreparedOp]>, &'a [u8]) = match layout {
+            None => (None, &[]),
+            Some(l) => {
+                let rest = rest.get_mut(l.records_at - need..).unwrap_or_default();
+                let (records, data) = rest.split_at_mut(l.records.next_multiple_of(16).min(rest.len()));
+                let data = data.get_mut(..l.data).unwrap_or_default();
+                let mut ops = model.ops();
+                let mut at = 0u32;
+                let mut index = 0u32;
+                let recs = prepared::write_records(records, count, |_| -> Result<PreparedOp, EngineError> {
+                    let op = ops.next().ok_or(EngineError::BadInput { reason: "op count changed while preparing" })??;
+                    let kernel = if opts.kernels != Kernels::Reference && exec::is_int8(&op) { fast::plan(&op, &model, &mut at) } else { Kernel::Reference };
+                    fast::pack(&kernel, &op, &model, data).map_err(|reason| EngineError::Unsupported { op: index, name: op.name(), reason })?;
+                    index += 1;
+                    Ok(PreparedOp { op, kernel })
+                })
+                .ok_or(EngineError::BadInput { reason: "persistent arena part misaligned or short" })??;
+                (Some(recs), &*data)
+            }
+        };
+        Ok(Engine { model, arena, prepared, persistent, isa, threads: opts.threads.max(1), high_water })
+    }
+
+    /// Kernel choice and persistent bytes decided in `new`.
+    pub fn report(&self) -> PreparedReport {
+        let recs = self.prepared.unwrap_or_default();
+        PreparedReport {
+            isa: self.isa.name(),
+            record_bytes: core::mem::size_of_val(recs),
+            kernel_bytes: self.persistent.len(),
+            fast_ops: recs.iter().filter(|p| p.kernel != Kernel::Reference).count(),
+            ops: self.model.info.op_count as usize,
+        }
+    }
+
+    /// Each op's name and the kernel that runs it (empty in lean mode).
+    pub fn kernels(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        self.prepared.unwrap_or_default().iter().map(|p| (p.op.name(), p.kernel.name()))
     }
 
     pub fn model(&self) -> &Model<'m> {
@@ -101,10 +210,21 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// compare every intermediate tensor and boards can trace.
     pub fn invoke_observed(&mut self, f: &mut dyn FnMut(u32, &Op, &[u8])) -> Result<(), EngineError> {
         let weights = self.model.weights;
-        for (i, op) in self.model.ops().enumerate() {
-            let op = op?;
-            let (s, e) = exec::run_op(i as u32, &op, weights, self.arena)?;
-            f(i as u32, &op, self.arena.get(s..e).unwrap_or_default());
+        let ctx = exec::RunCtx { weights, persistent: self.persistent, isa: self.isa, threads: self.threads };
+        match self.prepared {
+            Some(recs) => {
+                for (i, p) in recs.iter().enumerate() {
+                    let (s, e) = exec::run_op(i as u32, &p.op, &p.kernel, &ctx, self.arena)?;
+                    f(i as u32, &p.op, self.arena.get(s..e).unwrap_or_default());
+                }
+            }
+            None => {
+                for (i, op) in self.model.ops().enumerate() {
+                    let op = op?;
+                    let (s, e) = exec::run_op(i as u32, &op, &Kernel::Reference, &ctx, self.arena)?;
+                    f(i as u32, &op, self.arena.get(s..e).unwrap_or_default());
+                }
+            }
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! split around the output, so the output is the only mutable borrow and can never alias an input
 //! (Reshape excepted: it is a byte copy, or nothing when planned in place).
 
+use crate::kernels::fast::{self, Isa, Kernel};
 use crate::kernels::{float, int8};
 use crate::EngineError;
 use rsim_model::{DType, Model, Op, Storage, Tensor};
@@ -122,8 +123,17 @@ fn resolve<'x>(
     }
 }
 
-/// Runs one op over the arena. Returns the output's byte range in the arena.
-pub(crate) fn run_op(op_index: u32, op: &Op, weights: &[u8], arena: &mut [u8]) -> Result<(usize, usize), EngineError> {
+/// What every op run shares: constants, the fast kernels' persistent data, instruction set, threads.
+pub(crate) struct RunCtx<'x> {
+    pub weights: &'x [u8],
+    pub persistent: &'x [u8],
+    pub isa: Isa,
+    pub threads: usize,
+}
+
+/// Runs one op over the arena with the kernel chosen for it. Returns the output's byte range.
+pub(crate) fn run_op(op_index: u32, op: &Op, kernel: &Kernel, ctx: &RunCtx<'_>, arena: &mut [u8]) -> Result<(usize, usize), EngineError> {
+    let weights = ctx.weights;
     let bad = |reason| EngineError::Unsupported { op: op_index, name: op.name(), reason };
     let (o0, o1) = arena_span(op.output()).ok_or(bad("output must be an arena tensor"))?;
     if o1 > arena.len() {
@@ -142,7 +152,9 @@ pub(crate) fn run_op(op_index: u32, op: &Op, weights: &[u8], arena: &mut [u8]) -
         *slot = resolve(op_index, op.name(), t, weights, left, right, o1)?;
     }
     let ins = ins.get(..reads).ok_or(bad("too many input tensors"))?;
-    if is_int8(op) {
+    if *kernel != Kernel::Reference {
+        fast::run(kernel, ctx.isa, ctx.threads, ins, ctx.persistent, out).map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })?;
+    } else if is_int8(op) {
         int8::eval(op_index, op, weights, ins, out)?;
     } else {
         float::eval(op_index, op, ins, out)?;

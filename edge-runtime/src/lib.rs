@@ -19,6 +19,9 @@
 //! # Ok(()) }
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
+// Unsafe code lives only where SIMD intrinsics or the prepared-op records need it, each module
+// allowing it by name with SAFETY comments.
+#![deny(unsafe_code)]
 
 // Tensors are read in place as little-endian; every target rsim supports is little-endian.
 #[cfg(target_endian = "big")]
@@ -28,10 +31,11 @@ pub mod engine;
 pub mod error;
 mod exec;
 pub mod kernels;
+mod prepared;
 pub mod preprocess;
 #[cfg(feature = "tract")]
 pub mod tract_backend;
 
-pub use engine::{required_arena, Engine};
+pub use engine::{required_arena, required_arena_with, Engine, Kernels, Options, PreparedReport};
 pub use error::EngineError;
 pub use rsim_model::{Model, ModelError};

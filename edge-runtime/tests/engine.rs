@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use rsim_edge::engine::top_k_into;
-use rsim_edge::{required_arena, Engine, EngineError};
+use rsim_edge::{required_arena, required_arena_with, Engine, EngineError, Options};
 use rsim_model::write::{encode, input_spec, WeightsBuilder};
 use rsim_model::*;
 
@@ -132,10 +132,15 @@ impl Buf {
 fn tiny_model_matches_f64_end_to_end() {
     let tiny = Tiny::new();
     let model = Buf::new(&tiny.encode(|_| {}), 0);
-    assert_eq!(required_arena(model.bytes()).unwrap(), ARENA as usize);
-    let mut arena = Buf::zeroed(ARENA as usize, 0);
+    // Activations as planned; the prepared ops (and any fast-kernel data) follow them, 16-aligned.
+    let lean = Options { lean: true, ..Options::default() };
+    assert_eq!(required_arena_with(model.bytes(), &lean).unwrap(), ARENA as usize);
+    let need = required_arena(model.bytes()).unwrap();
+    assert!(need > ARENA as usize, "prepared ops live after the activations");
+    let mut arena = Buf::zeroed(need, 0);
     let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).unwrap();
     assert_eq!(engine.arena_used(), 448);
+    assert_eq!(engine.report().ops, engine.kernels().count());
     let x = Rng::new(5).vec(75);
     let (gap, probs) = tiny.reference(&x);
 
@@ -177,7 +182,7 @@ fn tiny_model_matches_f64_end_to_end() {
 #[test]
 fn arena_one_byte_short_is_an_error() {
     let model = Buf::new(&Tiny::new().encode(|_| {}), 0);
-    let need = ARENA as usize;
+    let need = required_arena(model.bytes()).unwrap();
     let mut short = Buf::zeroed(need - 1, 0);
     match Engine::new(model.bytes(), short.bytes_mut()) {
         Err(EngineError::ArenaTooSmall { needed, given }) => assert_eq!((needed, given), (need, need - 1)),
@@ -192,13 +197,19 @@ fn arena_one_byte_short_is_an_error() {
     assert!(matches!(Engine::new(model.bytes(), unaligned_short.bytes_mut()), Err(EngineError::ArenaTooSmall { .. })));
     let mut empty: [u8; 0] = [];
     assert!(matches!(Engine::new(model.bytes(), &mut empty), Err(EngineError::ArenaTooSmall { .. })));
+    // Lean mode (microcontrollers): the planned activations exactly, one byte short refused.
+    let lean = Options { lean: true, ..Options::default() };
+    let mut exact = Buf::zeroed(ARENA as usize, 0);
+    assert!(Engine::with_options(model.bytes(), exact.bytes_mut(), lean).is_ok());
+    let mut short = Buf::zeroed(ARENA as usize - 1, 0);
+    assert!(matches!(Engine::with_options(model.bytes(), short.bytes_mut(), lean), Err(EngineError::ArenaTooSmall { .. })));
 }
 
 #[test]
 fn misaligned_model_bytes_give_identical_results_and_bad_bytes_are_model_errors() {
     let bytes = Tiny::new().encode(|_| {});
     let x = Rng::new(11).vec(75);
-    let mut arena = Buf::zeroed(ARENA as usize, 0);
+    let mut arena = Buf::zeroed(required_arena(&Tiny::new().encode(|_| {})).unwrap(), 0);
     let mut outputs = vec![];
     // Offset 0: f32 and f16 constants read as slices; 2: f16 as slices, f32 as bytes; 1: all as bytes.
     for offset in [0, 2, 1] {
@@ -217,7 +228,7 @@ fn misaligned_model_bytes_give_identical_results_and_bad_bytes_are_model_errors(
 #[test]
 fn invalid_plans_and_shapes_are_refused_at_new() {
     let tiny = Tiny::new();
-    let mut arena = Buf::zeroed(ARENA as usize, 0);
+    let mut arena = Buf::zeroed(required_arena(&Tiny::new().encode(|_| {})).unwrap(), 0);
     // Conv output overlapping its input.
     let aliased = Buf::new(
         &tiny.encode(|ops| {
@@ -255,7 +266,7 @@ fn invalid_plans_and_shapes_are_refused_at_new() {
 fn run_inputs_are_checked_and_images_are_preprocessed() {
     let tiny = Tiny::new();
     let model = Buf::new(&tiny.encode(|_| {}), 0);
-    let mut arena = Buf::zeroed(ARENA as usize, 0);
+    let mut arena = Buf::zeroed(required_arena(&Tiny::new().encode(|_| {})).unwrap(), 0);
     let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).unwrap();
     assert!(matches!(engine.run_f32(&[0.0; 74]), Err(EngineError::BadInput { .. })));
     assert!(matches!(engine.output_f32(&mut [0.0; 2]), Err(EngineError::BadInput { .. })));
@@ -318,7 +329,7 @@ fn int8_graph_input_and_output_are_quantized_and_routed_to_int8_kernels() {
         provenance: Provenance { method: "test", data: "", commit: "", metrics: "" },
     };
     let model = Buf::new(&encode(&info, &ops, &[], None), 0);
-    let mut arena = Buf::zeroed(48, 0);
+    let mut arena = Buf::zeroed(required_arena(model.bytes()).unwrap(), 0);
     let mut engine = Engine::new(model.bytes(), arena.bytes_mut()).unwrap();
     // round(x / 0.5) - 3, saturated: 1.0 -> -1, -2.24 -> -7, 100 -> 127, 0.26 -> -2.
     engine.set_input_f32(&[1.0, -2.24, 100.0, 0.26]).unwrap();

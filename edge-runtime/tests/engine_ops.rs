@@ -90,7 +90,7 @@ fn attention_like_graph_matches_f64() {
         provenance: Provenance { method: "test", data: "", commit: "", metrics: "" },
     };
     let model = encode(&info, &ops, &wb.bytes, None);
-    let mut arena = vec![0u8; a.0 as usize + 15];
+    let mut arena = vec![0u8; rsim_edge::required_arena(&model).unwrap() + 15];
     let mut engine = Engine::new(&model, &mut arena).unwrap();
     engine.set_input_f32(&x).unwrap();
     let mut outs: Vec<Vec<f32>> = vec![];

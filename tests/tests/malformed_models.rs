@@ -62,7 +62,9 @@ fn exercise(bytes: &[u8], rng: &mut Rng, tally: &mut Tally) {
         Err(_) => return tally.parse += 1,
         Ok(m) => m.info,
     };
-    let mut arena = Aligned::zeroed((info.arena_size as usize).min(ARENA_CAP));
+    // The whole arena with its persistent part, so hostile bytes also reach the fast kernels' planning.
+    let need = rsim_edge::required_arena(model.bytes()).unwrap_or(info.arena_size as usize);
+    let mut arena = Aligned::zeroed(need.min(ARENA_CAP));
     let mut engine = match Engine::new(model.bytes(), arena.bytes_mut()) {
         Err(_) => return tally.prepare += 1,
         Ok(e) => e,

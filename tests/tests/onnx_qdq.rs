@@ -356,7 +356,7 @@ fn float_io_int8_graph_keeps_f32_io() {
     let Quant::PerTensor { scale: out_scale, .. } = Model::parse(&int8).unwrap().info.output.quant else { panic!() };
     let tract = rsim_edge::tract_backend::TractModel::from_rsm(&model).unwrap();
     assert_eq!(tract.input_shape(), &[1, 32, 32, 3]);
-    let mut arena = vec![0u8; m.info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(m.bytes).unwrap() + 16];
     let mut engine = rsim_edge::Engine::new(&model, &mut arena).unwrap();
     let (mut same, mut steps) = (0, 0f32);
     for t in &all[..50] {

@@ -33,7 +33,7 @@ fn parity(opts: &ExportOptions) -> f64 {
     let onnx = rsim_model::onnx::to_onnx(&model).unwrap_or_else(|e| panic!("{}: ONNX export failed: {e}", opts.name));
 
     let x = input(opts.height * opts.width * opts.bands, 42);
-    let mut arena = vec![0u8; model.info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(model.bytes).unwrap() + 16];
     let mut engine = Engine::new(&bytes, &mut arena).unwrap_or_else(|e| panic!("{}: Engine::new: {e}", opts.name));
     engine.run_f32(&x).unwrap_or_else(|e| panic!("{}: run: {e}", opts.name));
     let mut ours = vec![0f32; engine.output_len()];
@@ -293,7 +293,7 @@ fn reference_check(arch: Arch, size: usize) {
     let e = export(&opts).unwrap_or_else(|e| panic!("{}: {e}", arch.name()));
     assert!(e.unused_weights.is_empty(), "unused: {:?}", e.unused_weights);
     let nhwc: Vec<f32> = (0..size * size * bands).map(|i| x[(i % bands) * size * size + i / bands]).collect();
-    let mut arena = vec![0u8; e.plan.arena_size + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(&e.bytes).unwrap() + 16];
     let mut engine = Engine::new(&e.bytes, &mut arena).unwrap();
     engine.run_f32(&nhwc).unwrap();
     let mut got = vec![0f32; engine.output_len()];

@@ -42,7 +42,7 @@ fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
 }
 
 fn arena_for(bytes: &[u8]) -> Vec<u8> {
-    vec![0u8; Model::parse(bytes).unwrap().info.arena_size as usize + 16]
+    vec![0u8; rsim_edge::required_arena(bytes).unwrap() + 16]
 }
 
 /// Min/max ranges of every op output of the calibration model over `tiles`.

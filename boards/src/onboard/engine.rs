@@ -2,7 +2,7 @@
 
 use super::{Classifier, Output};
 use crate::flash::SelfTest;
-use rsim_edge::{Engine, EngineError};
+use rsim_edge::{Engine, EngineError, Options};
 use rsim_model::{DType, Quant};
 
 /// Classifies tiles with the edge runtime (preprocessing per the model's input spec inside).
@@ -11,9 +11,20 @@ pub struct EngineClassifier<'m, 'a> {
 }
 
 impl<'m, 'a> EngineClassifier<'m, 'a> {
+    /// Prepared ops and fast kernels when the arena holds them, lean mode otherwise (see [`board_engine`]).
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
-        Ok(EngineClassifier { engine: Engine::new(model, arena)? })
+        Ok(EngineClassifier { engine: board_engine(model, arena)? })
     }
+}
+
+/// A board's engine: with the persistent part (decoded ops, fast kernels) when `arena` has room for
+/// [`rsim_edge::required_arena`], else in lean mode within the planned activations (microcontrollers
+/// whose RAM holds only those). Both give the same output bytes.
+pub fn board_engine<'m, 'a>(model: &'m [u8], arena: &'a mut [u8]) -> Result<Engine<'m, 'a>, EngineError> {
+    let full = rsim_edge::required_arena(model)?;
+    let skip = arena.as_ptr().align_offset(rsim_edge::engine::ARENA_ALIGN).min(arena.len());
+    let lean = arena.len() - skip < full;
+    Engine::with_options(model, arena, Options { lean, ..Options::default() })
 }
 
 impl Classifier for EngineClassifier<'_, '_> {
@@ -43,7 +54,7 @@ pub struct EngineSelfTest<'a> {
 
 impl SelfTest for EngineSelfTest<'_> {
     fn run(&mut self, model: &[u8], input: &[u8], expected: &[u8]) -> Result<(), &'static str> {
-        let mut e = Engine::new(model, self.arena).map_err(|e| match e {
+        let mut e = board_engine(model, self.arena).map_err(|e| match e {
             EngineError::ArenaTooSmall { .. } => "board arena too small for the model",
             _ => "runtime refused the model",
         })?;

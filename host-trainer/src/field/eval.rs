@@ -111,7 +111,7 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
     };
 
     let bands = model.info.input_spec.channels;
-    let mut arena = vec![0u8; model.info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))? + 16];
     let mut engine = Engine::new(&bytes, &mut arena).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let n = a.limit.unwrap_or(usize::MAX).min(ds.len());
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n as u64) };

@@ -69,10 +69,12 @@ pub struct QuantizeSummary {
     pub max_mean_shift: Option<f64>,
 }
 
-/// The model's arena size and a buffer for it (with room for the engine's alignment).
+/// The model's planned activation arena and a buffer for the engine (prepared ops and fast-kernel
+/// data included, with room for the engine's alignment).
 pub(super) fn arena(bytes: &[u8]) -> Result<(u32, Vec<u8>), String> {
     let n = Model::parse(bytes).map_err(|e| e.to_string())?.info.arena_size;
-    Ok((n, vec![0u8; n as usize + 16]))
+    let need = rsim_edge::required_arena(bytes).map_err(|e| e.to_string())?;
+    Ok((n, vec![0u8; need + 16]))
 }
 
 /// Dequantized outputs of `model` on every image.

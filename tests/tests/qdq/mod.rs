@@ -44,7 +44,7 @@ pub fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
 pub fn int8_model(arch: Arch, seed: u64, cal: &[Tile]) -> Vec<u8> {
     let float = export(&ExportOptions::random(arch, 3, 32, Some(10), seed)).unwrap().bytes;
     let calib = calibration_model(&float).unwrap();
-    let mut arena = vec![0u8; Model::parse(&calib).unwrap().info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(&calib).unwrap() + 16];
     let mut engine = Engine::new(&calib, &mut arena).unwrap();
     let mut obs = Observer::new(Calibrator::MinMax);
     for t in cal {
@@ -73,7 +73,7 @@ pub fn separating_int8(arch: Arch, cal: &[Tile], tiles: &[Tile]) -> Vec<u8> {
 
 /// int8 outputs of the edge runtime for the given int8 inputs.
 pub fn runtime_outputs(model: &[u8], inputs: &[Vec<i8>]) -> Vec<Vec<i8>> {
-    let mut arena = vec![0u8; Model::parse(model).unwrap().info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(model).unwrap() + 16];
     let mut engine = Engine::new(model, &mut arena).unwrap();
     inputs
         .iter()
@@ -87,7 +87,7 @@ pub fn runtime_outputs(model: &[u8], inputs: &[Vec<i8>]) -> Vec<Vec<i8>> {
 
 /// int8 (input, output) of the edge runtime for every tile.
 pub fn runtime_io(model: &[u8], tiles: &[Tile]) -> Vec<(Vec<i8>, Vec<i8>)> {
-    let mut arena = vec![0u8; Model::parse(model).unwrap().info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(model).unwrap() + 16];
     let mut engine = Engine::new(model, &mut arena).unwrap();
     let i8s = |b: &[u8]| b.iter().map(|&v| v as i8).collect::<Vec<_>>();
     tiles
@@ -183,7 +183,7 @@ pub fn per_op(int8: &[u8], inputs: &[Vec<i8>]) -> Vec<(usize, &'static str, i32,
     let m = Model::parse(int8).unwrap();
     let full = to_onnx_proto(&m).unwrap();
     // The runtime's int8 tensors of every tile, by id (NHWC).
-    let mut arena = vec![0u8; m.info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(m.bytes).unwrap() + 16];
     let mut engine = Engine::new(int8, &mut arena).unwrap();
     let mut seen: Vec<BTreeMap<u16, Vec<i8>>> = Vec::new();
     for x in inputs {

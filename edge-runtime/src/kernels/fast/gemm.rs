@@ -1,0 +1,388 @@
+//! Packed int8 GEMM for dense convolution (groups 1) and fully connected layers.
+//!
+//! `out[p, c] = requant(sum_k a[p, k] * w[c, k] + bias[c])` where row `p` is one output pixel's
+//! receptive field (im2col, `k = (ky * kw + kx) * ic + ci`, as the OHWI weights) widened to i16 with the
+//! input offset applied, and taps in the padding are 0 (TFLM skips them: the same sum). Every
+//! `x + offset` fits i16 and every pair of products fits i32, so i16 pair dot products (`vpmaddwd`,
+//! `smlal`) with wrapping i32 sums give the reference's bits exactly.
+//!
+//! Weights are packed once into blocks of 8 output channels: for each pair of `k`, 16 bytes
+//! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
+
+use super::{requant, ChannelData, Channels, Isa, Span};
+use crate::kernels::int8::{KResult, OutStage};
+use crate::kernels::float::conv::out_size;
+use rsim_model::{DType, Model, Op, Quant};
+
+/// Output pixels per micro-kernel call (rows of the im2col block).
+pub const MR: usize = 4;
+/// Largest `k` chunk gathered at once: an `MR * KC` i16 block on the stack (16 KiB).
+pub const KC: usize = 2048;
+
+/// Convolution geometry in the fast kernels' terms (u32 so the record is the same on every target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmGeom {
+    pub batch: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub in_c: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub out_c: u32,
+    pub k_h: u32,
+    pub k_w: u32,
+    pub stride: [u32; 2],
+    pub dilation: [u32; 2],
+    pub pad: [u32; 2],
+}
+
+impl GemmGeom {
+    fn pixels(&self) -> usize {
+        self.batch as usize * self.out_h as usize * self.out_w as usize
+    }
+    fn input_len(&self) -> usize {
+        self.batch as usize * self.in_h as usize * self.in_w as usize * self.in_c as usize
+    }
+}
+
+/// A planned GEMM op: geometry, reduction length, input offset, packed weights and channel data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmPlan {
+    pub geom: GemmGeom,
+    /// Reduction length `kh * kw * ic` and its even round-up (the packed pair count is `kp / 2`).
+    pub k: u32,
+    pub kp: u32,
+    pub in_offset: i32,
+    pub packed: Span,
+    pub ch: Channels,
+}
+
+fn u32_of(v: usize) -> Option<u32> {
+    u32::try_from(v).ok()
+}
+
+/// Plans a dense conv (groups 1, consistent output size) or an FC with symmetric weights; `None`
+/// leaves the op to the reference kernel.
+pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<GemmPlan> {
+    let (geom, input, wt, output, requant) = match op {
+        Op::Conv2d { input, weights: wt, output, params, requant, .. } => {
+            let [n, ih, iw, ic] = input.shape.nhwc();
+            let [on, oh, ow, oc] = output.shape.nhwc();
+            let [wo, kh, kw, wi] = wt.shape.nhwc();
+            if input.shape.rank != 4 || output.shape.rank != 4 || wt.shape.rank != 4 || params.groups != 1 {
+                return None;
+            }
+            // The reference treats [1, kh, kw, oc] weights with groups == ic as depthwise.
+            if ic == 1 && wo == 1 && wi == oc && oc != 1 {
+                return None;
+            }
+            if wo != oc || wi != ic || on != n || n == 0 || ic == 0 || oc == 0 || kh == 0 || kw == 0 {
+                return None;
+            }
+            let (s, d, p) = (params.stride, params.dilation, params.padding);
+            if s.contains(&0) || d.contains(&0) {
+                return None;
+            }
+            let (sh, sw, dh, dw) = (s[0] as usize, s[1] as usize, d[0] as usize, d[1] as usize);
+            if out_size(ih, p.top as usize, p.bottom as usize, kh, sh, dh)? != oh || out_size(iw, p.left as usize, p.right as usize, kw, sw, dw)? != ow {
+                return None;
+            }
+            let g = GemmGeom {
+                batch: u32_of(n)?,
+                in_h: u32_of(ih)?,
+                in_w: u32_of(iw)?,
+                in_c: u32_of(ic)?,
+                out_h: u32_of(oh)?,
+                out_w: u32_of(ow)?,
+                out_c: u32_of(oc)?,
+                k_h: u32_of(kh)?,
+                k_w: u32_of(kw)?,
+                stride: [sh as u32, sw as u32],
+                dilation: [dh as u32, dw as u32],
+                pad: [p.top as u32, p.left as u32],
+            };
+            (g, input, wt, output, requant)
+        }
+        Op::FullyConnected { input, weights: wt, output, requant, .. } => {
+            let wd = wt.shape.dims();
+            if wd.len() != 2 || !matches!(wt.quant, Quant::PerTensor { zero_point: 0, .. } | Quant::PerChannel { .. }) {
+                return None;
+            }
+            let (units, depth) = (wd[0] as usize, wd[1] as usize);
+            if units == 0 || depth == 0 {
+                return None;
+            }
+            let out_len = output.shape.checked_len()?;
+            let batches = out_len / units;
+            if batches == 0 || batches * units != out_len || input.shape.checked_len()? != batches * depth {
+                return None;
+            }
+            let g = GemmGeom {
+                batch: u32_of(batches)?,
+                in_h: 1,
+                in_w: 1,
+                in_c: u32_of(depth)?,
+                out_h: 1,
+                out_w: 1,
+                out_c: u32_of(units)?,
+                k_h: 1,
+                k_w: 1,
+                stride: [1, 1],
+                dilation: [1, 1],
+                pad: [0, 0],
+            };
+            (g, input, wt, output, requant)
+        }
+        _ => return None,
+    };
+    if input.dtype != DType::I8 || output.dtype != DType::I8 || wt.dtype != DType::I8 {
+        return None;
+    }
+    let in_zp = super::per_tensor_zp(input)?;
+    let stage = super::out_stage(requant, output, model.weights)?;
+    let k = (geom.k_h as usize).checked_mul(geom.k_w as usize)?.checked_mul(geom.in_c as usize)?;
+    let kp = k.checked_add(k & 1)?;
+    let blocks = (geom.out_c as usize).div_ceil(8);
+    let packed_len = u32_of(blocks.checked_mul(kp)?.checked_mul(8)?)?;
+    let packed = Span { start: *at, len: packed_len };
+    *at = at.checked_add(packed_len)?.checked_next_multiple_of(16)?;
+    let ch = Channels::plan(geom.out_c as usize, &stage, at).ok()?;
+    Some(GemmPlan { geom, k: u32_of(k)?, kp: u32_of(kp)?, in_offset: in_zp.wrapping_neg(), packed, ch })
+}
+
+fn op_parts<'w>(op: &Op, model: &Model<'w>) -> KResult<(&'w [u8], Option<&'w [u8]>, OutStage<'w>)> {
+    let (wt, bias, output, requant) = match op {
+        Op::Conv2d { weights, bias, output, requant, .. } | Op::FullyConnected { weights, bias, output, requant, .. } => (weights, bias, output, requant),
+        _ => return Err("not a conv or fully connected op"),
+    };
+    let w = model.const_bytes(wt).ok_or("weights lie outside the weights blob")?;
+    let b = match bias {
+        Some(b) => Some(model.const_bytes(b).ok_or("bias lies outside the weights blob")?),
+        None => None,
+    };
+    let stage = super::out_stage(requant, output, model.weights).ok_or("requantization parameters")?;
+    Ok((w, b, stage))
+}
+
+/// Packs the weights into 8-channel pair blocks and writes the channel arrays.
+pub fn pack(p: &GemmPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
+    let (w, bias, stage) = op_parts(op, model)?;
+    let (k, kp, oc) = (p.k as usize, p.kp as usize, p.geom.out_c as usize);
+    if w.len() < k * oc {
+        return Err("weights shorter than their shape");
+    }
+    let dst = p.packed.get_mut(persistent)?;
+    for (b, block) in dst.chunks_exact_mut(kp * 8).enumerate() {
+        for (j, pair) in block.chunks_exact_mut(16).enumerate() {
+            for lane in 0..8 {
+                let c = b * 8 + lane;
+                for h in 0..2 {
+                    let kk = 2 * j + h;
+                    let v = if c < oc && kk < k { w[c * k + kk] } else { 0 };
+                    pair[lane * 2 + h] = v;
+                }
+            }
+        }
+    }
+    p.ch.fill(bias, &stage, persistent)
+}
+
+/// The instruction-set-specific inner loops of the GEMM.
+pub trait Micro {
+    /// `acc[r][l] += sum_j a[r * lda + 2j] * w[j][l][0] + a[r * lda + 2j + 1] * w[j][l][1]` for rows
+    /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`.
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()>;
+    /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
+    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
+}
+
+/// Plain Rust inner loops (any target).
+pub struct Portable;
+
+impl Micro for Portable {
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+        const E: &str = "gemm operands shorter than planned";
+        for b in 0..nb {
+            let wb = w.get(b * bstride..b * bstride + kc * 8).ok_or(E)?;
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let ar = a.get(r * lda..r * lda + kc).ok_or(E)?;
+                let mut lanes = [0i32; 8];
+                for (ap, wp) in ar.chunks_exact(2).zip(wb.chunks_exact(16)) {
+                    let (a0, a1) = (ap[0] as i32, ap[1] as i32);
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        let (w0, w1) = (wp[2 * l] as i8 as i32, wp[2 * l + 1] as i8 as i32);
+                        *lane = lane.wrapping_add(a0 * w0 + a1 * w1);
+                    }
+                }
+                for (d, v) in acc_r[b * 8..b * 8 + 8].iter_mut().zip(lanes) {
+                    *d = d.wrapping_add(v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
+        requant_scalar(acc, ch, c0, n, out)
+    }
+}
+
+/// Scalar requantization of `n` lanes from the prepared channel arrays.
+pub fn requant_scalar(acc: &[i32], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
+    use crate::kernels::int8::get_i32;
+    for (i, (o, &a)) in out.iter_mut().zip(acc).take(n).enumerate() {
+        let c = c0 + i;
+        let v = a.wrapping_add(get_i32(ch.bias, c)?);
+        *o = requant::requant_one(v, get_i32(ch.mult, c)?, get_i32(ch.left, c)?, get_i32(ch.right, c)?, ch.out_zp, ch.act_min, ch.act_max) as u8;
+    }
+    Ok(())
+}
+
+/// Runs the GEMM over all output pixels, on `threads` threads when the std feature allows.
+pub fn run(p: &GemmPlan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8], out: &mut [u8]) -> KResult<()> {
+    let g = &p.geom;
+    let pixels = g.pixels();
+    let oc = g.out_c as usize;
+    if x.len() < g.input_len() || out.len() < pixels * oc {
+        return Err("gemm tensors shorter than their shapes");
+    }
+    let packed = p.packed.get(persistent)?;
+    let ch = ChannelData::view(&p.ch, persistent)?;
+    let out = &mut out[..pixels * oc];
+    // Threads only pay on large layers (a spawn costs tens of microseconds).
+    let macs = pixels * p.k as usize * oc;
+    let t = if macs < 2_000_000 { 1 } else { threads.clamp(1, pixels.div_ceil(MR)) };
+    if t > 1 {
+        #[cfg(feature = "std")]
+        return run_threads(p, isa, t, x, packed, &ch, out);
+    }
+    rows(p, isa, 0, x, packed, &ch, out)
+}
+
+#[cfg(feature = "std")]
+fn run_threads(p: &GemmPlan, isa: Isa, t: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    let oc = p.geom.out_c as usize;
+    let pixels = p.geom.pixels();
+    // Whole MR blocks per thread, as even as possible.
+    let per = pixels.div_ceil(MR).div_ceil(t) * MR;
+    let results: [KResult<()>; 16] = std::thread::scope(|s| {
+        let mut handles: [Option<std::thread::ScopedJoinHandle<'_, KResult<()>>>; 16] = Default::default();
+        let mut rest = &mut *out;
+        let mut first = 0;
+        let mut i = 0;
+        while first < pixels && i < handles.len() {
+            let n = per.min(pixels - first);
+            let (mine, tail) = rest.split_at_mut(n * oc);
+            rest = tail;
+            let f = first;
+            handles[i] = Some(s.spawn(move || rows(p, isa, f, x, packed, ch, mine)));
+            first += n;
+            i += 1;
+        }
+        let mut res: [KResult<()>; 16] = core::array::from_fn(|_| Ok(()));
+        for (r, h) in res.iter_mut().zip(handles.iter_mut()) {
+            if let Some(h) = h.take() {
+                *r = h.join().unwrap_or(Err("gemm worker thread failed"));
+            }
+        }
+        res
+    });
+    results.into_iter().collect()
+}
+
+/// Output pixels `first .. first + out.len() / oc` (whole rows of `out`).
+fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => rows_with::<super::x86::Avx2>(p, first, x, packed, ch, out),
+        _ => rows_with::<Portable>(p, first, x, packed, ch, out),
+    }
+}
+
+fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    let oc = p.geom.out_c as usize;
+    let kp = p.kp as usize;
+    let blocks = oc.div_ceil(8);
+    let bstride = kp * 8;
+    let count = out.len() / oc.max(1);
+    let mut a = [0i16; MR * KC];
+    let mut done = 0;
+    while done < count {
+        let nr = MR.min(count - done);
+        let p0 = first + done;
+        let one_chunk = kp <= KC;
+        if one_chunk {
+            gather(p, p0, nr, 0, kp, x, &mut a)?;
+        }
+        let mut b = 0;
+        while b < blocks {
+            let nb = 2.min(blocks - b);
+            let mut acc = [[0i32; 16]; MR];
+            let mut k0 = 0;
+            while k0 < kp {
+                let kc = KC.min(kp - k0);
+                if !one_chunk {
+                    gather(p, p0, nr, k0, kc, x, &mut a)?;
+                }
+                let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
+                M::micro(&a, kc, kc, w, bstride, nb, &mut acc)?;
+                k0 += kc;
+            }
+            let c0 = b * 8;
+            let n = (oc - c0).min(8 * nb);
+            for (r, acc_r) in acc.iter().enumerate().take(nr) {
+                let at = (done + r) * oc + c0;
+                M::requant(acc_r, ch, c0, n, out.get_mut(at..at + n).ok_or("gemm output short")?)?;
+            }
+            b += nb;
+        }
+        done += nr;
+    }
+    Ok(())
+}
+
+/// Fills `a[r * kc + j]` (rows `r < MR`) with `k = k0 + j` of output pixel `p0 + r`'s receptive field,
+/// widened to i16 with the input offset; padding taps, the odd `k` pad and rows past `nr` are 0.
+fn gather(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+    let g = &p.geom;
+    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
+    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
+    let (kw, k) = (g.k_w as usize, p.k as usize);
+    let off = p.in_offset as i16;
+    let k1 = k0 + kc;
+    for r in 0..MR {
+        let row = a.get_mut(r * kc..(r + 1) * kc).ok_or("gather block short")?;
+        if r >= nr {
+            row.fill(0);
+            continue;
+        }
+        let pix = p0 + r;
+        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
+        let (oy, ox) = (rem / ow, rem % ow);
+        // Taps overlapping [k0, k1): each a run of `ic` channels.
+        let t0 = k0 / ic;
+        let mut t = t0;
+        while t * ic < k1.min(k) {
+            let (ky, kx) = (t / kw, t % kw);
+            let (s, e) = ((t * ic).max(k0), ((t + 1) * ic).min(k1).min(k));
+            let dst = row.get_mut(s - k0..e - k0).ok_or("gather block short")?;
+            let iy = (oy * g.stride[0] as usize + ky * g.dilation[0] as usize).checked_sub(g.pad[0] as usize).filter(|&v| v < ih);
+            let ix = (ox * g.stride[1] as usize + kx * g.dilation[1] as usize).checked_sub(g.pad[1] as usize).filter(|&v| v < iw);
+            match (iy, ix) {
+                (Some(iy), Some(ix)) => {
+                    let at = ((b * ih + iy) * iw + ix) * ic + (s - t * ic);
+                    let src = x.get(at..at + (e - s)).ok_or("gemm input short")?;
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = v as i8 as i16 + off;
+                    }
+                }
+                _ => dst.fill(0),
+            }
+            t += 1;
+        }
+        if k1 > k {
+            row.get_mut(k.max(k0) - k0..).ok_or("gather block short")?.fill(0);
+        }
+    }
+    Ok(())
+}

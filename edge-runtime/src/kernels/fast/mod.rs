@@ -1,0 +1,240 @@
+//! Fast int8 kernels beside the TFLM-exact reference (`kernels::int8`), chosen once per op in
+//! `Engine::new` and bit-identical to the reference (property tests in `tests`).
+//!
+//! - [`plan`] decides, per op, whether a fast kernel applies and how many persistent bytes it needs
+//!   (packed weights + per-channel requantization arrays); [`pack`] fills them once.
+//! - [`gemm`]: dense convolution (any kernel, stride, padding, dilation; groups 1) and fully connected
+//!   as one packed int8 GEMM over im2col rows widened to i16 with the input offset applied.
+//! - [`depthwise`]: depthwise convolution with multiplier 1, channels innermost.
+//! - [`requant`]: TFLM's double-rounding requantization on arrays of accumulators.
+//! - [`x86`]: AVX2 micro-kernels and requantization (x86_64, runtime-detected in std builds).
+//!
+//! The fast paths exist for 64-bit application processors (x86_64, aarch64), where packing weights
+//! into RAM pays; microcontrollers keep reading weights in place from flash through the reference.
+
+pub mod depthwise;
+pub mod gemm;
+pub mod requant;
+#[cfg(target_arch = "x86_64")]
+pub mod x86;
+
+use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
+use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
+
+/// Instruction set a fast kernel runs with, detected once per engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust (the compiler's baseline vectorisation for the target).
+    Portable,
+    /// x86_64 AVX2 (`vpmaddwd` int8 dot products on i16 pairs, vector requantization).
+    Avx2,
+}
+
+impl Isa {
+    /// The best instruction set this CPU offers to the fast kernels.
+    pub fn detect() -> Isa {
+        #[cfg(all(target_arch = "x86_64", feature = "std"))]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+        #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"))]
+        return Isa::Avx2;
+        #[allow(unreachable_code)]
+        Isa::Portable
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+        }
+    }
+}
+
+/// Whether this build packs weights for fast kernels at all (64-bit application processors).
+pub const FAST_PATHS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+/// Which kernel runs an op, decided in `Engine::new`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// The reference kernel of `kernels::int8` or `kernels::float`.
+    Reference,
+    /// Packed int8 GEMM: dense conv (groups 1) or fully connected.
+    Gemm(gemm::GemmPlan),
+    /// int8 depthwise conv with multiplier 1.
+    Depthwise(depthwise::DwPlan),
+}
+
+impl Kernel {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Kernel::Reference => "reference",
+            Kernel::Gemm(_) => "int8 gemm",
+            Kernel::Depthwise(_) => "int8 depthwise",
+        }
+    }
+}
+
+/// A byte range of the engine's persistent area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Span {
+    pub fn get(self, bytes: &[u8]) -> KResult<&[u8]> {
+        let s = self.start as usize;
+        bytes.get(s..s.checked_add(self.len as usize).ok_or("span overflows")?).ok_or("prepared data lies outside the persistent area")
+    }
+    pub fn get_mut(self, bytes: &mut [u8]) -> KResult<&mut [u8]> {
+        let s = self.start as usize;
+        bytes.get_mut(s..s.checked_add(self.len as usize).ok_or("span overflows")?).ok_or("prepared data lies outside the persistent area")
+    }
+}
+
+/// Per-channel requantization data, padded to a multiple of 8 channels so vector code reads whole
+/// lanes: bias, multiplier, left shift, right shift (4 little-endian i32 arrays of `padded` each).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Channels {
+    pub span: Span,
+    pub count: u32,
+    pub padded: u32,
+    pub out_zp: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl Channels {
+    fn plan(count: usize, stage: &OutStage<'_>, at: &mut u32) -> KResult<Channels> {
+        let padded = count.div_ceil(8).checked_mul(8).ok_or("channel count overflows")?;
+        let len = u32::try_from(padded.checked_mul(16).ok_or("channel count overflows")?).map_err(|_| "channel data too large")?;
+        let span = Span { start: *at, len };
+        *at = at.checked_add(len).ok_or("persistent area overflows")?;
+        Ok(Channels {
+            span,
+            count: count as u32,
+            padded: padded as u32,
+            out_zp: stage.out_zp,
+            act_min: stage.act_min,
+            act_max: stage.act_max,
+        })
+    }
+
+    /// Writes the four arrays: `bias[c]`, `mult[c]`, `left[c]`, `right[c]` (TFLM's shift split).
+    fn fill(&self, bias: Option<&[u8]>, stage: &OutStage<'_>, persistent: &mut [u8]) -> KResult<()> {
+        let dst = self.span.get_mut(persistent)?;
+        let p = self.padded as usize;
+        for c in 0..p {
+            let (b, m, s) = if c < self.count as usize {
+                let b = match bias {
+                    Some(bias) => get_i32(bias, c)?,
+                    None => 0,
+                };
+                let (m, s) = stage.multiplier(c)?;
+                (b, m, s)
+            } else {
+                (0, 0, 0)
+            };
+            let (left, right) = requant::split_shift(s);
+            for (k, v) in [b, m, left, right].into_iter().enumerate() {
+                let at = (k * p + c) * 4;
+                dst.get_mut(at..at + 4).ok_or("channel data short")?.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read view of [`Channels`] data as i32 arrays.
+pub struct ChannelData<'a> {
+    pub bias: &'a [u8],
+    pub mult: &'a [u8],
+    pub left: &'a [u8],
+    pub right: &'a [u8],
+    pub out_zp: i32,
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl<'a> ChannelData<'a> {
+    pub fn view(ch: &Channels, persistent: &'a [u8]) -> KResult<ChannelData<'a>> {
+        let d = ch.span.get(persistent)?;
+        let p = ch.padded as usize * 4;
+        let part = |k: usize| d.get(k * p..(k + 1) * p).ok_or("channel data short");
+        Ok(ChannelData {
+            bias: part(0)?,
+            mult: part(1)?,
+            left: part(2)?,
+            right: part(3)?,
+            out_zp: ch.out_zp,
+            act_min: ch.act_min,
+            act_max: ch.act_max,
+        })
+    }
+}
+
+fn per_tensor_zp(t: &Tensor) -> Option<i32> {
+    match t.quant {
+        Quant::PerTensor { zero_point, .. } if (-128..=127).contains(&zero_point) => Some(zero_point),
+        _ => None,
+    }
+}
+
+fn out_stage<'w>(r: &Option<Requant>, out: &Tensor, weights: &'w [u8]) -> Option<OutStage<'w>> {
+    let r = r.as_ref()?;
+    let mult = match r.multiplier {
+        Multiplier::PerTensor { mult, shift } => Mults::PerTensor(mult, shift),
+        Multiplier::PerChannel { mult, shift } => {
+            let blob = |b: rsim_model::Blob| weights.get(b.offset as usize..(b.offset as usize).checked_add(b.len as usize)?);
+            Mults::PerChannel { mult: blob(mult)?, shift: blob(shift)? }
+        }
+    };
+    let (act_min, act_max) = (r.act_min.max(-128), r.act_max.min(127));
+    (act_min <= act_max).then_some(OutStage { mult, out_zp: per_tensor_zp(out)?, act_min, act_max })
+}
+
+/// Chooses the kernel for an (already validated) int8 op and reserves its persistent bytes from `at`.
+/// Returns `Kernel::Reference` whenever no fast kernel applies; never fails the engine.
+pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
+    if !FAST_PATHS {
+        return Kernel::Reference;
+    }
+    let start = *at;
+    let k = match op {
+        Op::Conv2d { .. } | Op::FullyConnected { .. } => gemm::plan(op, model, at).map(Kernel::Gemm).or_else(|| {
+            *at = start;
+            depthwise::plan(op, model, at).map(Kernel::Depthwise)
+        }),
+        _ => None,
+    };
+    match k {
+        Some(k) => k,
+        None => {
+            *at = start;
+            Kernel::Reference
+        }
+    }
+}
+
+/// Fills the persistent bytes of a planned kernel (packed weights, channel arrays).
+pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
+    match kernel {
+        Kernel::Reference => Ok(()),
+        Kernel::Gemm(p) => gemm::pack(p, op, model, persistent),
+        Kernel::Depthwise(p) => depthwise::pack(p, op, model, persistent),
+    }
+}
+
+/// Runs a fast kernel. `inputs` as for `kernels::int8::eval` (activation first).
+pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persistent: &[u8], out: &mut [u8]) -> KResult<()> {
+    let x = inputs.first().copied().ok_or("fewer input buffers than the op reads")?;
+    match kernel {
+        Kernel::Reference => Err("reference op routed to the fast kernels"),
+        Kernel::Gemm(p) => gemm::run(p, isa, threads, x, persistent, out),
+        Kernel::Depthwise(p) => {
+            let w = inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?;
+            depthwise::run(p, isa, x, w, persistent, out)
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! x86_64 AVX2 inner loops: the GEMM micro-kernel (`vpmaddwd` on i16 pairs, 4 rows x 16 channels in
+//! registers), TFLM's double-rounding requantization on 8 lanes, and depthwise channel runs.
+//!
+//! Safety: every `unsafe` block here is entered only when `Isa::detect` saw AVX2 (the `Avx2` path is
+//! never chosen otherwise), and after the slice lengths every pointer read or write relies on have
+//! been checked on entry.
+#![allow(unsafe_code)]
+
+use super::depthwise::DwPlan;
+use super::gemm::{requant_scalar, Micro, MR};
+use super::ChannelData;
+use crate::kernels::int8::KResult;
+use core::arch::x86_64::*;
+
+/// The AVX2 micro-kernel and requantization for [`super::gemm`].
+pub struct Avx2;
+
+impl Micro for Avx2 {
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+        if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
+            return Err("gemm micro-kernel called with a bad shape");
+        }
+        if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
+            return Err("gemm operands shorter than planned");
+        }
+        // SAFETY: AVX2 was detected (module doc); `a` holds MR rows of `kc` at stride `lda` and `w` holds
+        // `nb` blocks of `kc / 2` 16-byte pairs at stride `bstride` (checked above).
+        unsafe { micro_avx2(a.as_ptr(), lda, kc / 2, w.as_ptr(), bstride, nb, acc) };
+        Ok(())
+    }
+
+    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
+        let mut tmp = [0u8; 16];
+        let mut done = 0;
+        while done < n {
+            let c = c0 + done;
+            let lanes = &acc[done..done + 8.min(16 - done)];
+            if lanes.len() == 8 && ch.bias.len() >= (c + 8) * 4 && ch.mult.len() >= (c + 8) * 4 && ch.left.len() >= (c + 8) * 4 && ch.right.len() >= (c + 8) * 4 {
+                // SAFETY: AVX2 detected; 8 lanes of every channel array from `c` exist (checked above).
+                unsafe { requant8_store(lanes.as_ptr(), ch, c, tmp[done..].as_mut_ptr()) };
+            } else {
+                requant_scalar(lanes, ch, c, lanes.len(), &mut tmp[done..])?;
+            }
+            done += 8;
+        }
+        out.get_mut(..n).ok_or("gemm output short")?.copy_from_slice(&tmp[..n]);
+        Ok(())
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) {
+    // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
+    // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
+    unsafe {
+        // Macros, not closures: the loads must be compiled with this function's AVX2.
+        macro_rules! ld {
+            ($r:expr, $h:expr) => {
+                _mm256_loadu_si256(acc[$r][$h * 8..].as_ptr() as *const __m256i)
+            };
+        }
+        let (mut c00, mut c10, mut c20, mut c30) = (ld!(0, 0), ld!(1, 0), ld!(2, 0), ld!(3, 0));
+        let (mut c01, mut c11, mut c21, mut c31) = (ld!(0, 1), ld!(1, 1), ld!(2, 1), ld!(3, 1));
+        let (a0, a1, a2, a3) = (a, a.add(lda), a.add(2 * lda), a.add(3 * lda));
+        macro_rules! pair {
+            ($row:expr, $j:expr) => {
+                _mm256_set1_epi32(($row.add(2 * $j) as *const i32).read_unaligned())
+            };
+        }
+        if nb == 2 {
+            let w1 = w.add(bstride);
+            for j in 0..pairs {
+                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16 * j) as *const __m128i));
+                let wb = _mm256_cvtepi8_epi16(_mm_loadu_si128(w1.add(16 * j) as *const __m128i));
+                let x0 = pair!(a0, j);
+                c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x0, wa));
+                c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x0, wb));
+                let x1 = pair!(a1, j);
+                c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(x1, wa));
+                c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(x1, wb));
+                let x2 = pair!(a2, j);
+                c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(x2, wa));
+                c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(x2, wb));
+                let x3 = pair!(a3, j);
+                c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(x3, wa));
+                c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(x3, wb));
+            }
+        } else {
+            for j in 0..pairs {
+                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16 * j) as *const __m128i));
+                c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(pair!(a0, j), wa));
+                c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(pair!(a1, j), wa));
+                c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(pair!(a2, j), wa));
+                c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(pair!(a3, j), wa));
+            }
+        }
+        for (r, (lo, hi)) in [(c00, c01), (c10, c11), (c20, c21), (c30, c31)].into_iter().enumerate() {
+            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo);
+            _mm256_storeu_si256(acc[r][8..].as_mut_ptr() as *mut __m256i, hi);
+        }
+    }
+}
+
+/// `trunc((p + nudge) / 2^31)` of the i64 products in each 64-bit lane (`srdhm`'s core), low 32 bits.
+#[target_feature(enable = "avx2")]
+fn high_mul_lane(p: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let neg = _mm256_cmpgt_epi64(zero, p);
+    let nudge = _mm256_blendv_epi8(_mm256_set1_epi64x(1 << 30), _mm256_set1_epi64x(1 - (1 << 30)), neg);
+    let s = _mm256_add_epi64(p, nudge);
+    // Logical and arithmetic shifts agree on the low 32 bits of the quotient; C's division truncates,
+    // so negative non-exact quotients move up by one.
+    let q = _mm256_srli_epi64(s, 31);
+    let s_neg = _mm256_cmpgt_epi64(zero, s);
+    let exact = _mm256_cmpeq_epi64(_mm256_and_si256(s, _mm256_set1_epi64x(0x7fff_ffff)), zero);
+    _mm256_sub_epi64(q, _mm256_andnot_si256(exact, s_neg))
+}
+
+/// TFLM's `MultiplyByQuantizedMultiplier` with pre-split shifts on 8 lanes, then zero point and clamp.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+fn requant8(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
+    let x = _mm256_sllv_epi32(v, left);
+    let even = high_mul_lane(_mm256_mul_epi32(x, mult));
+    let odd = high_mul_lane(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)));
+    let q = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010);
+    let min = _mm256_set1_epi32(i32::MIN);
+    let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(mult, min));
+    let q = _mm256_blendv_epi8(q, _mm256_set1_epi32(i32::MAX), sat);
+    // rounding_divide_by_pot(q, right), right in 0..=31.
+    let one = _mm256_set1_epi32(1);
+    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+    let rem = _mm256_and_si256(q, mask);
+    let q_neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), q);
+    let threshold = _mm256_sub_epi32(_mm256_srai_epi32::<1>(mask), q_neg);
+    let r = _mm256_sub_epi32(_mm256_srav_epi32(q, right), _mm256_cmpgt_epi32(rem, threshold));
+    _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, zp), lo), hi)
+}
+
+/// Requantizes 8 accumulators (bias added here) for channels `c..c + 8` and stores 8 bytes at `out`.
+///
+/// # Safety
+/// AVX2 present; `acc` has 8 i32; each channel array of `ch` has 8 entries from `c`; `out` has 8 bytes.
+#[target_feature(enable = "avx2")]
+unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *mut u8) {
+    // SAFETY: lengths as the contract above.
+    unsafe {
+        macro_rules! ld {
+            ($b:expr) => {
+                _mm256_loadu_si256($b.as_ptr().add(c * 4) as *const __m256i)
+            };
+        }
+        let v = _mm256_add_epi32(_mm256_loadu_si256(acc as *const __m256i), ld!(ch.bias));
+        let r = requant8(v, ld!(ch.mult), ld!(ch.left), ld!(ch.right), _mm256_set1_epi32(ch.out_zp), _mm256_set1_epi32(ch.act_min), _mm256_set1_epi32(ch.act_max));
+        store8(r, out);
+    }
+}
+
+/// Stores 8 i32 lanes already in -128..=127 as 8 bytes.
+#[target_feature(enable = "avx2")]
+unsafe fn store8(r: __m256i, out: *mut u8) {
+    let w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+    let b = _mm_packs_epi16(w, w);
+    // SAFETY: the caller provides 8 writable bytes at `out`.
+    unsafe { _mm_storel_epi64(out as *mut __m128i, b) };
+}
+
+/// Depthwise (multiplier 1): 8 channels per vector, 16 per step, the rest scalar.
+pub fn depthwise(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    let c = p.channels as usize;
+    let padded = ch.bias.len().min(ch.mult.len()).min(ch.left.len()).min(ch.right.len()) / 4;
+    let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
+    if padded < c.next_multiple_of(8)
+        || x.len() < n * p.in_h as usize * p.in_w as usize * c
+        || w.len() < p.k_h as usize * p.k_w as usize * c
+        || out.len() < n * oh * ow * c
+    {
+        return Err("depthwise tensors shorter than their shapes");
+    }
+    // SAFETY: AVX2 detected (module doc); every length the loop relies on was checked above.
+    unsafe { depthwise_avx2(p, x, w, ch, out) };
+    Ok(())
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) {
+    let c = p.channels as usize;
+    let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
+    let (kh, kw) = (p.k_h as usize, p.k_w as usize);
+    let off = _mm256_set1_epi32(p.in_offset);
+    let vec_end = c - c % 8;
+    // Valid taps of the current output pixel: input offsets and weight offsets.
+    let mut taps = [(0usize, 0usize); 64];
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let o_at = ((b * oh + oy) * ow + ox) * c;
+                let mut nt = 0;
+                let mut overflow = false;
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        if let Some(at) = p.tap(b, oy, ox, ky, kx) {
+                            if nt < taps.len() {
+                                taps[nt] = (at, (ky * kw + kx) * c);
+                                nt += 1;
+                            } else {
+                                overflow = true;
+                            }
+                        }
+                    }
+                }
+                let mut c0 = 0;
+                while c0 < vec_end && !overflow {
+                    // SAFETY: every tap offset + c0 + 8 <= the checked lengths of x / w; out has c bytes
+                    // from o_at; channel arrays have >= c rounded up to 8 entries.
+                    unsafe {
+                        let mut acc = _mm256_setzero_si256();
+                        for &(xa, wa) in &taps[..nt] {
+                            let xv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.as_ptr().add(xa + c0) as *const __m128i));
+                            let wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(wa + c0) as *const __m128i));
+                            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(wv, _mm256_add_epi32(xv, off)));
+                        }
+                        let mut lanes = [0i32; 8];
+                        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
+                        requant8_store(lanes.as_ptr(), ch, c0, out.as_mut_ptr().add(o_at + c0));
+                    }
+                    c0 += 8;
+                }
+                // Tail channels (and kernels with more than 64 taps): the scalar sum.
+                let start = if overflow { 0 } else { vec_end };
+                for cc in start..c {
+                    let mut acc = 0i32;
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let Some(at) = p.tap(b, oy, ox, ky, kx) else { continue };
+                            let xv = x[at + cc] as i8 as i32;
+                            let wv = w[(ky * kw + kx) * c + cc] as i8 as i32;
+                            acc = acc.wrapping_add(wv.wrapping_mul(xv.wrapping_add(p.in_offset)));
+                        }
+                    }
+                    let mut one = [0u8; 1];
+                    let _ = requant_scalar(&[acc], ch, cc, 1, &mut one);
+                    out[o_at + cc] = one[0];
+                }
+            }
+        }
+    }
+}
