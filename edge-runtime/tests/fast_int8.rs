@@ -198,3 +198,47 @@ fn fast_fully_connected_equals_the_reference_bytes() {
         check(&m, &mut rng, &format!("long fc case {i}"));
     }
 }
+
+fn add_case(rng: &mut Rng) -> Built {
+    let dims = [range(rng, 1, 2) as u32, range(rng, 1, 9) as u32, range(rng, 1, 9) as u32, range(rng, 1, 40) as u32];
+    // Every fourth case broadcasts b over H and W (the reference's job; compared all the same).
+    let broadcast = rng.next_u64() % 4 == 0;
+    let bdims = if broadcast { [dims[0], 1, 1, dims[3]] } else { dims };
+    let len: u32 = dims.iter().product();
+    let blen: u32 = bdims.iter().product();
+    let hostile = rng.next_u64() % 8 == 0;
+    let m = |rng: &mut Rng| if hostile { rng.next_u64() as i32 } else { range(rng, 1 << 30, i32::MAX as i64) as i32 };
+    let s = |rng: &mut Rng| if hostile { range(rng, -40, 40) as i32 } else { range(rng, -20, 0) as i32 };
+    let (act_min, act_max) = if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
+    let quant = BinaryQuant {
+        left_shift: if hostile { range(rng, -5, 40) as i32 } else { 20 },
+        a_mult: m(rng),
+        a_shift: s(rng),
+        b_mult: m(rng),
+        b_shift: s(rng),
+        out_mult: m(rng),
+        out_shift: s(rng),
+        act_min,
+        act_max,
+    };
+    // Input: a then b packed in one tensor region; the graph input is `a` only, so b sits in the
+    // weights as a constant (the kernels read both the same way).
+    let mut wb = WeightsBuilder { bytes: vec![] };
+    let bdata: Vec<u8> = rand_i8(rng, blen as usize).iter().map(|&v| v as u8).collect();
+    let mut b = wb.tensor(1, DType::I8, &bdims, &bdata, Quant::PerTensor { scale: 0.05, zero_point: range(rng, -128, 127) as i32 });
+    b.quant = Quant::PerTensor { scale: 0.05, zero_point: range(rng, -128, 127) as i32 };
+    let out_off = len.next_multiple_of(16);
+    let a = act(0, &dims, 0, range(rng, -128, 127) as i32);
+    let output = act(3, &dims, out_off, range(rng, -128, 127) as i32);
+    let op = Op::Add { a, b, output, activation: Activation::None, quant: Some(quant) };
+    finish(op, a, output, wb, out_off + len, !broadcast)
+}
+
+#[test]
+fn fast_add_equals_the_reference_bytes() {
+    let mut rng = Rng::new(0xADD);
+    for i in 0..400 {
+        let m = add_case(&mut rng);
+        check(&m, &mut rng, &format!("add case {i}"));
+    }
+}

@@ -194,6 +194,18 @@ pub trait Micro {
     fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()>;
     /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
     fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
+    /// `dst[i] = src[i] as i8 + off` for `i < dst.len()` (`src` at least as long).
+    fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
+        widen_scalar(src, off, dst)
+    }
+}
+
+/// Plain-Rust [`Micro::widen`].
+#[inline]
+pub fn widen_scalar(src: &[u8], off: i16, dst: &mut [i16]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v as i8 as i16 + off;
+    }
 }
 
 /// Plain Rust inner loops (any target).
@@ -294,12 +306,14 @@ fn run_threads(p: &GemmPlan, isa: Isa, t: usize, x: &[u8], packed: &[u8], ch: &C
 fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => rows_with::<super::x86::Avx2>(p, first, x, packed, ch, out),
+        Isa::Avx2 => super::x86::rows(p, first, x, packed, ch, out),
         _ => rows_with::<Portable>(p, first, x, packed, ch, out),
     }
 }
 
-fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+/// The GEMM driver; inlined into each instruction set's entry so its inner calls inline too.
+#[inline(always)]
+pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
     let oc = p.geom.out_c as usize;
     let kp = p.kp as usize;
     let blocks = oc.div_ceil(8);
@@ -312,7 +326,7 @@ fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: 
         let p0 = first + done;
         let one_chunk = kp <= KC;
         if one_chunk {
-            gather(p, p0, nr, 0, kp, x, &mut a)?;
+            gather_whole::<M>(p, p0, nr, x, &mut a)?;
         }
         let mut b = 0;
         while b < blocks {
@@ -322,7 +336,7 @@ fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: 
             while k0 < kp {
                 let kc = KC.min(kp - k0);
                 if !one_chunk {
-                    gather(p, p0, nr, k0, kc, x, &mut a)?;
+                    gather::<M>(p, p0, nr, k0, kc, x, &mut a)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
                 M::micro(&a, kc, kc, w, bstride, nb, &mut acc)?;
@@ -343,7 +357,8 @@ fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: 
 
 /// Fills `a[r * kc + j]` (rows `r < MR`) with `k = k0 + j` of output pixel `p0 + r`'s receptive field,
 /// widened to i16 with the input offset; padding taps, the odd `k` pad and rows past `nr` are 0.
-fn gather(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+#[inline(always)]
+fn gather<M: Micro>(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
     let g = &p.geom;
     let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
     let (oh, ow) = (g.out_h as usize, g.out_w as usize);
@@ -371,10 +386,7 @@ fn gather(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a:
             match (iy, ix) {
                 (Some(iy), Some(ix)) => {
                     let at = ((b * ih + iy) * iw + ix) * ic + (s - t * ic);
-                    let src = x.get(at..at + (e - s)).ok_or("gemm input short")?;
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = v as i8 as i16 + off;
-                    }
+                    M::widen(x.get(at..at + (e - s)).ok_or("gemm input short")?, off, dst);
                 }
                 _ => dst.fill(0),
             }
@@ -383,6 +395,47 @@ fn gather(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a:
         if k1 > k {
             row.get_mut(k.max(k0) - k0..).ok_or("gather block short")?.fill(0);
         }
+    }
+    Ok(())
+}
+
+/// [`gather`] for the whole reduction at once (`kp <= KC`): rows at stride `kp`, taps walked in
+/// order with the row's origin computed once (the common case, kept lean).
+#[inline(always)]
+fn gather_whole<M: Micro>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+    let g = &p.geom;
+    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
+    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
+    let (kh, kw, k, kp) = (g.k_h as usize, g.k_w as usize, p.k as usize, p.kp as usize);
+    let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
+    let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
+    let off = p.in_offset as i16;
+    for r in 0..MR {
+        let row = a.get_mut(r * kp..(r + 1) * kp).ok_or("gather block short")?;
+        if r >= nr {
+            row.fill(0);
+            continue;
+        }
+        let pix = p0 + r;
+        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
+        let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
+        let mut pos = 0;
+        for ky in 0..kh {
+            let iy = (y0 + ky * dh).checked_sub(pt).filter(|&v| v < ih);
+            for kx in 0..kw {
+                let dst = row.get_mut(pos..pos + ic).ok_or("gather block short")?;
+                let ix = (x0 + kx * dw).checked_sub(pl).filter(|&v| v < iw);
+                match (iy, ix) {
+                    (Some(iy), Some(ix)) => {
+                        let at = ((b * ih + iy) * iw + ix) * ic;
+                        M::widen(x.get(at..at + ic).ok_or("gemm input short")?, off, dst);
+                    }
+                    _ => dst.fill(0),
+                }
+                pos += ic;
+            }
+        }
+        row.get_mut(k..).ok_or("gather block short")?.fill(0);
     }
     Ok(())
 }

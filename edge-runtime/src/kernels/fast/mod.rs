@@ -12,6 +12,7 @@
 //! The fast paths exist for 64-bit application processors (x86_64, aarch64), where packing weights
 //! into RAM pays; microcontrollers keep reading weights in place from flash through the reference.
 
+pub mod add;
 pub mod depthwise;
 pub mod gemm;
 pub mod requant;
@@ -63,6 +64,8 @@ pub enum Kernel {
     Gemm(gemm::GemmPlan),
     /// int8 depthwise conv with multiplier 1.
     Depthwise(depthwise::DwPlan),
+    /// int8 add of same-shape tensors.
+    Add(add::AddPlan),
 }
 
 impl Kernel {
@@ -71,6 +74,7 @@ impl Kernel {
             Kernel::Reference => "reference",
             Kernel::Gemm(_) => "int8 gemm",
             Kernel::Depthwise(_) => "int8 depthwise",
+            Kernel::Add(_) => "int8 add",
         }
     }
 }
@@ -206,6 +210,7 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
             *at = start;
             depthwise::plan(op, model, at).map(Kernel::Depthwise)
         }),
+        Op::Add { .. } => add::plan(op).map(Kernel::Add),
         _ => None,
     };
     match k {
@@ -223,6 +228,7 @@ pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
         Kernel::Reference => Ok(()),
         Kernel::Gemm(p) => gemm::pack(p, op, model, persistent),
         Kernel::Depthwise(p) => depthwise::pack(p, op, model, persistent),
+        Kernel::Add(_) => Ok(()),
     }
 }
 
@@ -236,5 +242,6 @@ pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persiste
             let w = inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?;
             depthwise::run(p, isa, x, w, persistent, out)
         }
+        Kernel::Add(p) => add::run(p, isa, x, inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?, out),
     }
 }

@@ -15,7 +15,19 @@ use core::arch::x86_64::*;
 /// The AVX2 micro-kernel and requantization for [`super::gemm`].
 pub struct Avx2;
 
+/// The GEMM driver compiled for AVX2, so the micro-kernel, widening and requantization inline into it.
+pub fn rows(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    // SAFETY: only reached on the AVX2 path, chosen when AVX2 was detected (module doc).
+    unsafe { rows_avx2(p, first, x, packed, ch, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    super::gemm::rows_with::<Avx2>(p, first, x, packed, ch, out)
+}
+
 impl Micro for Avx2 {
+    #[inline(always)]
     fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
         if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
             return Err("gemm micro-kernel called with a bad shape");
@@ -29,26 +41,61 @@ impl Micro for Avx2 {
         Ok(())
     }
 
+    #[inline(always)]
     fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
-        let mut tmp = [0u8; 16];
+        let lanes8 = |c: usize| [ch.bias, ch.mult, ch.left, ch.right].iter().all(|a| a.len() >= (c + 8) * 4);
+        let out = out.get_mut(..n).ok_or("gemm output short")?;
         let mut done = 0;
-        while done < n {
-            let c = c0 + done;
-            let lanes = &acc[done..done + 8.min(16 - done)];
-            if lanes.len() == 8 && ch.bias.len() >= (c + 8) * 4 && ch.mult.len() >= (c + 8) * 4 && ch.left.len() >= (c + 8) * 4 && ch.right.len() >= (c + 8) * 4 {
-                // SAFETY: AVX2 detected; 8 lanes of every channel array from `c` exist (checked above).
-                unsafe { requant8_store(lanes.as_ptr(), ch, c, tmp[done..].as_mut_ptr()) };
-            } else {
-                requant_scalar(lanes, ch, c, lanes.len(), &mut tmp[done..])?;
-            }
+        // Whole groups of 8 channels go straight to the output; a partial group through a buffer.
+        while done + 8 <= n && lanes8(c0 + done) {
+            // SAFETY: AVX2 detected; 8 lanes of acc and of every channel array from c0 + done, and 8
+            // output bytes from done, exist (checked above).
+            unsafe { requant8_store(acc[done..].as_ptr(), ch, c0 + done, out[done..].as_mut_ptr()) };
             done += 8;
         }
-        out.get_mut(..n).ok_or("gemm output short")?.copy_from_slice(&tmp[..n]);
+        if done < n {
+            let mut tmp = [0u8; 8];
+            let c = c0 + done;
+            if lanes8(c) {
+                // SAFETY: as above, into an 8-byte buffer.
+                unsafe { requant8_store(acc[done..].as_ptr(), ch, c, tmp.as_mut_ptr()) };
+            } else {
+                requant_scalar(&acc[done..], ch, c, n - done, &mut tmp)?;
+            }
+            out[done..].copy_from_slice(&tmp[..n - done]);
+        }
         Ok(())
+    }
+
+    #[inline(always)]
+    fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
+        let n = dst.len().min(src.len());
+        let vec = n - n % 16;
+        // SAFETY: AVX2 detected; `vec <= n` elements of both slices exist.
+        unsafe { widen_avx2(src.as_ptr(), off, dst.as_mut_ptr(), vec) };
+        super::gemm::widen_scalar(&src[vec..n], off, &mut dst[vec..n]);
+    }
+}
+
+/// # Safety
+/// AVX2 present; `src` has `n` bytes and `dst` `n` i16 (`n` a multiple of 16).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn widen_avx2(src: *const u8, off: i16, dst: *mut i16, n: usize) {
+    let o = _mm256_set1_epi16(off);
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 16 <= n by the loop bound and the contract.
+        unsafe {
+            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(i) as *const __m128i));
+            _mm256_storeu_si256(dst.add(i) as *mut __m256i, _mm256_add_epi16(v, o));
+        }
+        i += 16;
     }
 }
 
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) {
     // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
     // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
@@ -103,6 +150,7 @@ unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstr
 
 /// `trunc((p + nudge) / 2^31)` of the i64 products in each 64-bit lane (`srdhm`'s core), low 32 bits.
 #[target_feature(enable = "avx2")]
+#[inline]
 fn high_mul_lane(p: __m256i) -> __m256i {
     let zero = _mm256_setzero_si256();
     let neg = _mm256_cmpgt_epi64(zero, p);
@@ -118,6 +166,7 @@ fn high_mul_lane(p: __m256i) -> __m256i {
 
 /// TFLM's `MultiplyByQuantizedMultiplier` with pre-split shifts on 8 lanes, then zero point and clamp.
 #[target_feature(enable = "avx2")]
+#[inline]
 #[allow(clippy::too_many_arguments)]
 fn requant8(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
     let x = _mm256_sllv_epi32(v, left);
@@ -142,6 +191,7 @@ fn requant8(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256
 /// # Safety
 /// AVX2 present; `acc` has 8 i32; each channel array of `ch` has 8 entries from `c`; `out` has 8 bytes.
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *mut u8) {
     // SAFETY: lengths as the contract above.
     unsafe {
@@ -158,6 +208,7 @@ unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *
 
 /// Stores 8 i32 lanes already in -128..=127 as 8 bytes.
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn store8(r: __m256i, out: *mut u8) {
     let w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
     let b = _mm_packs_epi16(w, w);
@@ -244,5 +295,37 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, o
                 }
             }
         }
+    }
+}
+
+/// Same-shape int8 add on 8 lanes at a time; returns how many leading elements it wrote.
+pub fn add(p: &super::add::AddPlan, a: &[u8], b: &[u8], out: &mut [u8]) -> usize {
+    let n = a.len().min(b.len()).min(out.len());
+    let vec = n - n % 8;
+    // SAFETY: AVX2 detected (module doc); `vec` elements of each slice exist.
+    unsafe { add_avx2(p, a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), vec) };
+    vec
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mut u8, n: usize) {
+    let s = _mm256_set1_epi32;
+    let (zero, min, max) = (s(0), s(i32::MIN), s(i32::MAX));
+    let (zpa, zpb, zpo) = (s(p.zp[0]), s(p.zp[1]), s(p.zp[2]));
+    let left = s(p.left);
+    let (am, ar, bm, br, om, or) = (s(p.a.0), s(p.a.1), s(p.b.0), s(p.b.1), s(p.out.0), s(p.out.1));
+    let (lo, hi) = (s(p.act_min), s(p.act_max));
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n elements of a, b and out (the caller's contract).
+        unsafe {
+            let x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(a.add(i) as *const __m128i)), zpa);
+            let y = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(i) as *const __m128i)), zpb);
+            let xs = requant8(x, am, left, ar, zero, min, max);
+            let ys = requant8(y, bm, left, br, zero, min, max);
+            let r = requant8(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi);
+            store8(r, out.add(i));
+        }
+        i += 8;
     }
 }

@@ -55,7 +55,8 @@ pub fn multiply_by_quantized_multiplier(x: i32, m: i32, shift: i32) -> i32 {
 /// `MultiplyByQuantizedMultiplierSmallerThanOneExp`: `RoundingDivideByPOT(SRDHM(x, m), -shift)`.
 #[inline]
 pub fn mul_by_qm_smaller_than_one_exp(x: i32, m: i32, shift: i32) -> i32 {
-    rounding_divide_by_pot(srdhm(x, m), -shift)
+    // Wrapping negation: total for `i32::MIN` (a hostile model's shift) instead of an overflow.
+    rounding_divide_by_pot(srdhm(x, m), shift.wrapping_neg())
 }
 
 /// `MultiplyByQuantizedMultiplierGreaterThanOne`: `SRDHM(x * 2^left_shift, m)`.
