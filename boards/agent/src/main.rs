@@ -38,6 +38,10 @@ struct Args {
     /// Also send each tile's full int8 output tensor.
     #[arg(long)]
     raw_output: bool,
+    /// Threads a large convolution may split over (a board's cores; results are bit-identical for
+    /// any count). Default 1: one core, the rest left to the camera and link.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    threads: u16,
     /// CSV results file (one row per tile).
     #[arg(long, default_value = "rsim-results.csv")]
     csv: PathBuf,
@@ -118,7 +122,9 @@ fn run(a: &Args) -> Result<(), String> {
     let model = std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let need = rsim_edge::required_arena(&model).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let mut arena = vec![0u8; need + 16];
-    let mut clf = EngineClassifier::new(&model, &mut arena).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let opts = rsim_edge::Options { threads: a.threads as usize, ..Default::default() };
+    let engine = rsim_edge::Engine::with_options(&model, &mut arena, opts).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let mut clf = EngineClassifier { engine };
     let names: Vec<String> = clf.engine.model().info.classes().map(str::to_string).collect();
     let paths = list_inputs(&a.input)?;
     let geo = if paths.len() == 1 { geo::read(&paths[0]) } else { None };
