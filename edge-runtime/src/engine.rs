@@ -147,7 +147,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 let mut index = 0u32;
                 let recs = prepared::write_records(records, count, |_| -> Result<PreparedOp, EngineError> {
                     let op = ops.next().ok_or(EngineError::BadInput { reason: "op count changed while preparing" })??;
-                    let kernel = if opts.kernels != Kernels::Reference && exec::is_int8(&op) { fast::plan(&op, &model, &mut at) } else { Kernel::Reference };
+                    let kernel = if opts.kernels != Kernels::Reference { fast::plan(&op, &model, &mut at) } else { Kernel::Reference };
                     fast::pack(&kernel, &op, &model, data).map_err(|reason| EngineError::Unsupported { op: index, name: op.name(), reason })?;
                     index += 1;
                     Ok(PreparedOp { op, kernel })

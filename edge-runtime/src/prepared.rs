@@ -9,7 +9,6 @@
 //! every op uses its reference kernel (the microcontroller trade: RAM over speed).
 #![allow(unsafe_code)]
 
-use crate::exec;
 use crate::kernels::fast::{self, Kernel};
 use crate::EngineError;
 use core::mem::{align_of, size_of, MaybeUninit};
@@ -44,9 +43,7 @@ pub fn layout(model: &Model<'_>) -> Result<Layout, EngineError> {
     let mut n = 0usize;
     for op in model.ops() {
         let op = op?;
-        if exec::is_int8(&op) {
-            fast::plan(&op, model, &mut data);
-        }
+        fast::plan(&op, model, &mut data);
         n += 1;
     }
     let records_at = (model.info.arena_size as usize).next_multiple_of(16);

@@ -9,7 +9,7 @@
 //! Weights are packed once into blocks of 8 output channels: for each pair of `k`, 16 bytes
 //! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
 
-use super::{requant, ChannelData, Channels, Isa, Span};
+use super::{im2col, requant, ChannelData, Channels, Isa, Span};
 use crate::kernels::int8::{KResult, OutStage};
 use crate::kernels::float::conv::out_size;
 use rsim_model::{DType, Model, Op, Quant};
@@ -264,42 +264,7 @@ pub fn run(p: &GemmPlan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8], 
     // Threads only pay on large layers (a spawn costs tens of microseconds).
     let macs = pixels * p.k as usize * oc;
     let t = if macs < 2_000_000 { 1 } else { threads.clamp(1, pixels.div_ceil(MR)) };
-    if t > 1 {
-        #[cfg(feature = "std")]
-        return run_threads(p, isa, t, x, packed, &ch, out);
-    }
-    rows(p, isa, 0, x, packed, &ch, out)
-}
-
-#[cfg(feature = "std")]
-fn run_threads(p: &GemmPlan, isa: Isa, t: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
-    let oc = p.geom.out_c as usize;
-    let pixels = p.geom.pixels();
-    // Whole MR blocks per thread, as even as possible.
-    let per = pixels.div_ceil(MR).div_ceil(t) * MR;
-    let results: [KResult<()>; 16] = std::thread::scope(|s| {
-        let mut handles: [Option<std::thread::ScopedJoinHandle<'_, KResult<()>>>; 16] = Default::default();
-        let mut rest = &mut *out;
-        let mut first = 0;
-        let mut i = 0;
-        while first < pixels && i < handles.len() {
-            let n = per.min(pixels - first);
-            let (mine, tail) = rest.split_at_mut(n * oc);
-            rest = tail;
-            let f = first;
-            handles[i] = Some(s.spawn(move || rows(p, isa, f, x, packed, ch, mine)));
-            first += n;
-            i += 1;
-        }
-        let mut res: [KResult<()>; 16] = core::array::from_fn(|_| Ok(()));
-        for (r, h) in res.iter_mut().zip(handles.iter_mut()) {
-            if let Some(h) = h.take() {
-                *r = h.join().unwrap_or(Err("gemm worker thread failed"));
-            }
-        }
-        res
-    });
-    results.into_iter().collect()
+    im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [u8]| rows(p, isa, first, x, packed, &ch, rows_out))
 }
 
 /// Output pixels `first .. first + out.len() / oc` (whole rows of `out`).
@@ -325,8 +290,13 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
         let nr = MR.min(count - done);
         let p0 = first + done;
         let one_chunk = kp <= KC;
+        let off = p.in_offset as i16;
+        let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
+            M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
+            Ok(())
+        };
         if one_chunk {
-            gather_whole::<M>(p, p0, nr, x, &mut a)?;
+            im2col::gather(&p.geom, p.k as usize, kp, MR, p0, nr, 0, kp, &mut a, &mut widen)?;
         }
         let mut b = 0;
         while b < blocks {
@@ -336,7 +306,7 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
             while k0 < kp {
                 let kc = KC.min(kp - k0);
                 if !one_chunk {
-                    gather::<M>(p, p0, nr, k0, kc, x, &mut a)?;
+                    im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, &mut a, &mut widen)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
                 M::micro(&a, kc, kc, w, bstride, nb, &mut acc)?;
@@ -355,87 +325,3 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
     Ok(())
 }
 
-/// Fills `a[r * kc + j]` (rows `r < MR`) with `k = k0 + j` of output pixel `p0 + r`'s receptive field,
-/// widened to i16 with the input offset; padding taps, the odd `k` pad and rows past `nr` are 0.
-#[inline(always)]
-fn gather<M: Micro>(p: &GemmPlan, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
-    let g = &p.geom;
-    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
-    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
-    let (kw, k) = (g.k_w as usize, p.k as usize);
-    let off = p.in_offset as i16;
-    let k1 = k0 + kc;
-    for r in 0..MR {
-        let row = a.get_mut(r * kc..(r + 1) * kc).ok_or("gather block short")?;
-        if r >= nr {
-            row.fill(0);
-            continue;
-        }
-        let pix = p0 + r;
-        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
-        let (oy, ox) = (rem / ow, rem % ow);
-        // Taps overlapping [k0, k1): each a run of `ic` channels.
-        let t0 = k0 / ic;
-        let mut t = t0;
-        while t * ic < k1.min(k) {
-            let (ky, kx) = (t / kw, t % kw);
-            let (s, e) = ((t * ic).max(k0), ((t + 1) * ic).min(k1).min(k));
-            let dst = row.get_mut(s - k0..e - k0).ok_or("gather block short")?;
-            let iy = (oy * g.stride[0] as usize + ky * g.dilation[0] as usize).checked_sub(g.pad[0] as usize).filter(|&v| v < ih);
-            let ix = (ox * g.stride[1] as usize + kx * g.dilation[1] as usize).checked_sub(g.pad[1] as usize).filter(|&v| v < iw);
-            match (iy, ix) {
-                (Some(iy), Some(ix)) => {
-                    let at = ((b * ih + iy) * iw + ix) * ic + (s - t * ic);
-                    M::widen(x.get(at..at + (e - s)).ok_or("gemm input short")?, off, dst);
-                }
-                _ => dst.fill(0),
-            }
-            t += 1;
-        }
-        if k1 > k {
-            row.get_mut(k.max(k0) - k0..).ok_or("gather block short")?.fill(0);
-        }
-    }
-    Ok(())
-}
-
-/// [`gather`] for the whole reduction at once (`kp <= KC`): rows at stride `kp`, taps walked in
-/// order with the row's origin computed once (the common case, kept lean).
-#[inline(always)]
-fn gather_whole<M: Micro>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
-    let g = &p.geom;
-    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
-    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
-    let (kh, kw, k, kp) = (g.k_h as usize, g.k_w as usize, p.k as usize, p.kp as usize);
-    let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
-    let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
-    let off = p.in_offset as i16;
-    for r in 0..MR {
-        let row = a.get_mut(r * kp..(r + 1) * kp).ok_or("gather block short")?;
-        if r >= nr {
-            row.fill(0);
-            continue;
-        }
-        let pix = p0 + r;
-        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
-        let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
-        let mut pos = 0;
-        for ky in 0..kh {
-            let iy = (y0 + ky * dh).checked_sub(pt).filter(|&v| v < ih);
-            for kx in 0..kw {
-                let dst = row.get_mut(pos..pos + ic).ok_or("gather block short")?;
-                let ix = (x0 + kx * dw).checked_sub(pl).filter(|&v| v < iw);
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => {
-                        let at = ((b * ih + iy) * iw + ix) * ic;
-                        M::widen(x.get(at..at + ic).ok_or("gemm input short")?, off, dst);
-                    }
-                    _ => dst.fill(0),
-                }
-                pos += ic;
-            }
-        }
-        row.get_mut(k..).ok_or("gather block short")?.fill(0);
-    }
-    Ok(())
-}

@@ -14,7 +14,10 @@
 
 pub mod add;
 pub mod depthwise;
+pub mod depthwise_f32;
 pub mod gemm;
+pub mod gemm_f32;
+pub mod im2col;
 pub mod requant;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
@@ -27,7 +30,8 @@ use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
 pub enum Isa {
     /// Plain Rust (the compiler's baseline vectorisation for the target).
     Portable,
-    /// x86_64 AVX2 (`vpmaddwd` int8 dot products on i16 pairs, vector requantization).
+    /// x86_64 AVX2 with FMA (`vpmaddwd` int8 dot products on i16 pairs, vector requantization,
+    /// `vfmadd` f32).
     Avx2,
 }
 
@@ -35,10 +39,10 @@ impl Isa {
     /// The best instruction set this CPU offers to the fast kernels.
     pub fn detect() -> Isa {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             return Isa::Avx2;
         }
-        #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"))]
+        #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2", target_feature = "fma"))]
         return Isa::Avx2;
         #[allow(unreachable_code)]
         Isa::Portable
@@ -62,8 +66,12 @@ pub enum Kernel {
     Reference,
     /// Packed int8 GEMM: dense conv (groups 1) or fully connected.
     Gemm(gemm::GemmPlan),
+    /// Packed f32 GEMM: dense conv (groups 1) or fully connected on f32 activations.
+    GemmF32(gemm_f32::GemmF32Plan),
     /// int8 depthwise conv with multiplier 1.
     Depthwise(depthwise::DwPlan),
+    /// f32 depthwise conv with multiplier 1.
+    DepthwiseF32(depthwise_f32::DwF32Plan),
     /// int8 add of same-shape tensors.
     Add(add::AddPlan),
 }
@@ -73,7 +81,9 @@ impl Kernel {
         match self {
             Kernel::Reference => "reference",
             Kernel::Gemm(_) => "int8 gemm",
+            Kernel::GemmF32(_) => "f32 gemm",
             Kernel::Depthwise(_) => "int8 depthwise",
+            Kernel::DepthwiseF32(_) => "f32 depthwise",
             Kernel::Add(_) => "int8 add",
         }
     }
@@ -198,7 +208,7 @@ fn out_stage<'w>(r: &Option<Requant>, out: &Tensor, weights: &'w [u8]) -> Option
     (act_min <= act_max).then_some(OutStage { mult, out_zp: per_tensor_zp(out)?, act_min, act_max })
 }
 
-/// Chooses the kernel for an (already validated) int8 op and reserves its persistent bytes from `at`.
+/// Chooses the kernel for an (already validated) op and reserves its persistent bytes from `at`.
 /// Returns `Kernel::Reference` whenever no fast kernel applies; never fails the engine.
 pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
     if !FAST_PATHS {
@@ -206,6 +216,12 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
     }
     let start = *at;
     let k = match op {
+        Op::Conv2d { .. } | Op::FullyConnected { .. } if !crate::exec::is_int8(op) => {
+            gemm_f32::plan(op, at).map(Kernel::GemmF32).or_else(|| {
+                *at = start;
+                depthwise_f32::plan(op, at).map(Kernel::DepthwiseF32)
+            })
+        }
         Op::Conv2d { .. } | Op::FullyConnected { .. } => gemm::plan(op, model, at).map(Kernel::Gemm).or_else(|| {
             *at = start;
             depthwise::plan(op, model, at).map(Kernel::Depthwise)
@@ -227,6 +243,8 @@ pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
     match kernel {
         Kernel::Reference => Ok(()),
         Kernel::Gemm(p) => gemm::pack(p, op, model, persistent),
+        Kernel::GemmF32(p) => gemm_f32::pack(p, op, model, persistent),
+        Kernel::DepthwiseF32(p) => depthwise_f32::pack(p, op, model, persistent),
         Kernel::Depthwise(p) => depthwise::pack(p, op, model, persistent),
         Kernel::Add(_) => Ok(()),
     }
@@ -238,6 +256,8 @@ pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persiste
     match kernel {
         Kernel::Reference => Err("reference op routed to the fast kernels"),
         Kernel::Gemm(p) => gemm::run(p, isa, threads, x, persistent, out),
+        Kernel::GemmF32(p) => gemm_f32::run(p, isa, threads, x, persistent, out),
+        Kernel::DepthwiseF32(p) => depthwise_f32::run(p, isa, x, persistent, out),
         Kernel::Depthwise(p) => {
             let w = inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?;
             depthwise::run(p, isa, x, w, persistent, out)

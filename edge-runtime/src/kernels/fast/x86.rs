@@ -329,3 +329,88 @@ unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mu
         i += 8;
     }
 }
+
+/// The f32 GEMM driver compiled for AVX2 + FMA.
+pub fn rows_f32(p: &super::gemm_f32::GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+    // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
+    unsafe { rows_f32_avx2(p, first, x, packed, bias, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_f32_avx2(p: &super::gemm_f32::GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+    super::gemm_f32::rows_with::<Avx2>(p, first, x, packed, bias, out)
+}
+
+impl super::gemm_f32::MicroF32 for Avx2 {
+    #[inline(always)]
+    fn micro(a: &[f32], lda: usize, kc: usize, w: &[f32], bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) -> KResult<()> {
+        if !(1..=2).contains(&nb) || lda < kc {
+            return Err("gemm micro-kernel called with a bad shape");
+        }
+        if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
+            return Err("gemm operands shorter than planned");
+        }
+        // SAFETY: AVX2 and FMA detected; lengths checked above.
+        unsafe { micro_f32(a.as_ptr(), lda, kc, w.as_ptr(), bstride, nb, acc) };
+        Ok(())
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn micro_f32(a: *const f32, lda: usize, kc: usize, w: *const f32, bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) {
+    // SAFETY (whole body): rows 0..MR of `a` have `kc` floats at stride `lda`, `nb` weight blocks have
+    // `kc * 8` floats at stride `bstride` (checked by the caller).
+    unsafe {
+        macro_rules! ld {
+            ($r:expr, $h:expr) => {
+                _mm256_loadu_ps(acc[$r][$h * 8..].as_ptr())
+            };
+        }
+        let (mut c00, mut c10, mut c20, mut c30) = (ld!(0, 0), ld!(1, 0), ld!(2, 0), ld!(3, 0));
+        let (mut c01, mut c11, mut c21, mut c31) = (ld!(0, 1), ld!(1, 1), ld!(2, 1), ld!(3, 1));
+        let (a0, a1, a2, a3) = (a, a.add(lda), a.add(2 * lda), a.add(3 * lda));
+        if nb == 2 {
+            let w1 = w.add(bstride);
+            for j in 0..kc {
+                let wa = _mm256_loadu_ps(w.add(8 * j));
+                let wb = _mm256_loadu_ps(w1.add(8 * j));
+                let x0 = _mm256_broadcast_ss(&*a0.add(j));
+                c00 = _mm256_fmadd_ps(x0, wa, c00);
+                c01 = _mm256_fmadd_ps(x0, wb, c01);
+                let x1 = _mm256_broadcast_ss(&*a1.add(j));
+                c10 = _mm256_fmadd_ps(x1, wa, c10);
+                c11 = _mm256_fmadd_ps(x1, wb, c11);
+                let x2 = _mm256_broadcast_ss(&*a2.add(j));
+                c20 = _mm256_fmadd_ps(x2, wa, c20);
+                c21 = _mm256_fmadd_ps(x2, wb, c21);
+                let x3 = _mm256_broadcast_ss(&*a3.add(j));
+                c30 = _mm256_fmadd_ps(x3, wa, c30);
+                c31 = _mm256_fmadd_ps(x3, wb, c31);
+            }
+        } else {
+            for j in 0..kc {
+                let wa = _mm256_loadu_ps(w.add(8 * j));
+                c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a0.add(j)), wa, c00);
+                c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a1.add(j)), wa, c10);
+                c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a2.add(j)), wa, c20);
+                c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a3.add(j)), wa, c30);
+            }
+        }
+        for (r, (lo, hi)) in [(c00, c01), (c10, c11), (c20, c21), (c30, c31)].into_iter().enumerate() {
+            _mm256_storeu_ps(acc[r].as_mut_ptr(), lo);
+            _mm256_storeu_ps(acc[r][8..].as_mut_ptr(), hi);
+        }
+    }
+}
+
+/// f32 depthwise (multiplier 1) compiled for AVX2 + FMA.
+pub fn depthwise_f32(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) -> KResult<()> {
+    // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
+    unsafe { depthwise_f32_avx2(p, x, w, b, out) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_f32_avx2(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) -> KResult<()> {
+    super::depthwise_f32::pixels(p, x, w, b, out)
+}
