@@ -7,6 +7,8 @@
 //!    (tests/tests/cross_targets.rs), which builds the mps2-an386 firmware and the aarch64
 //!    `rsim-run`, runs them under qemu-system-arm / qemu-aarch64 and compares outputs byte for byte.
 //! 3. If `.venv` exists (`cargo xtask setup`), `cargo test -p rsim-train` against its torch.
+//! 4. The fast kernels' property tests (rsim-edge `fast_int8`, `fast_f32`) for aarch64 under
+//!    qemu-aarch64: the kernels an aarch64 board runs, checked against the reference.
 //!
 //! With `.venv` and no pass-through arguments, steps 2 and 3 run as one `cargo test --workspace`.
 use crate::setup;
@@ -22,6 +24,7 @@ Runs every test CI runs:
   2. cargo test on the default workspace members, including the cross-target test: firmware under
      qemu-system-arm (mps2-an386, Cortex-M4) and rsim-run under qemu-aarch64 must match x86_64
   3. cargo test -p rsim-train with the torch in .venv, if .venv exists (cargo xtask setup)
+  4. the fast-kernel property tests built for aarch64, run under qemu-aarch64
   With .venv and no `-- ARGS`, steps 2 and 3 are one `cargo test --workspace` (one build).
 
 options:
@@ -61,6 +64,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         // trainer (rsim-model, rsim-edge, tract, ...) compile once instead of twice (CI time).
         step("cargo test --workspace (default members incl. emulated Cortex-M4/M55 and aarch64, + rsim-train with the torch in .venv)");
         run_cargo(&["test", "--workspace"], &setup::torch_env())?;
+        fast_kernels_on_aarch64()?;
         step("all tests passed");
         return Ok(());
     }
@@ -77,8 +81,30 @@ pub fn run(args: &[String]) -> Result<(), String> {
     } else if train {
         eprintln!("\n*** SKIPPED rsim-train tests: no .venv (run `cargo xtask setup` first)\n");
     }
+    fast_kernels_on_aarch64()?;
     step("all tests passed");
     Ok(())
+}
+
+/// The fast kernels' property tests built for aarch64 and run under qemu-aarch64, so the kernels an
+/// aarch64 board runs are checked against the reference there too (not only on this host's ISA).
+fn fast_kernels_on_aarch64() -> Result<(), String> {
+    step("fast-kernel property tests for aarch64 under qemu-aarch64");
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let missing: Vec<&str> = ["qemu-aarch64", "aarch64-linux-gnu-gcc"].into_iter().filter(|t| !have(t)).collect();
+    if !missing.is_empty() {
+        let msg = format!(
+            "missing {}: apt-get install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add aarch64-unknown-linux-gnu",
+            missing.join(", ")
+        );
+        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0") || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+        if required {
+            return Err(msg);
+        }
+        eprintln!("\n*** SKIPPED aarch64 fast-kernel tests: {msg}\n");
+        return Ok(());
+    }
+    run_cargo(&["test", "-p", "rsim-edge", "--target", "aarch64-unknown-linux-gnu", "--test", "fast_int8", "--test", "fast_f32"], &[])
 }
 
 fn step(what: &str) {
