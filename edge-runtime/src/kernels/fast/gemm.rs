@@ -272,6 +272,8 @@ fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &Chan
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::rows(p, first, x, packed, ch, out),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => rows_with::<super::neon::Neon>(p, first, x, packed, ch, out),
         _ => rows_with::<Portable>(p, first, x, packed, ch, out),
     }
 }

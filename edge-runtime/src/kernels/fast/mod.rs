@@ -19,6 +19,8 @@ pub mod gemm;
 pub mod gemm_f32;
 pub mod im2col;
 pub mod requant;
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -30,6 +32,8 @@ use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
 pub enum Isa {
     /// Plain Rust (the compiler's baseline vectorisation for the target).
     Portable,
+    /// aarch64 NEON (`smlal` int8 GEMM on i16 pairs).
+    Neon,
     /// x86_64 AVX2 with FMA (`vpmaddwd` int8 dot products on i16 pairs, vector requantization,
     /// `vfmadd` f32).
     Avx2,
@@ -44,6 +48,8 @@ impl Isa {
         }
         #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2", target_feature = "fma"))]
         return Isa::Avx2;
+        #[cfg(target_arch = "aarch64")]
+        return Isa::Neon;
         #[allow(unreachable_code)]
         Isa::Portable
     }
@@ -51,6 +57,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
         }
     }
