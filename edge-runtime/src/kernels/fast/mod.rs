@@ -124,6 +124,9 @@ pub struct Channels {
     pub out_zp: i32,
     pub act_min: i32,
     pub act_max: i32,
+    /// Every multiplier is >= 0 (all a converter writes): requantization may take the shorter exact
+    /// form for non-negative multipliers.
+    pub nonneg: bool,
 }
 
 impl Channels {
@@ -132,6 +135,10 @@ impl Channels {
         let len = u32::try_from(padded.checked_mul(16).ok_or("channel count overflows")?).map_err(|_| "channel data too large")?;
         let span = Span { start: *at, len };
         *at = at.checked_add(len).ok_or("persistent area overflows")?;
+        let mut nonneg = true;
+        for c in 0..count {
+            nonneg &= stage.multiplier(c)?.0 >= 0;
+        }
         Ok(Channels {
             span,
             count: count as u32,
@@ -139,6 +146,7 @@ impl Channels {
             out_zp: stage.out_zp,
             act_min: stage.act_min,
             act_max: stage.act_max,
+            nonneg,
         })
     }
 
@@ -176,6 +184,7 @@ pub struct ChannelData<'a> {
     pub out_zp: i32,
     pub act_min: i32,
     pub act_max: i32,
+    pub nonneg: bool,
 }
 
 impl<'a> ChannelData<'a> {
@@ -191,6 +200,7 @@ impl<'a> ChannelData<'a> {
             out_zp: ch.out_zp,
             act_min: ch.act_min,
             act_max: ch.act_max,
+            nonneg: ch.nonneg,
         })
     }
 }

@@ -165,17 +165,41 @@ fn high_mul_lane(p: __m256i) -> __m256i {
 }
 
 /// TFLM's `MultiplyByQuantizedMultiplier` with pre-split shifts on 8 lanes, then zero point and clamp.
+/// `srdhm(x, m)` on 8 lanes for multipliers `m >= 0`: the product's sign is `x`'s, so
+/// `srdhm = sign(x) * ((|x| m + 2^30 - [x < 0]) >> 31)`, computed as the high bits of `|x| m` plus the
+/// carry of the nudge into them (no 64-bit sign handling; `|i32::MIN|` = 2^31 as unsigned).
 #[target_feature(enable = "avx2")]
 #[inline]
-#[allow(clippy::too_many_arguments)]
-fn requant8(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
-    let x = _mm256_sllv_epi32(v, left);
+fn srdhm_nonneg(x: __m256i, m: __m256i) -> __m256i {
+    let ax = _mm256_abs_epi32(x);
+    let pe = _mm256_mul_epu32(ax, m);
+    let po = _mm256_mul_epu32(_mm256_srli_epi64::<32>(ax), _mm256_srli_epi64::<32>(m));
+    let high = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<31>(pe), _mm256_slli_epi64::<32>(_mm256_srli_epi64::<31>(po)));
+    let low = _mm256_and_si256(_mm256_blend_epi32::<0b1010_1010>(pe, _mm256_slli_epi64::<32>(po)), _mm256_set1_epi32(0x7fff_ffff));
+    let neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), x);
+    let threshold = _mm256_sub_epi32(_mm256_set1_epi32((1 << 30) - 1), neg);
+    let q = _mm256_sub_epi32(high, _mm256_cmpgt_epi32(low, threshold));
+    _mm256_sign_epi32(q, x)
+}
+
+/// `srdhm(x, m)` on 8 lanes for any multipliers (64-bit signed products, C's truncation, saturation).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn srdhm_any(x: __m256i, mult: __m256i) -> __m256i {
     let even = high_mul_lane(_mm256_mul_epi32(x, mult));
     let odd = high_mul_lane(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)));
     let q = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010);
     let min = _mm256_set1_epi32(i32::MIN);
     let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(mult, min));
-    let q = _mm256_blendv_epi8(q, _mm256_set1_epi32(i32::MAX), sat);
+    _mm256_blendv_epi8(q, _mm256_set1_epi32(i32::MAX), sat)
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn requant8<const NONNEG: bool>(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
+    let x = _mm256_sllv_epi32(v, left);
+    let q = if NONNEG { srdhm_nonneg(x, mult) } else { srdhm_any(x, mult) };
     // rounding_divide_by_pot(q, right), right in 0..=31.
     let one = _mm256_set1_epi32(1);
     let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
@@ -201,7 +225,9 @@ unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *
             };
         }
         let v = _mm256_add_epi32(_mm256_loadu_si256(acc as *const __m256i), ld!(ch.bias));
-        let r = requant8(v, ld!(ch.mult), ld!(ch.left), ld!(ch.right), _mm256_set1_epi32(ch.out_zp), _mm256_set1_epi32(ch.act_min), _mm256_set1_epi32(ch.act_max));
+        let (m, l, r, zp) = (ld!(ch.mult), ld!(ch.left), ld!(ch.right), _mm256_set1_epi32(ch.out_zp));
+        let (lo, hi) = (_mm256_set1_epi32(ch.act_min), _mm256_set1_epi32(ch.act_max));
+        let r = if ch.nonneg { requant8::<true>(v, m, l, r, zp, lo, hi) } else { requant8::<false>(v, m, l, r, zp, lo, hi) };
         store8(r, out);
     }
 }
@@ -357,9 +383,9 @@ unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mu
         unsafe {
             let x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(a.add(i) as *const __m128i)), zpa);
             let y = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(i) as *const __m128i)), zpb);
-            let xs = requant8(x, am, left, ar, zero, min, max);
-            let ys = requant8(y, bm, left, br, zero, min, max);
-            let r = requant8(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi);
+            let xs = requant8::<false>(x, am, left, ar, zero, min, max);
+            let ys = requant8::<false>(y, bm, left, br, zero, min, max);
+            let r = requant8::<false>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi);
             store8(r, out.add(i));
         }
         i += 8;
@@ -449,4 +475,46 @@ pub fn depthwise_f32(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], 
 #[target_feature(enable = "avx2,fma")]
 unsafe fn depthwise_f32_avx2(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) -> KResult<()> {
     super::depthwise_f32::pixels(p, x, w, b, out)
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+    use crate::kernels::int8::fixedpoint::srdhm;
+
+    /// Both vector forms of `srdhm` against the scalar one on edge and random values.
+    #[test]
+    fn vector_srdhm_equals_the_scalar_one() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("SKIPPED: no AVX2 on this CPU");
+            return;
+        }
+        let edges = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), (1 << 30) - 1, 12345, -98765];
+        let mut vals: Vec<i32> = edges.to_vec();
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..4000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            vals.push(s as i32);
+        }
+        for chunk in vals.chunks_exact(8) {
+            for &m in edges.iter().chain(&vals[..64]) {
+                let (mut any, mut nn) = ([0i32; 8], [0i32; 8]);
+                // SAFETY: AVX2 detected above; 8-lane arrays.
+                unsafe {
+                    let x = _mm256_loadu_si256(chunk.as_ptr() as *const __m256i);
+                    let mv = _mm256_set1_epi32(m);
+                    _mm256_storeu_si256(any.as_mut_ptr() as *mut __m256i, srdhm_any(x, mv));
+                    _mm256_storeu_si256(nn.as_mut_ptr() as *mut __m256i, srdhm_nonneg(x, mv));
+                }
+                for (i, &x) in chunk.iter().enumerate() {
+                    assert_eq!(any[i], srdhm(x, m), "any: x {x} m {m}");
+                    if m >= 0 {
+                        assert_eq!(nn[i], srdhm(x, m), "nonneg: x {x} m {m}");
+                    }
+                }
+            }
+        }
+    }
 }
