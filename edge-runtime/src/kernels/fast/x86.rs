@@ -377,15 +377,23 @@ unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mu
     let left = s(p.left);
     let (am, ar, bm, br, om, or) = (s(p.a.0), s(p.a.1), s(p.b.0), s(p.b.1), s(p.out.0), s(p.out.1));
     let (lo, hi) = (s(p.act_min), s(p.act_max));
+    // The shorter exact product form when no multiplier is negative (all a converter writes).
+    let nonneg = p.a.0 >= 0 && p.b.0 >= 0 && p.out.0 >= 0;
     let mut i = 0;
     while i < n {
         // SAFETY: i + 8 <= n elements of a, b and out (the caller's contract).
         unsafe {
             let x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(a.add(i) as *const __m128i)), zpa);
             let y = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(i) as *const __m128i)), zpb);
-            let xs = requant8::<false>(x, am, left, ar, zero, min, max);
-            let ys = requant8::<false>(y, bm, left, br, zero, min, max);
-            let r = requant8::<false>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi);
+            let r = if nonneg {
+                let xs = requant8::<true>(x, am, left, ar, zero, min, max);
+                let ys = requant8::<true>(y, bm, left, br, zero, min, max);
+                requant8::<true>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi)
+            } else {
+                let xs = requant8::<false>(x, am, left, ar, zero, min, max);
+                let ys = requant8::<false>(y, bm, left, br, zero, min, max);
+                requant8::<false>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi)
+            };
             store8(r, out.add(i));
         }
         i += 8;
