@@ -198,6 +198,23 @@ pub trait Micro {
     fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
         widen_scalar(src, off, dst)
     }
+    /// The whole reduction of rows `p0 .. p0 + nr` into `a` at stride `kp` (see [`im2col::gather`]).
+    #[inline(always)]
+    fn gather_whole(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+        gather_whole_generic::<Self>(p, p0, nr, x, a)
+    }
+}
+
+/// [`Micro::gather_whole`] through the generic im2col walk and [`Micro::widen`].
+#[inline(always)]
+pub fn gather_whole_generic<M: Micro + ?Sized>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+    let off = p.in_offset as i16;
+    let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
+        M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
+        Ok(())
+    };
+    let kp = p.kp as usize;
+    im2col::gather(&p.geom, p.k as usize, kp, MR, p0, nr, 0, kp, a, &mut widen)
 }
 
 /// Plain-Rust [`Micro::widen`].
@@ -298,7 +315,7 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
             Ok(())
         };
         if one_chunk {
-            im2col::gather(&p.geom, p.k as usize, kp, MR, p0, nr, 0, kp, &mut a, &mut widen)?;
+            M::gather_whole(p, p0, nr, x, &mut a)?;
         }
         let mut b = 0;
         while b < blocks {

@@ -68,12 +68,85 @@ impl Micro for Avx2 {
     }
 
     #[inline(always)]
+    fn gather_whole(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * super::gemm::KC]) -> KResult<()> {
+        let g = &p.geom;
+        let input_len = g.batch as usize * g.in_h as usize * g.in_w as usize * g.in_c as usize;
+        let pixels = g.batch as usize * g.out_h as usize * g.out_w as usize;
+        if g.in_c % 16 != 0 || x.len() < input_len || p.kp as usize > super::gemm::KC || p0 + nr > pixels || nr > MR {
+            return super::gemm::gather_whole_generic::<Self>(p, p0, nr, x, a);
+        }
+        // SAFETY: AVX2 detected; every tap read lies inside the image (iy < ih, ix < iw, b < batch) and so
+        // inside `x` (checked length); rows of `kp` (= k, even since ic % 16 == 0) fit in `a`.
+        unsafe { gather_whole_avx2(p, p0, nr, x.as_ptr(), a.as_mut_ptr()) };
+        Ok(())
+    }
+
+    #[inline(always)]
     fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
         let n = dst.len().min(src.len());
         let vec = n - n % 16;
         // SAFETY: AVX2 detected; `vec <= n` elements of both slices exist.
         unsafe { widen_avx2(src.as_ptr(), off, dst.as_mut_ptr(), vec) };
         super::gemm::widen_scalar(&src[vec..n], off, &mut dst[vec..n]);
+    }
+}
+
+/// im2col of whole receptive fields for `ic % 16 == 0`: each tap is `ic / 16` widening stores, with no
+/// per-tap bounds checks (the caller checked the input length and the geometry once).
+///
+/// # Safety
+/// AVX2 present; `x` holds the whole input; `a` holds `MR * kp` i16; `p.k == p.kp`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: *const u8, a: *mut i16) {
+    let g = &p.geom;
+    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
+    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
+    let (kh, kw, kp) = (g.k_h as usize, g.k_w as usize, p.kp as usize);
+    let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
+    let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
+    let off = _mm256_set1_epi16(p.in_offset as i16);
+    let zero = _mm256_setzero_si256();
+    for r in 0..MR {
+        // SAFETY (loop body): row r of `a` spans kp i16; taps are inside the image (contract above).
+        unsafe {
+            let row = a.add(r * kp);
+            if r >= nr {
+                let mut j = 0;
+                while j < kp {
+                    _mm256_storeu_si256(row.add(j) as *mut __m256i, zero);
+                    j += 16;
+                }
+                continue;
+            }
+            let pix = p0 + r;
+            let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
+            let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
+            let mut pos = 0;
+            for ky in 0..kh {
+                let iy = (y0 + ky * dh).wrapping_sub(pt);
+                for kx in 0..kw {
+                    let ix = (x0 + kx * dw).wrapping_sub(pl);
+                    let dst = row.add(pos);
+                    if iy < ih && ix < iw {
+                        let src = x.add(((b * ih + iy) * iw + ix) * ic);
+                        let mut j = 0;
+                        while j < ic {
+                            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(j) as *const __m128i));
+                            _mm256_storeu_si256(dst.add(j) as *mut __m256i, _mm256_add_epi16(v, off));
+                            j += 16;
+                        }
+                    } else {
+                        let mut j = 0;
+                        while j < ic {
+                            _mm256_storeu_si256(dst.add(j) as *mut __m256i, zero);
+                            j += 16;
+                        }
+                    }
+                    pos += ic;
+                }
+            }
+        }
     }
 }
 
