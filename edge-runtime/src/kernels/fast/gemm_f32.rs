@@ -242,8 +242,9 @@ pub(crate) fn rows_with<M: MicroF32>(p: &GemmF32Plan, first: usize, x: &[f32], p
                 let at = (done + r) * oc + c0;
                 let dst = out.get_mut(at..at + n).ok_or("gemm output short")?;
                 for ((d, &v), &bv) in dst.iter_mut().zip(acc_r.iter()).zip(bs) {
-                    *d = act::apply(p.activation, v + bv);
+                    *d = v + bv;
                 }
+                act::apply_slice(p.activation, dst);
             }
             b += nb;
         }
