@@ -72,11 +72,11 @@ impl Micro for Avx2 {
         let g = &p.geom;
         let input_len = g.batch as usize * g.in_h as usize * g.in_w as usize * g.in_c as usize;
         let pixels = g.batch as usize * g.out_h as usize * g.out_w as usize;
-        if g.in_c % 16 != 0 || x.len() < input_len || p.kp as usize > super::gemm::KC || p0 + nr > pixels || nr > MR {
+        if x.len() < input_len || p.kp as usize > super::gemm::KC || p0 + nr > pixels || nr > MR {
             return super::gemm::gather_whole_generic::<Self>(p, p0, nr, x, a);
         }
         // SAFETY: AVX2 detected; every tap read lies inside the image (iy < ih, ix < iw, b < batch) and so
-        // inside `x` (checked length); rows of `kp` (= k, even since ic % 16 == 0) fit in `a`.
+        // inside `x` (checked length); rows of `kp` fit in `a` (kp <= KC).
         unsafe { gather_whole_avx2(p, p0, nr, x.as_ptr(), a.as_mut_ptr()) };
         Ok(())
     }
@@ -91,11 +91,11 @@ impl Micro for Avx2 {
     }
 }
 
-/// im2col of whole receptive fields for `ic % 16 == 0`: each tap is `ic / 16` widening stores, with no
+/// im2col of whole receptive fields: each tap is `ic / 16` widening stores and a scalar tail, with no
 /// per-tap bounds checks (the caller checked the input length and the geometry once).
 ///
 /// # Safety
-/// AVX2 present; `x` holds the whole input; `a` holds `MR * kp` i16; `p.k == p.kp`.
+/// AVX2 present; `x` holds the whole input; `a` holds `MR * kp` i16.
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: *const u8, a: *mut i16) {
@@ -112,11 +112,7 @@ unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: 
         unsafe {
             let row = a.add(r * kp);
             if r >= nr {
-                let mut j = 0;
-                while j < kp {
-                    _mm256_storeu_si256(row.add(j) as *mut __m256i, zero);
-                    j += 16;
-                }
+                core::ptr::write_bytes(row, 0, kp);
                 continue;
             }
             let pix = p0 + r;
@@ -131,21 +127,28 @@ unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: 
                     if iy < ih && ix < iw {
                         let src = x.add(((b * ih + iy) * iw + ix) * ic);
                         let mut j = 0;
-                        while j < ic {
+                        while j + 16 <= ic {
                             let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(j) as *const __m128i));
                             _mm256_storeu_si256(dst.add(j) as *mut __m256i, _mm256_add_epi16(v, off));
                             j += 16;
                         }
+                        while j < ic {
+                            *dst.add(j) = *src.add(j) as i8 as i16 + p.in_offset as i16;
+                            j += 1;
+                        }
                     } else {
                         let mut j = 0;
-                        while j < ic {
+                        while j + 16 <= ic {
                             _mm256_storeu_si256(dst.add(j) as *mut __m256i, zero);
                             j += 16;
                         }
+                        core::ptr::write_bytes(dst.add(j), 0, ic - j);
                     }
                     pos += ic;
                 }
             }
+            // The odd-k pad of the last pair.
+            core::ptr::write_bytes(row.add(pos), 0, kp - pos);
         }
     }
 }
