@@ -24,7 +24,9 @@ fn main() {
                  demo           the main job: pretrain, few-label probes, int8 edge run (see --help)\n  \
                  setup          create .venv with torch 2.11 and build the trainer against it\n  \
                  test           run every test CI runs (host, qemu-aarch64, Cortex-M under QEMU)\n  \
-                 bench          edge runtime latency/memory vs tract (add --quick for 64x64 only)\n  \
+                 bench edge     edge runtime vs tract, ONNX Runtime and LiteRT: int8/f32, median/min ms,\n  \
+                 \x20              % of peak; table + target/bench/edge.json (--quick, --help)\n  \
+                 bench          (= bench models) edge runtime f32/int8 latency, memory vs tract (--quick: 64x64)\n  \
                  bench train    one SSL step and the data pipeline vs PyTorch in the same run"
             );
             Err(if task == "help" { String::new() } else { format!("unknown task `{task}`") })
