@@ -189,9 +189,11 @@ pub fn pack(p: &GemmPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> 
 
 /// The instruction-set-specific inner loops of the GEMM.
 pub trait Micro {
-    /// `acc[r][l] += sum_j a[r * lda + 2j] * w[j][l][0] + a[r * lda + 2j + 1] * w[j][l][1]` for rows
-    /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`.
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()>;
+    /// `acc[r][l] (+)= sum_j a[r * lda + 2j] * w[j][l][0] + a[r * lda + 2j + 1] * w[j][l][1]` for rows
+    /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`; `first`
+    /// overwrites the lanes instead of adding (the first chunk of a reduction: no zeroing pass).
+    #[allow(clippy::too_many_arguments)]
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()>;
     /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
     fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
     /// `dst[i] = src[i] as i8 + off` for `i < dst.len()` (`src` at least as long).
@@ -229,7 +231,7 @@ pub fn widen_scalar(src: &[u8], off: i16, dst: &mut [i16]) {
 pub struct Portable;
 
 impl Micro for Portable {
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
         const E: &str = "gemm operands shorter than planned";
         for b in 0..nb {
             let wb = w.get(b * bstride..b * bstride + kc * 8).ok_or(E)?;
@@ -244,7 +246,7 @@ impl Micro for Portable {
                     }
                 }
                 for (d, v) in acc_r[b * 8..b * 8 + 8].iter_mut().zip(lanes) {
-                    *d = d.wrapping_add(v);
+                    *d = if first { v } else { d.wrapping_add(v) };
                 }
             }
         }
@@ -304,6 +306,9 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
     let bstride = kp * 8;
     let count = out.len() / oc.max(1);
     let mut a = [0i16; MR * KC];
+    // Reused for every block: each lane the requantization reads is written by the block's first
+    // micro-kernel call (`first`), so it is never zeroed again.
+    let mut acc = [[0i32; 16]; MR];
     let mut done = 0;
     while done < count {
         let nr = MR.min(count - done);
@@ -320,7 +325,6 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
         let mut b = 0;
         while b < blocks {
             let nb = 2.min(blocks - b);
-            let mut acc = [[0i32; 16]; MR];
             let mut k0 = 0;
             while k0 < kp {
                 let kc = KC.min(kp - k0);
@@ -328,7 +332,7 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
                     im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, &mut a, &mut widen)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
-                M::micro(&a, kc, kc, w, bstride, nb, &mut acc)?;
+                M::micro(&a, kc, kc, w, bstride, nb, k0 == 0, &mut acc)?;
                 k0 += kc;
             }
             let c0 = b * 8;

@@ -28,7 +28,7 @@ unsafe fn rows_avx2(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &
 
 impl Micro for Avx2 {
     #[inline(always)]
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
         if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
             return Err("gemm micro-kernel called with a bad shape");
         }
@@ -37,7 +37,7 @@ impl Micro for Avx2 {
         }
         // SAFETY: AVX2 was detected (module doc); `a` holds MR rows of `kc` at stride `lda` and `w` holds
         // `nb` blocks of `kc / 2` 16-byte pairs at stride `bstride` (checked above).
-        unsafe { micro_avx2(a.as_ptr(), lda, kc / 2, w.as_ptr(), bstride, nb, acc) };
+        unsafe { micro_avx2(a.as_ptr(), lda, kc / 2, w.as_ptr(), bstride, nb, first, acc) };
         Ok(())
     }
 
@@ -172,14 +172,20 @@ unsafe fn widen_avx2(src: *const u8, off: i16, dst: *mut i16, n: usize) {
 
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstride: usize, nb: usize, acc: &mut [[i32; 16]; MR]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) {
     // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
     // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
     unsafe {
         // Macros, not closures: the loads must be compiled with this function's AVX2.
+        // The first chunk starts from zero in registers (no store/reload of a zeroed array).
         macro_rules! ld {
             ($r:expr, $h:expr) => {
-                _mm256_loadu_si256(acc[$r][$h * 8..].as_ptr() as *const __m256i)
+                if first {
+                    _mm256_setzero_si256()
+                } else {
+                    _mm256_loadu_si256(acc[$r][$h * 8..].as_ptr() as *const __m256i)
+                }
             };
         }
         let (mut c00, mut c10, mut c20, mut c30) = (ld!(0, 0), ld!(1, 0), ld!(2, 0), ld!(3, 0));
