@@ -102,7 +102,7 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
 
 fn fc_case(rng: &mut Rng, big: bool) -> Built {
     let batches = range(rng, 1, 4) as usize;
-    let depth = if big { range(rng, 1100, 3000) as usize } else { range(rng, 1, 300) as usize };
+    let depth = if big { range(rng, 4000, 9000) as usize } else { range(rng, 1, 300) as usize };
     let units = range(rng, 1, 70) as usize;
     let mut wb = WeightsBuilder { bytes: vec![] };
     let f16 = rng.next_u64() % 3 == 0;

@@ -130,7 +130,7 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
 
 fn fc_case(rng: &mut Rng, big: bool) -> Built {
     let batches = range(rng, 1, 4) as usize;
-    let depth = if big { range(rng, 2000, 5000) as usize } else { range(rng, 1, 300) as usize };
+    let depth = if big { range(rng, 4000, 9000) as usize } else { range(rng, 1, 300) as usize };
     let units = range(rng, 1, 70) as usize;
     let mut wb = WeightsBuilder { bytes: vec![] };
     let wdata: Vec<u8> = rand_i8(rng, units * depth).iter().map(|&v| v as u8).collect();
@@ -179,7 +179,8 @@ fn fast_conv_kernels_equal_the_reference_bytes() {
 
 #[test]
 fn fast_conv_kernels_on_large_layers_chunks_and_threads() {
-    // Reductions longer than one gathered chunk (k > 2048), and enough MACs to split over threads.
+    // Reductions longer than one gathered chunk (k > 4608 for 5x5 taps over 300 channels), and enough
+    // MACs to split over threads.
     let mut rng = Rng::new(7);
     for i in 0..12 {
         let m = conv_case(&mut rng, true);

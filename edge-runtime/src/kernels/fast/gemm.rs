@@ -16,8 +16,10 @@ use rsim_model::{DType, Model, Op, Quant};
 
 /// Output pixels per micro-kernel call (rows of the im2col block).
 pub const MR: usize = 4;
-/// Largest `k` chunk gathered at once: an `MR * KC` i16 block on the stack (16 KiB).
-pub const KC: usize = 2048;
+/// Largest `k` chunk gathered at once: an `MR * KC` i16 block on the stack (36 KiB). 4608 = 3 x 3 x 512,
+/// the longest reduction of ResNet-18/50 and MobileNets, so their layers gather each pixel once;
+/// longer reductions are re-gathered per output-channel block.
+pub const KC: usize = 4608;
 
 /// Convolution geometry in the fast kernels' terms (u32 so the record is the same on every target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

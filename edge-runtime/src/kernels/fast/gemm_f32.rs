@@ -14,8 +14,9 @@ use rsim_model::{Activation, DType, Model, Op, Storage, Tensor};
 
 /// Output pixels per micro-kernel call.
 pub const MR: usize = 4;
-/// Largest reduction chunk gathered at once (`MR * KC` f32 on the stack: 16 KiB).
-pub const KC: usize = 1024;
+/// Largest reduction chunk gathered at once (`MR * KC` f32 on the stack: 72 KiB): 3 x 3 x 512, as the
+/// int8 GEMM, so common layers gather each pixel once.
+pub const KC: usize = 4608;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GemmF32Plan {
