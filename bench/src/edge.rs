@@ -38,6 +38,8 @@ flags:
   --models A,B        only these models (names above; combines with --quick)
   --no-python         skip the Python peers (ONNX Runtime, LiteRT)
   --json PATH         where the JSON goes (default <repo>/target/bench/edge.json)
+  --threads N         also time rsim-edge with N threads (1..=16) as `rsim-edge-mt` rows; every
+                      other row stays single-threaded (default 1: no such rows)
   -h, --help          this text
 
 Environment: RSIM_MODELS (default <repo>/../shared/models), PYTHON (creates .venv, default python3).";
@@ -60,10 +62,11 @@ struct Args {
     models: Option<Vec<String>>,
     python: bool,
     json: Option<PathBuf>,
+    threads: usize,
 }
 
 fn parse(args: &[String]) -> Result<Option<Args>, String> {
-    let mut a = Args { quick: false, min_time: 1.0, models: None, python: true, json: None };
+    let mut a = Args { quick: false, min_time: 1.0, models: None, python: true, json: None, threads: 1 };
     let mut it = args.iter();
     while let Some(f) = it.next() {
         let mut value = || it.next().ok_or(format!("{f} needs a value (see --help)"));
@@ -71,6 +74,10 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
             "-h" | "--help" => return Ok(None),
             "--quick" => a.quick = true,
             "--no-python" => a.python = false,
+            "--threads" => {
+                let v = value()?;
+                a.threads = v.parse().ok().filter(|t| (1..=16).contains(t)).ok_or(format!("--threads: '{v}' is not a count in 1..=16"))?;
+            }
             "--min-time" => {
                 let v = value()?;
                 let s: f64 = v.parse().map_err(|_| format!("--min-time: '{v}' is not a number of seconds"))?;
@@ -145,7 +152,7 @@ const SPECS: &[Spec] = &[
 enum Runner {
     /// rsim-edge: a fresh `Engine` per round (untimed); the input is restored before every invoke
     /// (the planned arena may reuse the input's bytes), only `invoke` is timed.
-    Rsim { model: Aligned, input: Vec<u8> },
+    Rsim { model: Aligned, input: Vec<u8>, threads: usize },
     /// tract: `run_f32` (input tensor built from the slice, output copied out) is timed.
     Tract { model: Box<TractModel>, input: Vec<f32> },
     /// A Python peer loaded in the worker under this id.
@@ -155,9 +162,10 @@ enum Runner {
 impl Runner {
     fn run(&mut self, py: &mut Option<Worker>, n: usize) -> Result<Vec<f64>, String> {
         match self {
-            Runner::Rsim { model, input } => {
+            Runner::Rsim { model, input, threads } => {
                 let mut arena = zoo::arena_for(model.bytes())?;
-                let mut engine = Engine::new(model.bytes(), &mut arena).map_err(|e| e.to_string())?;
+                let opts = rsim_edge::Options { threads: *threads, ..Default::default() };
+                let mut engine = Engine::with_options(model.bytes(), &mut arena, opts).map_err(|e| e.to_string())?;
                 let mut times = Vec::with_capacity(n);
                 for _ in 0..n {
                     engine.input_mut().copy_from_slice(input);
@@ -314,7 +322,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         eprintln!("rsim-bench edge: {} — {}: preparing", spec.name, spec.what);
         let t0 = Instant::now();
         let cands = match prepare(spec, &models_root, &tmp, &mut py, &mut skips) {
-            Ok(c) => c,
+            Ok(c) => with_threads(c, a.threads),
             Err(e) => {
                 skips.add(spec.name, "all engines", e);
                 continue;
@@ -358,6 +366,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         },
         "protocol": {
             "threads": 1,
+            "rsim_edge_mt_threads": a.threads,
             "warmup_runs": WARMUP,
             "min_time_s": a.min_time,
             "min_runs": MIN_RUNS,
@@ -434,6 +443,28 @@ fn add_py(
     }
 }
 
+/// With `--threads N > 1`, each rsim-edge candidate again as `rsim-edge-mt` on N threads (the peers
+/// stay single-threaded: those rows show what the opt-in threads buy, not a peer comparison).
+fn with_threads(mut cands: Vec<Candidate>, threads: usize) -> Vec<Candidate> {
+    if threads < 2 {
+        return cands;
+    }
+    let mt: Vec<Candidate> = cands
+        .iter()
+        .filter_map(|c| match &c.runner {
+            Runner::Rsim { model, input, .. } => Some(Candidate {
+                engine: "rsim-edge-mt",
+                precision: c.precision,
+                runner: Runner::Rsim { model: Aligned::new(model.bytes()), input: input.clone(), threads },
+                macs: c.macs,
+            }),
+            _ => None,
+        })
+        .collect();
+    cands.extend(mt);
+    cands
+}
+
 /// Builds the model's forms and every engine that can run them.
 fn prepare(spec: &Spec, models_root: &Path, tmp: &Path, py: &mut Python, skips: &mut Skips) -> Result<Vec<Candidate>, String> {
     let mut cands = Vec::new();
@@ -447,7 +478,7 @@ fn prepare(spec: &Spec, models_root: &Path, tmp: &Path, py: &mut Python, skips: 
             let input = zoo::random_bytes(zoo::input_len(&int8)?, SEED);
             let input_path = tmp.join(format!("{name}-int8.input"));
             write(&input_path, &input)?;
-            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: input.clone() }, macs });
+            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: input.clone(), threads: 1 }, macs });
             let qdq = onnx_of(&int8).and_then(|b| {
                 let p = tmp.join(format!("{name}-int8-qdq.onnx"));
                 write(&p, &b).map(|_| p)
@@ -468,8 +499,8 @@ fn prepare(spec: &Spec, models_root: &Path, tmp: &Path, py: &mut Python, skips: 
             write(&in_q_path, &in_q)?;
             let floats: Vec<f32> = in_f.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
 
-            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: in_q }, macs: macs_q });
-            cands.push(Candidate { engine: "rsim-edge", precision: "f32", runner: Runner::Rsim { model: Aligned::new(&f32m), input: in_f }, macs: macs_f });
+            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: in_q, threads: 1 }, macs: macs_q });
+            cands.push(Candidate { engine: "rsim-edge", precision: "f32", runner: Runner::Rsim { model: Aligned::new(&f32m), input: in_f, threads: 1 }, macs: macs_f });
             let onnx_f = onnx_of(&f32m).map_err(|e| format!("ONNX export: {e}"));
             match onnx_f.as_ref().map_err(Clone::clone).and_then(|b| TractModel::from_onnx(b).map_err(|e| e.to_string())) {
                 Ok(t) => cands.push(Candidate { engine: "tract", precision: "f32", runner: Runner::Tract { model: Box::new(t), input: floats }, macs: macs_f }),
@@ -548,7 +579,7 @@ fn measure(model: &str, mut cands: Vec<Candidate>, min_time: f64, py: &mut Pytho
 
 /// Ratio to the fastest peer (non-rsim) median and % of peak for one model's rows.
 fn finish_rows(rows: &mut [Row], peak: &Peak) {
-    let fastest_peer = rows.iter().filter(|r| r.engine != "rsim-edge").map(|r| r.median_s).fold(f64::INFINITY, f64::min);
+    let fastest_peer = rows.iter().filter(|r| !r.engine.starts_with("rsim-edge")).map(|r| r.median_s).fold(f64::INFINITY, f64::min);
     for r in rows.iter_mut() {
         r.ratio = fastest_peer.is_finite().then(|| r.median_s / fastest_peer);
         let peak_macs = if r.precision == "int8" { peak.int8_macs } else { peak.f32_flops / 2.0 };
