@@ -158,7 +158,7 @@ print(line(head))
 print("|" + "|".join("-" * (x + 2) if i == 0 else "-" * (x + 1) + ":" for i, x in enumerate(w)) + "|")
 for row in table:
     print(line(row))
-print(f"\nrsim-edge: Options {{ lean: true }} (reference int8 kernels, ops decoded per invoke). "
+print(f"\nrsim-edge: Options {{ lean: true }} (ops decoded per invoke; dense convs and FC on the DSP kernel kernels::fast::cortex_m, the rest reference). "
       f"SMLAD bound = MACs/2 instructions. All {len(rows)} op outputs of both programs equal TFLite Micro's.")
 
 # --- JSON ------------------------------------------------------------------------------------------
@@ -178,8 +178,8 @@ result = {
                   "uncommitted_runtime_changes": bool(git("status", "--porcelain", "--", "edge-runtime", "models")),
                   "target": os.environ["TARGET"], "rustc": sh("rustc", "--version"),
                   "profile": "release: opt-level 3, lto fat, codegen-units 1, panic abort",
-                  "modes": {"lean": "Options { lean: true, ..Default::default() }: reference kernels, ops decoded every invoke",
-                            "default": "Options::default(): ops prepared once; on Cortex-M every op still runs its reference kernel"},
+                  "modes": {"lean": "Options { lean: true, ..Default::default() }: ops decoded every invoke; dense int8 convs and FCs on the DSP kernel (kernels::fast::cortex_m, weights read in place), other ops on their reference kernels",
+                            "default": "Options::default(): ops prepared once; on a Cortex-M4 the same kernels as lean (DSP conv/FC, reference elsewhere)"},
                   "marker_cost": rs["_marker"]},
     "smlad_bound": "MACs / 2 instructions (SMLAD: two 16x16 MACs per instruction); % of bound = (MACs/2) / instructions",
     "bit_exact": "every op output of both programs equals TFLite Micro's tensor (intermediates/, crc32)",

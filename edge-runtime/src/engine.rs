@@ -28,7 +28,8 @@ pub struct Options {
     /// are bit-identical for any count.
     pub threads: usize,
     /// Microcontroller mode: no persistent part at all. The arena is only `info.arena_size` bytes, ops
-    /// are decoded on every invoke and run with the reference kernels.
+    /// are decoded on every invoke and run with the reference kernels (on Cortex-M4/M7, dense int8 convs
+    /// and FCs with the DSP kernel, which reads weights in place: `kernels::fast::cortex_m`).
     pub lean: bool,
 }
 
@@ -64,6 +65,8 @@ pub struct Engine<'m, 'a> {
     isa: Isa,
     threads: usize,
     high_water: usize,
+    /// Kernel family (lean mode plans each op on every invoke).
+    kernels: Kernels,
 }
 
 /// Bytes of arena a 16-byte-aligned buffer needs for this model with default [`Options`]: the planned
@@ -156,7 +159,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                 (Some(recs), &*data)
             }
         };
-        Ok(Engine { model, arena, prepared, persistent, isa, threads: opts.threads.max(1), high_water })
+        Ok(Engine { model, arena, prepared, persistent, isa, threads: opts.threads.max(1), high_water, kernels: opts.kernels })
     }
 
     /// Kernel choice and persistent bytes decided in `new`.
@@ -221,7 +224,8 @@ impl<'m, 'a> Engine<'m, 'a> {
             None => {
                 for (i, op) in self.model.ops().enumerate() {
                     let op = op?;
-                    let (s, e) = exec::run_op(i as u32, &op, &Kernel::Reference, &ctx, self.arena)?;
+                    let kernel = if self.kernels != Kernels::Reference { fast::plan_lean(&op, &self.model) } else { Kernel::Reference };
+                    let (s, e) = exec::run_op(i as u32, &op, &kernel, &ctx, self.arena)?;
                     f(i as u32, &op, self.arena.get(s..e).unwrap_or_default());
                 }
             }

@@ -153,7 +153,7 @@ pub(crate) fn run_op(op_index: u32, op: &Op, kernel: &Kernel, ctx: &RunCtx<'_>, 
     }
     let ins = ins.get(..reads).ok_or(bad("too many input tensors"))?;
     if *kernel != Kernel::Reference {
-        fast::run(kernel, ctx.isa, ctx.threads, ins, ctx.persistent, out).map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })?;
+        fast::run(kernel, ctx.isa, ctx.threads, ins, ctx.persistent, weights, out).map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })?;
     } else if is_int8(op) {
         int8::eval(op_index, op, weights, ins, out)?;
     } else {

@@ -1,9 +1,10 @@
 //! rsim-edge side of bench/cortex-m: the MLPerf Tiny IC model (ResNet-8) on QEMU mps2-an386
 //! (Cortex-M4), between calls of `rsim_cm_mark`, whose executions the markcount QEMU plugin counts.
 //!
-//! For each engine mode (`lean`: `Options { lean: true, .. }`, the microcontroller mode with the
-//! reference kernels; `default`: `Options::default()`, the prepared fast kernels, portable Rust on a
-//! Cortex-M) it measures, each region between two consecutive marker calls:
+//! For each engine mode (`lean`: `Options { lean: true, .. }`, the microcontroller mode: ops decoded
+//! on every invoke, dense convs and FC on the Cortex-M4 DSP kernel `kernels::fast::cortex_m`, other ops
+//! on their reference kernels; `default`: `Options::default()`, ops prepared once, the same kernels on
+//! a Cortex-M4) it measures, each region between two consecutive marker calls:
 //! - `<mode>:empty`: nothing (the markers' own cost, which the harness subtracts);
 //! - `<mode>:invoke`: one whole `Engine::invoke`;
 //! - `<mode>:op<i>:<TYPE>`: op i alone, from a second run through `invoke_observed` (which also

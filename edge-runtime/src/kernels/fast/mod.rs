@@ -13,6 +13,8 @@
 //! into RAM pays; microcontrollers keep reading weights in place from flash through the reference.
 
 pub mod add;
+#[cfg(rsim_arm_dsp)]
+pub mod cortex_m;
 pub mod depthwise;
 pub mod depthwise_f32;
 pub mod gemm;
@@ -81,6 +83,9 @@ pub enum Kernel {
     DepthwiseF32(depthwise_f32::DwF32Plan),
     /// int8 add of same-shape tensors.
     Add(add::AddPlan),
+    /// Cortex-M4/M7 DSP (`SMLAD`) dense conv or fully connected, weights read in place.
+    #[cfg(rsim_arm_dsp)]
+    Dsp(cortex_m::DspPlan),
 }
 
 impl Kernel {
@@ -92,6 +97,8 @@ impl Kernel {
             Kernel::Depthwise(_) => "int8 depthwise",
             Kernel::DepthwiseF32(_) => "f32 depthwise",
             Kernel::Add(_) => "int8 add",
+            #[cfg(rsim_arm_dsp)]
+            Kernel::Dsp(_) => "int8 dsp",
         }
     }
 }
@@ -228,6 +235,10 @@ fn out_stage<'w>(r: &Option<Requant>, out: &Tensor, weights: &'w [u8]) -> Option
 /// Chooses the kernel for an (already validated) op and reserves its persistent bytes from `at`.
 /// Returns `Kernel::Reference` whenever no fast kernel applies; never fails the engine.
 pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
+    #[cfg(rsim_arm_dsp)]
+    if let Some(p) = cortex_m::plan(op, model) {
+        return Kernel::Dsp(p);
+    }
     if !FAST_PATHS {
         return Kernel::Reference;
     }
@@ -255,6 +266,17 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
     }
 }
 
+/// The kernel for an op in lean mode (no persistent part): one needing no persistent bytes (the
+/// Cortex-M DSP conv/FC), else the reference.
+pub fn plan_lean(op: &Op, model: &Model<'_>) -> Kernel {
+    #[cfg(rsim_arm_dsp)]
+    if let Some(p) = cortex_m::plan(op, model) {
+        return Kernel::Dsp(p);
+    }
+    let _ = (op, model);
+    Kernel::Reference
+}
+
 /// Fills the persistent bytes of a planned kernel (packed weights, channel arrays).
 pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
     match kernel {
@@ -264,12 +286,16 @@ pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
         Kernel::DepthwiseF32(p) => depthwise_f32::pack(p, op, model, persistent),
         Kernel::Depthwise(p) => depthwise::pack(p, op, model, persistent),
         Kernel::Add(_) => Ok(()),
+        #[cfg(rsim_arm_dsp)]
+        Kernel::Dsp(_) => Ok(()),
     }
 }
 
-/// Runs a fast kernel. `inputs` as for `kernels::int8::eval` (activation first).
-pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persistent: &[u8], out: &mut [u8]) -> KResult<()> {
+/// Runs a fast kernel. `inputs` as for `kernels::int8::eval` (activation first); `weights` is the
+/// model's constant blob (the DSP kernel's per-channel multipliers).
+pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persistent: &[u8], weights: &[u8], out: &mut [u8]) -> KResult<()> {
     let x = inputs.first().copied().ok_or("fewer input buffers than the op reads")?;
+    let _ = weights;
     match kernel {
         Kernel::Reference => Err("reference op routed to the fast kernels"),
         Kernel::Gemm(p) => gemm::run(p, isa, threads, x, persistent, out),
@@ -280,5 +306,7 @@ pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persiste
             depthwise::run(p, isa, x, w, persistent, out)
         }
         Kernel::Add(p) => add::run(p, isa, x, inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?, out),
+        #[cfg(rsim_arm_dsp)]
+        Kernel::Dsp(p) => cortex_m::run(p, inputs, weights, out),
     }
 }

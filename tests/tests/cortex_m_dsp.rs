@@ -1,0 +1,134 @@
+//! The Cortex-M4 DSP int8 kernel (`rsim_edge::kernels::fast::cortex_m`, `SMLAD`/`SXTB16` inline
+//! assembly, compiled only for `thumbv7em`) against the TFLM-exact reference kernels, on the emulated
+//! Cortex-M4 itself: builds `tests/firmware-dsp` (seeded random convs and FCs: shapes, strides,
+//! paddings, dilations, zero points, bias, per-tensor/per-channel and hostile multipliers, clamps; long
+//! reductions that are chunked) and runs it under `qemu-system-arm -machine mps2-an386`. Every output
+//! byte must match; the firmware also runs mutants (wrong input offset, a flipped weight bit) that the
+//! same comparison must catch, so a broken kernel cannot pass by comparing nothing.
+//!
+//! Needs qemu-system-arm and the rustup target thumbv7em-none-eabihf. Locally a missing tool skips
+//! loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const THUMB: &str = "thumbv7em-none-eabihf";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
+}
+
+fn qemu_required() -> bool {
+    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
+    on("CI") || on("RSIM_REQUIRE_QEMU")
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+/// `Some(())` when qemu-system-arm and the thumbv7em target are present; otherwise skips loudly, or
+/// panics when CI requires them.
+fn prerequisites() -> Option<()> {
+    let mut missing = Vec::new();
+    if !on_path("qemu-system-arm") {
+        missing.push("`qemu-system-arm` on PATH".to_string());
+    }
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if !sysroot.join("lib/rustlib").join(THUMB).exists() {
+        missing.push(format!("rustup target {THUMB}"));
+    }
+    if missing.is_empty() {
+        return Some(());
+    }
+    let msg = format!("Cortex-M DSP kernel test needs {} (apt-get install qemu-system-arm; rustup target add {THUMB})", missing.join(", "));
+    if qemu_required() {
+        panic!("{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
+    }
+    eprintln!("\n*** SKIPPED: {msg}\n");
+    None
+}
+
+/// Runs `cmd`, kills it after `limit`; returns (success, stdout).
+fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait on child") {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), reader.join().expect("stdout reader"))
+}
+
+/// `key=value` of a `PREFIX k=v ...` line, as a number.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        .parse()
+        .unwrap_or_else(|_| panic!("{key}= is not a number in {line:?}"))
+}
+
+#[test]
+fn dsp_int8_conv_matches_the_reference_on_cortex_m4() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let fw = workspace().join("tests/firmware-dsp");
+    let target_dir = workspace().join("target/firmware-dsp");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    // The outer `cargo test` may export flags meant for the host build; the cross build sets its own.
+    build.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET").env_remove("RUSTFLAGS");
+    let status = build
+        .current_dir(&fw)
+        .args(["build", "--release", "--target", THUMB, "--target-dir"])
+        .arg(&target_dir)
+        .status()
+        .expect("start cargo for the DSP check firmware");
+    assert!(status.success(), "building tests/firmware-dsp failed ({status})");
+    let elf = target_dir.join(THUMB).join("release/rsim-dsp-check");
+    let (ok, out) = run_with_timeout(
+        Command::new("qemu-system-arm")
+            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-display", "none", "-monitor", "none", "-serial", "null"])
+            .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+            .arg(&elf),
+        Duration::from_secs(300),
+        "DSP check firmware under qemu-system-arm",
+    );
+    eprintln!("{out}");
+    let summary = out.lines().find(|l| l.starts_with("DSP_SUMMARY ")).unwrap_or_else(|| panic!("no DSP_SUMMARY line:\n{out}"));
+    let mutants = out.lines().find(|l| l.starts_with("DSP_MUTANTS ")).unwrap_or_else(|| panic!("no DSP_MUTANTS line:\n{out}"));
+    assert!(out.lines().any(|l| l == "DSP_DONE"), "firmware did not finish:\n{out}");
+    assert_eq!(field(summary, "mismatches"), 0, "the DSP kernel differs from the reference:\n{out}");
+    assert!(ok, "firmware exited with failure:\n{out}");
+    // The comparison compared something, over every path of the kernel.
+    assert!(field(summary, "cases") >= 300, "{summary}");
+    assert!(field(summary, "conv") >= 200 && field(summary, "fc") >= 20, "{summary}");
+    assert!(field(summary, "chunked") >= 20, "too few long (chunked) reductions: {summary}");
+    assert!(field(summary, "unclamped") >= field(summary, "bytes") / 10, "outputs mostly clamped: {summary}");
+    // Mutated kernels (whose output the reference says must differ) are all caught.
+    let (tried, caught) = (field(mutants, "tried"), field(mutants, "caught"));
+    assert!(tried >= 20, "too few effective mutants: {mutants}");
+    assert_eq!(caught, tried, "a mutated kernel went unnoticed: {mutants}");
+}
