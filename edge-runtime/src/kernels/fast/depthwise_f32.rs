@@ -123,7 +123,11 @@ pub(crate) fn pixels(p: &DwF32Plan, x: &[f32], w: &[f32], bias: &[f32], out: &mu
         for oy in 0..oh {
             for ox in 0..ow {
                 let acc = out.get_mut(o_at..o_at + c).ok_or(E)?;
-                acc.copy_from_slice(bias);
+                // Bias, then the taps in order (the reference's sum), the bias copy as a loop: a
+                // `memcpy` call per pixel cost more than the copy.
+                for (a, &b) in acc.iter_mut().zip(bias) {
+                    *a = b;
+                }
                 for ky in 0..kh {
                     let Some(iy) = (oy * p.stride[0] as usize + ky * p.dilation[0] as usize).checked_sub(p.pad[0] as usize).filter(|&v| v < ih) else { continue };
                     for kx in 0..kw {

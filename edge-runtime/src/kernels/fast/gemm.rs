@@ -204,14 +204,14 @@ pub trait Micro {
     }
     /// The whole reduction of rows `p0 .. p0 + nr` into `a` at stride `kp` (see [`im2col::gather`]).
     #[inline(always)]
-    fn gather_whole(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+    fn gather_whole(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
         gather_whole_generic::<Self>(p, p0, nr, x, a)
     }
 }
 
 /// [`Micro::gather_whole`] through the generic im2col walk and [`Micro::widen`].
 #[inline(always)]
-pub fn gather_whole_generic<M: Micro + ?Sized>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * KC]) -> KResult<()> {
+pub fn gather_whole_generic<M: Micro + ?Sized>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
     let off = p.in_offset as i16;
     let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
         M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
@@ -299,15 +299,28 @@ fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &Chan
     }
 }
 
-/// The GEMM driver; inlined into each instruction set's entry so its inner calls inline too.
+/// The GEMM driver; inlined into each instruction set's entry so its inner calls inline too. The
+/// gather block is sized to the reduction (zeroing 36 KiB for a 16-channel layer would cost more
+/// than its MACs).
 #[inline(always)]
 pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    match p.kp as usize {
+        0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, ch, out),
+        257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, ch, out),
+        _ => rows_block::<M, { MR * KC }>(p, first, x, packed, ch, out),
+    }
+}
+
+/// [`rows_with`] with a gather block of `LEN = MR * chunk` i16.
+#[inline(always)]
+fn rows_block<M: Micro, const LEN: usize>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+    let chunk = LEN / MR;
     let oc = p.geom.out_c as usize;
     let kp = p.kp as usize;
     let blocks = oc.div_ceil(8);
     let bstride = kp * 8;
     let count = out.len() / oc.max(1);
-    let mut a = [0i16; MR * KC];
+    let mut a = [0i16; LEN];
     // Reused for every block: each lane the requantization reads is written by the block's first
     // micro-kernel call (`first`), so it is never zeroed again.
     let mut acc = [[0i32; 16]; MR];
@@ -315,7 +328,7 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
     while done < count {
         let nr = MR.min(count - done);
         let p0 = first + done;
-        let one_chunk = kp <= KC;
+        let one_chunk = kp <= chunk;
         let off = p.in_offset as i16;
         let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
             M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
@@ -329,7 +342,7 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
             let nb = 2.min(blocks - b);
             let mut k0 = 0;
             while k0 < kp {
-                let kc = KC.min(kp - k0);
+                let kc = chunk.min(kp - k0);
                 if !one_chunk {
                     im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, &mut a, &mut widen)?;
                 }

@@ -201,25 +201,41 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
     })
 }
 
-/// The f32 GEMM driver over output pixels `first ..` (whole rows of `out`).
+/// The f32 GEMM driver over output pixels `first ..` (whole rows of `out`), with a gather block sized
+/// to the reduction.
 #[inline(always)]
 pub(crate) fn rows_with<M: MicroF32>(p: &GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+    match p.k as usize {
+        0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, bias, out),
+        257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, bias, out),
+        _ => rows_block::<M, { MR * KC }>(p, first, x, packed, bias, out),
+    }
+}
+
+#[inline(always)]
+fn rows_block<M: MicroF32, const LEN: usize>(p: &GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+    let chunk = LEN / MR;
     let oc = p.geom.out_c as usize;
     let k = p.k as usize;
     let blocks = oc.div_ceil(8);
     let bstride = k * 8;
     let count = out.len() / oc.max(1);
-    let mut a = [0f32; MR * KC];
+    let mut a = [0f32; LEN];
     let mut copy = |at: usize, dst: &mut [f32]| -> KResult<()> {
         dst.copy_from_slice(x.get(at..at + dst.len()).ok_or("gemm input short")?);
         Ok(())
     };
-    let one_chunk = k <= KC;
+    let one_chunk = k <= chunk;
+    // Pointwise (1x1, stride 1, no padding) convs and FCs: output pixel p's receptive field is input
+    // row p itself, so whole row blocks are read in place instead of copied.
+    let g = &p.geom;
+    let in_place = g.k_h == 1 && g.k_w == 1 && g.stride == [1, 1] && g.pad == [0, 0] && g.in_h == g.out_h && g.in_w == g.out_w;
     let mut done = 0;
     while done < count {
         let nr = MR.min(count - done);
         let p0 = first + done;
-        if one_chunk {
+        let rows_in_place = if in_place && one_chunk && nr == MR { x.get(p0 * k..(p0 + MR) * k) } else { None };
+        if one_chunk && rows_in_place.is_none() {
             im2col::gather(&p.geom, k, k, MR, p0, nr, 0, k, &mut a, &mut copy)?;
         }
         let mut b = 0;
@@ -228,12 +244,12 @@ pub(crate) fn rows_with<M: MicroF32>(p: &GemmF32Plan, first: usize, x: &[f32], p
             let mut acc = [[0f32; 16]; MR];
             let mut k0 = 0;
             while k0 < k {
-                let kc = KC.min(k - k0);
+                let kc = chunk.min(k - k0);
                 if !one_chunk {
                     im2col::gather(&p.geom, k, kc, MR, p0, nr, k0, kc, &mut a, &mut copy)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
-                M::micro(&a, kc, kc, w, bstride, nb, &mut acc)?;
+                M::micro(rows_in_place.unwrap_or(&a), kc, kc, w, bstride, nb, &mut acc)?;
                 k0 += kc;
             }
             let c0 = b * 8;

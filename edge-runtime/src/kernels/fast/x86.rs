@@ -68,15 +68,15 @@ impl Micro for Avx2 {
     }
 
     #[inline(always)]
-    fn gather_whole(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16; MR * super::gemm::KC]) -> KResult<()> {
+    fn gather_whole(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
         let g = &p.geom;
         let input_len = g.batch as usize * g.in_h as usize * g.in_w as usize * g.in_c as usize;
         let pixels = g.batch as usize * g.out_h as usize * g.out_w as usize;
-        if x.len() < input_len || p.kp as usize > super::gemm::KC || p0 + nr > pixels || nr > MR {
+        if x.len() < input_len || a.len() < MR * p.kp as usize || p0 + nr > pixels || nr > MR {
             return super::gemm::gather_whole_generic::<Self>(p, p0, nr, x, a);
         }
         // SAFETY: AVX2 detected; every tap read lies inside the image (iy < ih, ix < iw, b < batch) and so
-        // inside `x` (checked length); rows of `kp` fit in `a` (kp <= KC).
+        // inside `x` (checked length); MR rows of `kp` fit in `a` (checked).
         unsafe { gather_whole_avx2(p, p0, nr, x.as_ptr(), a.as_mut_ptr()) };
         Ok(())
     }
