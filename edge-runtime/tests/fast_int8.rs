@@ -244,3 +244,28 @@ fn fast_add_equals_the_reference_bytes() {
         check(&m, &mut rng, &format!("add case {i}"));
     }
 }
+
+/// A fixed 3x3 conv of ~75 M MACs: large enough that 3 threads each get their minimum share, so the
+/// split path runs (and must give the one-thread bytes).
+fn large_conv(rng: &mut Rng) -> Built {
+    let (h, w, c, o) = (16u32, 16u32, 256u32, 128u32);
+    let mut wb = WeightsBuilder { bytes: vec![] };
+    let wdata: Vec<u8> = rand_i8(rng, (o * 9 * c) as usize).iter().map(|&v| v as u8).collect();
+    let scales = wb.push_f32(&vec![0.01; o as usize]);
+    let weights = wb.tensor(1, DType::I8, &[o, 3, 3, c], &wdata, Quant::PerChannel { axis: 0, scales });
+    let bias = bias(rng, &mut wb, o as usize, 2);
+    let requant = Some(Requant { multiplier: Multiplier::PerTensor { mult: 1_500_000_000, shift: -9 }, act_min: -128, act_max: 127 });
+    let out_off = (h * w * c).next_multiple_of(16);
+    let input = act(0, &[1, h, w, c], 0, 5);
+    let output = act(3, &[1, h, w, o], out_off, -3);
+    let params = Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: Padding { top: 1, bottom: 1, left: 1, right: 1 }, groups: 1, activation: Activation::None };
+    let op = Op::Conv2d { input, weights, bias, output, params, requant };
+    finish(op, input, output, wb, out_off + h * w * o, true)
+}
+
+#[test]
+fn threads_split_large_layers_bit_identically() {
+    let mut rng = Rng::new(3);
+    let m = large_conv(&mut rng);
+    check(&m, &mut rng, "large 3x3 conv over threads");
+}

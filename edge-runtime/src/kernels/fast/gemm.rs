@@ -282,9 +282,8 @@ pub fn run(p: &GemmPlan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8], 
     let packed = p.packed.get(persistent)?;
     let ch = ChannelData::view(&p.ch, persistent)?;
     let out = &mut out[..pixels * oc];
-    // Threads only pay on large layers (a spawn costs tens of microseconds).
     let macs = pixels * p.k as usize * oc;
-    let t = if macs < 2_000_000 { 1 } else { threads.clamp(1, pixels.div_ceil(MR)) };
+    let t = im2col::threads_for(macs, threads, pixels.div_ceil(MR));
     im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [u8]| rows(p, isa, first, x, packed, &ch, rows_out))
 }
 

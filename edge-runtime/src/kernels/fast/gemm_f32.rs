@@ -193,7 +193,7 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
     }
     let out = &mut out[..pixels * oc];
     let macs = pixels * p.k as usize * oc;
-    let t = if macs < 2_000_000 { 1 } else { threads.clamp(1, pixels.div_ceil(MR)) };
+    let t = im2col::threads_for(macs, threads, pixels.div_ceil(MR));
     im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [f32]| match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::rows_f32(p, first, x, packed, bias, rows_out),

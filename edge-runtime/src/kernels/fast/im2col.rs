@@ -65,6 +65,16 @@ pub fn gather<T: Copy + Default>(
     Ok(())
 }
 
+/// Fewest MACs a thread must get before a layer is split: a spawn and join cost tens of microseconds,
+/// about what 2-4 M MACs take on one core, so each thread gets at least ~8x that.
+pub const MIN_MACS_PER_THREAD: usize = 16_000_000;
+
+/// Threads for a layer of `macs` MACs: at most `wanted`, at most one per block of rows, and only as
+/// many as get [`MIN_MACS_PER_THREAD`] each (1 for small layers).
+pub fn threads_for(macs: usize, wanted: usize, blocks: usize) -> usize {
+    wanted.min(blocks).min(macs / MIN_MACS_PER_THREAD).max(1)
+}
+
 /// Runs `f(first_pixel, rows_of_out)` over `pixels` output pixels of `oc` elements each, split into
 /// `threads` contiguous ranges of whole `mr` blocks (std builds; one call otherwise).
 pub fn split_pixels<E: Send>(
