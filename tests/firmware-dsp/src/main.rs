@@ -17,6 +17,8 @@ use rsim_edge::kernels::fast::cortex_m as dsp;
 use rsim_edge::kernels::fast::gemm::GemmGeom;
 use rsim_edge::kernels::int8::conv::{conv, ConvGeom};
 use rsim_edge::kernels::int8::fc::fully_connected;
+use rsim_edge::kernels::fast::requant::split_shift;
+use rsim_edge::kernels::int8::fixedpoint::multiply_by_quantized_multiplier;
 use rsim_edge::kernels::int8::{Mults, OutStage};
 
 /// Cases run (`RSIM_DSP_CASES` at build time overrides) and the seed (`RSIM_DSP_SEED`).
@@ -259,10 +261,37 @@ fn reference(s: &Shape, x: &[u8], w: &[u8], in_zp: i32, bias: Option<&[u8]>, sta
     }
 }
 
+/// `dsp::requantize` (SRDHM as one rounding shift) against the reference's
+/// `multiply_by_quantized_multiplier` on edge values and random ones, every shift in -40..=40.
+/// Returns (pairs checked, mismatches).
+fn check_requantize(rng: &mut Rng) -> (u32, u32) {
+    const EDGE: [i32; 12] = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), 1_552_512_760, -7];
+    let (mut n, mut bad) = (0u32, 0u32);
+    for shift in -40..=40 {
+        let (left, right) = split_shift(shift);
+        for i in 0..12 + 40 {
+            for j in 0..12 + 40 {
+                let x = if i < 12 { EDGE[i] } else { rng.next() as i32 };
+                let m = if j < 12 { EDGE[j] } else { rng.next() as i32 };
+                n += 1;
+                if dsp::requantize(x, m, left, right) != multiply_by_quantized_multiplier(x, m, shift) {
+                    bad += 1;
+                }
+            }
+        }
+    }
+    (n, bad)
+}
+
 fn run(o: &mut Option<hio::HostStream>) -> Result<Tally, &'static str> {
     let mut b = Buffers { x: [0; XN], w: [0; WN], bias: [0; CN * 4], mult: [0; CN * 4], shift: [0; CN * 4], out_ref: [0; ON], out_dsp: [0; ON] };
     let mut t = Tally::default();
     let mut rng = Rng(SEED as u64);
+    let (pairs, bad) = check_requantize(&mut rng);
+    if let Some(o) = o.as_mut() {
+        let _ = writeln!(o, "DSP_REQUANT pairs={pairs} mismatches={bad}");
+    }
+    t.mismatches += bad;
     for case in 0..CASES {
         let s = random_shape(&mut rng, case);
         fill_bytes(&mut rng, &mut b.x[..s.x_len()]);

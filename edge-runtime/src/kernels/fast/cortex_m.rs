@@ -13,11 +13,13 @@
 //! output channels x 2 pixels with 8 `SMLAD` per 4 reduction elements (17 instructions per 16 MACs).
 //! Every `x + offset` fits i16 (|offset| <= 128), every product pair fits i32, and `SMLAD`'s
 //! accumulate wraps like the reference's wrapping i32 sums: the order of the sum does not matter.
-//! Requantization is the reference's (`multiply_by_quantized_multiplier`, per-channel or per-tensor).
+//! Requantization is the reference's arithmetic (`multiply_by_quantized_multiplier`, per-channel or
+//! per-tensor), with SRDHM written as one rounding shift ([`requantize`]).
 #![allow(unsafe_code)]
 
 use super::gemm::{self, GemmGeom};
-use crate::kernels::int8::fixedpoint::multiply_by_quantized_multiplier;
+use super::requant::split_shift;
+use crate::kernels::int8::fixedpoint::rounding_divide_by_pot;
 use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
 use rsim_model::{Model, Multiplier, Op};
 
@@ -104,42 +106,130 @@ fn widen4(w: u32, off2: u32) -> (u32, u32) {
     (lo, hi)
 }
 
-/// The i16 im2col block of 2 pixels x [`KC`] elements, word-aligned for `LDM`.
+/// The i16 im2col block of 2 pixels x [`KC`] elements, as words of 2 i16 (low half first), aligned for
+/// `LDM`.
 #[repr(C, align(8))]
-struct Block([i16; 2 * KC]);
+struct Block([u32; KC]);
 
-/// Index in the block of reduction element `kk` (relative to the chunk) of pixel `r`.
+/// Index (in i16 halves) in the block of reduction element `kk` (relative to the chunk) of pixel `r`.
 #[inline(always)]
 fn slot(kk: usize, r: usize) -> usize {
     const PERM: [usize; 4] = [0, 2, 1, 3];
     ((kk >> 2) * 2 + r) * 4 + PERM[kk & 3]
 }
 
-/// Writes `src[i] as i8 + off` to reduction elements `d + i` of pixel `r`.
+/// The i16 at half-index `i` of the block.
 #[inline(always)]
-fn put_run(a: &mut [i16; 2 * KC], r: usize, mut d: usize, src: &[u8], off: i16) -> KResult<()> {
+fn get16(a: &[u32; KC], i: usize) -> KResult<i16> {
+    let w = *a.get(i >> 1).ok_or("im2col block short")?;
+    Ok((w >> ((i & 1) * 16)) as i16)
+}
+
+/// Sets the i16 at half-index `i` of the block.
+#[inline(always)]
+fn set16(a: &mut [u32; KC], i: usize, v: i16) -> KResult<()> {
+    if i >= 2 * KC {
+        return Err("im2col block short");
+    }
+    // SAFETY: `i < 2 * KC` halves of the `KC`-word block; i16 needs less alignment than u32.
+    unsafe { (a.as_mut_ptr() as *mut i16).add(i).write(v) };
+    Ok(())
+}
+
+/// Whole groups of 4: writes `src` (`len` bytes, a multiple of 4; zeros when `None`) widened with
+/// the offset pair `off2` to reduction elements `d .. d + len` (`d` a multiple of 4) of pixel `r`.
+#[inline(always)]
+fn put_quads(a: &mut [u32; KC], r: usize, d: usize, len: usize, src: Option<&[u8]>, off2: u32) -> KResult<()> {
+    let n = len / 4;
+    let at = d + 2 * r;
+    // Group g of pixel r is words `d + 4g + 2r` and `+ 1` (`d` counts elements, 4 per group = 4 words).
+    if n > 0 && at + 4 * (n - 1) + 1 >= KC {
+        return Err("im2col block short");
+    }
+    let dst = a.as_mut_ptr();
+    match src {
+        Some(src) => {
+            if src.len() < 4 * n {
+                return Err("conv input shorter than its shape");
+            }
+            if n > 0 {
+                // SAFETY: reads `4n <= src.len()` bytes (word loads, possibly unaligned: Armv7-M LDR
+                // allows it); writes words `at + 4q`, `+ 1` for q < n, all < KC (checked above), 8-byte
+                // aligned pairs (`at` is even, the block 8-aligned) for STRD. Registers only otherwise.
+                unsafe {
+                    core::arch::asm!(
+                        "2:",
+                        "ldr {w}, [{sp}], #4",
+                        "sxtab16 {lo}, {off}, {w}",
+                        "sxtab16 {hi}, {off}, {w}, ror #8",
+                        "strd {lo}, {hi}, [{dp}], #16",
+                        "subs {n}, {n}, #1",
+                        "bne 2b",
+                        sp = inout(reg) src.as_ptr() => _,
+                        dp = inout(reg) dst.add(at) => _,
+                        n = inout(reg) n => _,
+                        off = in(reg) off2,
+                        w = out(reg) _,
+                        lo = out(reg) _,
+                        hi = out(reg) _,
+                        options(nostack),
+                    );
+                }
+            }
+        }
+        None => {
+            for q in 0..n {
+                // SAFETY: as above.
+                unsafe {
+                    dst.add(at + 4 * q).write(0);
+                    dst.add(at + 4 * q + 1).write(0);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `src[i] as i8 + off` (or 0 for every element when `src` is `None`: padding) to reduction
+/// elements `d .. d + len` of pixel `r`.
+#[inline(always)]
+fn put_run(a: &mut [u32; KC], r: usize, mut d: usize, len: usize, src: Option<&[u8]>, off: i16) -> KResult<()> {
     const E: &str = "im2col block short";
-    let mut s = src;
-    while d & 3 != 0 {
-        let Some((&v, rest)) = s.split_first() else { return Ok(()) };
-        *a.get_mut(slot(d, r)).ok_or(E)? = v as i8 as i16 + off;
-        s = rest;
+    let end = d + len;
+    let mut s = src.unwrap_or_default();
+    let val = |s: &mut &[u8]| -> i16 {
+        match s.split_first() {
+            Some((&v, rest)) => {
+                *s = rest;
+                v as i8 as i16 + off
+            }
+            None => 0,
+        }
+    };
+    while d & 3 != 0 && d < end {
+        let v = val(&mut s);
+        set16(a, slot(d, r), v)?;
         d += 1;
     }
     let off2 = (off as u16 as u32) * 0x0001_0001;
-    let mut quads = s.chunks_exact(4);
-    for q in &mut quads {
-        let (lo, hi) = widen4(u32::from_le_bytes([q[0], q[1], q[2], q[3]]), off2);
-        let at = ((d >> 2) * 2 + r) * 4;
-        let dst = a.get_mut(at..at + 4).ok_or(E)?;
-        dst[0] = lo as i16;
-        dst[1] = (lo >> 16) as i16;
-        dst[2] = hi as i16;
-        dst[3] = (hi >> 16) as i16;
+    while d + 4 <= end {
+        let at = ((d >> 2) * 2 + r) * 2;
+        let (lo, hi) = match s.get(..4) {
+            Some(q) => {
+                s = &s[4..];
+                // SAFETY: `q` is 4 readable bytes; an unaligned word load (Armv7-M LDR allows it).
+                widen4(unsafe { core::ptr::read_unaligned(q.as_ptr() as *const u32) }, off2)
+            }
+            None => (0, 0),
+        };
+        let dst = a.get_mut(at..at + 2).ok_or(E)?;
+        dst[0] = lo;
+        dst[1] = hi;
         d += 4;
     }
-    for &v in quads.remainder() {
-        *a.get_mut(slot(d, r)).ok_or(E)? = v as i8 as i16 + off;
+    while d < end {
+        let v = val(&mut s);
+        set16(a, slot(d, r), v)?;
         d += 1;
     }
     Ok(())
@@ -148,16 +238,20 @@ fn put_run(a: &mut [i16; 2 * KC], r: usize, mut d: usize, src: &[u8], off: i16) 
 /// Gathers elements `k0 .. k0 + kc` (`kc` a multiple of 4) of pixels `p0`, `p0 + 1` (the second
 /// only when `nr == 2`) into the block; padding taps, elements past `k` and absent pixels are 0.
 #[allow(clippy::too_many_arguments)]
-fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], off: i16, a: &mut [i16; 2 * KC]) -> KResult<()> {
+fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], off: i16, a: &mut [u32; KC]) -> KResult<()> {
     const E: &str = "conv input shorter than its shape";
     let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
     let (oh, ow) = (g.out_h as usize, g.out_w as usize);
     let (kh, kw) = (g.k_h as usize, g.k_w as usize);
     let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
     let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
-    a.get_mut(..2 * kc).ok_or(E)?.fill(0);
     let k1 = (k0 + kc).min(k);
-    for r in 0..nr {
+    let off2 = (off as u16 as u32) * 0x0001_0001;
+    for r in 0..2 {
+        if r >= nr {
+            put_run(a, r, 0, kc, None, off)?;
+            continue;
+        }
         let pix = p0 + r;
         let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
         let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
@@ -168,9 +262,17 @@ fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x:
             let (s, e) = ((t * ic).max(k0), ((t + 1) * ic).min(k1));
             let iy = (y0 + ky * dh).checked_sub(pt).filter(|&v| v < ih);
             let ix = (x0 + kx * dw).checked_sub(pl).filter(|&v| v < iw);
-            if let (Some(iy), Some(ix)) = (iy, ix) {
-                let at = ((b * ih + iy) * iw + ix) * ic + (s - t * ic);
-                put_run(a, r, s - k0, x.get(at..at + (e - s)).ok_or(E)?, off)?;
+            let src = match (iy, ix) {
+                (Some(iy), Some(ix)) => {
+                    let at = ((b * ih + iy) * iw + ix) * ic + (s - t * ic);
+                    Some(x.get(at..at + (e - s)).ok_or(E)?)
+                }
+                _ => None,
+            };
+            if (s - k0) & 3 == 0 && (e - s) & 3 == 0 {
+                put_quads(a, r, s - k0, e - s, src, off2)?;
+            } else {
+                put_run(a, r, s - k0, e - s, src, off)?;
             }
             t += 1;
             kx += 1;
@@ -179,6 +281,54 @@ fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x:
                 ky += 1;
             }
         }
+        // Elements past the reduction (up to the multiple of 4).
+        put_run(a, r, k1 - k0, k0 + kc - k1, None, off)?;
+    }
+    Ok(())
+}
+
+/// [`gather`] for a whole reduction in one chunk (`k0 = 0`, `kq = k` rounded up to 4 <= KC): taps
+/// walked in order without divisions.
+#[allow(clippy::too_many_arguments)]
+fn gather_whole(g: &GemmGeom, k: usize, kq: usize, p0: usize, nr: usize, x: &[u8], off: i16, a: &mut [u32; KC]) -> KResult<()> {
+    const E: &str = "conv input shorter than its shape";
+    let (ih, iw, ic) = (g.in_h as isize, g.in_w as isize, g.in_c as usize);
+    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
+    let (kh, kw) = (g.k_h as usize, g.k_w as usize);
+    let (sh, sw, dh, dw) = (g.stride[0] as isize, g.stride[1] as isize, g.dilation[0] as isize, g.dilation[1] as isize);
+    let (pt, pl) = (g.pad[0] as isize, g.pad[1] as isize);
+    let off2 = (off as u16 as u32) * 0x0001_0001;
+    let quads = ic & 3 == 0;
+    for r in 0..2 {
+        if r >= nr {
+            put_quads(a, r, 0, kq, None, off2)?;
+            continue;
+        }
+        let pix = p0 + r;
+        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
+        let (y0, x0) = ((rem / ow) as isize * sh - pt, (rem % ow) as isize * sw - pl);
+        let plane = b as isize * ih;
+        let mut d = 0;
+        for ky in 0..kh {
+            let iy = y0 + ky as isize * dh;
+            let row_in = (0..ih).contains(&iy);
+            for kx in 0..kw {
+                let ix = x0 + kx as isize * dw;
+                let src = if row_in && (0..iw).contains(&ix) {
+                    let at = (((plane + iy) * iw + ix) as usize) * ic;
+                    Some(x.get(at..at + ic).ok_or(E)?)
+                } else {
+                    None
+                };
+                if quads {
+                    put_quads(a, r, d, ic, src, off2)?;
+                } else {
+                    put_run(a, r, d, ic, src, off)?;
+                }
+                d += ic;
+            }
+        }
+        put_run(a, r, k, kq - k, None, off)?;
     }
     Ok(())
 }
@@ -188,10 +338,10 @@ fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x:
 /// `w + stride` (channel c1) per group. Wrapping i32 accumulation (`SMLAD`).
 ///
 /// # Safety
-/// `a` is 4-byte aligned with `groups * 16` readable i16; `w` has `groups * 4` readable bytes and so
+/// `a` is 4-byte aligned with `groups * 4` readable words; `w` has `groups * 4` readable bytes and so
 /// does `w + stride`; `acc` is 4 writable i32; `groups >= 1`.
 #[unsafe(naked)]
-unsafe extern "C" fn mac_2x2(a: *const i16, w: *const u8, stride: usize, groups: usize, acc: *mut i32) {
+unsafe extern "C" fn mac_2x2(a: *const u32, w: *const u8, stride: usize, groups: usize, acc: *mut i32) {
     // r0 a, r1 w (c0), r2 stride to c1, r3 group count, r4-r7 accumulators, r8-r11 the block words
     // (p0 (k0,k2) (k1,k3), p1 (k0,k2) (k1,k3)), r12/lr weight words. r4-r11 and lr are saved (r6, r7
     // included: a naked function may use them), and acc's pointer (5th argument) is kept on the stack.
@@ -237,12 +387,12 @@ fn mac(a: &Block, w: &[u8], k: usize, k0: usize, kc: usize, c0: usize, c1: usize
     let room = w.len().checked_sub(s0.max(s1)).ok_or(E)?;
     let groups = if room >= valid.div_ceil(4) * 4 { valid.div_ceil(4) } else { room.min(valid) / 4 };
     if groups > 0 {
-        // SAFETY: `groups * 4 <= kc <= KC` elements per pixel: `groups * 16` i16 of the aligned block;
+        // SAFETY: `groups * 4 <= kc <= KC` elements per pixel: `groups * 4` words of the aligned block;
         // `s0 + groups * 4` and `s1 + groups * 4` are at most `w.len()` (checked above).
         unsafe { mac_2x2(a.0.as_ptr(), w.as_ptr().add(s0), s1 - s0, groups, acc.as_mut_ptr()) };
     }
     for kk in groups * 4..valid {
-        let (x0, x1) = (a.0[slot(kk, 0)] as i32, a.0[slot(kk, 1)] as i32);
+        let (x0, x1) = (get16(&a.0, slot(kk, 0))? as i32, get16(&a.0, slot(kk, 1))? as i32);
         let (w0, w1) = (*w.get(s0 + kk).ok_or(E)? as i8 as i32, *w.get(s1 + kk).ok_or(E)? as i8 as i32);
         acc[0] = acc[0].wrapping_add(x0 * w0);
         acc[1] = acc[1].wrapping_add(x1 * w0);
@@ -252,9 +402,21 @@ fn mac(a: &Block, w: &[u8], k: usize, k0: usize, kc: usize, c0: usize, c1: usize
     Ok(())
 }
 
+/// `multiply_by_quantized_multiplier(x, m, shift)` with `(left, right) = split_shift(shift)`, bit for
+/// bit: SRDHM's `(ab + nudge) / 2^31` truncated toward zero, with the nudge `2^30` for `ab >= 0` and
+/// `1 - 2^30` below, equals `floor((ab + 2^30) / 2^31)` in both cases (for negative `n`,
+/// `trunc(n / d) = floor((n + d - 1) / d)`), an arithmetic shift: `SMULL`, add, shift. The one
+/// saturating case (`i32::MIN * i32::MIN`) is kept. Checked against the reference by the firmware test.
+#[inline(always)]
+pub fn requantize(x: i32, m: i32, left: i32, right: i32) -> i32 {
+    let x = x.wrapping_shl(left as u32);
+    let hi = if x == i32::MIN && m == i32::MIN { i32::MAX } else { ((x as i64 * m as i64 + (1 << 30)) >> 31) as i32 };
+    rounding_divide_by_pot(hi, right)
+}
+
 /// Writes the outputs of channels `c0` and `c1` (`c1 == c0` for a lone last channel: written once)
 /// for the `nr` pixels of the block at output pixel `p0`: bias, the reference's requantization
-/// (`multiply_by_quantized_multiplier`), zero point and clamp.
+/// (`multiply_by_quantized_multiplier`, as [`requantize`]), zero point and clamp.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn store(acc: &[i32; 4], c0: usize, c1: usize, p0: usize, nr: usize, oc: usize, bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
@@ -266,8 +428,9 @@ fn store(acc: &[i32; 4], c0: usize, c1: usize, p0: usize, nr: usize, oc: usize, 
             None => 0,
         };
         let (m, s) = stage.multiplier(c)?;
+        let (left, right) = split_shift(s);
         for r in 0..nr {
-            let v = multiply_by_quantized_multiplier(acc[2 * j + r].wrapping_add(b), m, s).wrapping_add(stage.out_zp);
+            let v = requantize(acc[2 * j + r].wrapping_add(b), m, left, right).wrapping_add(stage.out_zp);
             *out.get_mut((p0 + r) * oc + c).ok_or(E)? = v.clamp(stage.act_min, stage.act_max) as i8 as u8;
         }
     }
@@ -289,13 +452,13 @@ pub fn conv(g: &GemmGeom, in_offset: i32, x: &[u8], w: &[u8], bias: Option<&[u8]
         return Err("empty reduction");
     }
     let kq = k.div_ceil(4) * 4;
-    let mut a = Block([0; 2 * KC]);
+    let mut a = Block([0; KC]);
     let mut p0 = 0;
     while p0 < pixels {
         let nr = 2.min(pixels - p0);
         if kq <= KC {
             // One chunk: gather once, then every channel pair straight to its outputs.
-            gather(g, k, p0, nr, 0, kq, x, off, &mut a.0)?;
+            gather_whole(g, k, kq, p0, nr, x, off, &mut a.0)?;
             let mut c0 = 0;
             while c0 < oc {
                 let c1 = (c0 + 1).min(oc - 1);
