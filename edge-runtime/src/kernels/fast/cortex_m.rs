@@ -19,12 +19,11 @@
 
 use super::gemm::{self, GemmGeom};
 use super::requant::split_shift;
-use crate::kernels::int8::fixedpoint::rounding_divide_by_pot;
 use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
 use rsim_model::{Model, Multiplier, Op};
 
-/// Reduction elements per pixel gathered at once (a multiple of 4): a `2 * KC` i16 block, 1.5 KiB.
-pub const KC: usize = 384;
+/// Reduction elements per pixel gathered at once (a multiple of 4): a `2 * KC` i16 block, 1.25 KiB.
+pub const KC: usize = 320;
 /// Output channels whose partial sums are kept (on the stack) while a long reduction is chunked.
 pub const CG: usize = 32;
 
@@ -411,30 +410,12 @@ fn mac(a: &Block, w: &[u8], k: usize, k0: usize, kc: usize, c0: usize, c1: usize
 pub fn requantize(x: i32, m: i32, left: i32, right: i32) -> i32 {
     let x = x.wrapping_shl(left as u32);
     let hi = if x == i32::MIN && m == i32::MIN { i32::MAX } else { ((x as i64 * m as i64 + (1 << 30)) >> 31) as i32 };
-    rounding_divide_by_pot(hi, right)
-}
-
-/// Writes the outputs of channels `c0` and `c1` (`c1 == c0` for a lone last channel: written once)
-/// for the `nr` pixels of the block at output pixel `p0`: bias, the reference's requantization
-/// (`multiply_by_quantized_multiplier`, as [`requantize`]), zero point and clamp.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn store(acc: &[i32; 4], c0: usize, c1: usize, p0: usize, nr: usize, oc: usize, bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
-    const E: &str = "conv output shorter than its shape";
-    let chans = if c1 != c0 { 2 } else { 1 };
-    for (j, c) in [c0, c1].into_iter().enumerate().take(chans) {
-        let b = match bias {
-            Some(b) => get_i32(b, c)?,
-            None => 0,
-        };
-        let (m, s) = stage.multiplier(c)?;
-        let (left, right) = split_shift(s);
-        for r in 0..nr {
-            let v = requantize(acc[2 * j + r].wrapping_add(b), m, left, right).wrapping_add(stage.out_zp);
-            *out.get_mut((p0 + r) * oc + c).ok_or(E)? = v.clamp(stage.act_min, stage.act_max) as i8 as u8;
-        }
-    }
-    Ok(())
+    // `rounding_divide_by_pot(hi, right)` for `right` in 0..=31 (what `split_shift` gives), in 32-bit
+    // operations: `(hi >> right) + (remainder > mask / 2 + (hi < 0))`.
+    let right = right as u32 & 31;
+    let mask = (1u32 << right).wrapping_sub(1) as i32;
+    let threshold = (mask >> 1) + (hi < 0) as i32;
+    (hi >> right) + ((hi & mask) > threshold) as i32
 }
 
 /// Dense int8 convolution (groups 1; weights OHWI `[oc, kh, kw, ic]`, read in place) or, with a 1x1
@@ -453,44 +434,55 @@ pub fn conv(g: &GemmGeom, in_offset: i32, x: &[u8], w: &[u8], bias: Option<&[u8]
     }
     let kq = k.div_ceil(4) * 4;
     let mut a = Block([0; KC]);
-    let mut p0 = 0;
-    while p0 < pixels {
-        let nr = 2.min(pixels - p0);
-        if kq <= KC {
-            // One chunk: gather once, then every channel pair straight to its outputs.
-            gather_whole(g, k, kq, p0, nr, x, off, &mut a.0)?;
-            let mut c0 = 0;
-            while c0 < oc {
-                let c1 = (c0 + 1).min(oc - 1);
-                let mut acc = [0i32; 4];
-                mac(&a, w, k, 0, kq, c0, c1, &mut acc)?;
-                store(&acc, c0, c1, p0, nr, oc, bias, stage, out)?;
-                c0 += 2;
-            }
-        } else {
-            // Long reduction: up to CG channels' partial sums on the stack, chunk by chunk.
-            let mut g0 = 0;
-            while g0 < oc {
-                let gn = CG.min(oc - g0);
-                let mut accs = [[0i32; 4]; CG / 2];
-                let mut k0 = 0;
-                while k0 < kq {
-                    let kc = KC.min(kq - k0);
-                    gather(g, k, p0, nr, k0, kc, x, off, &mut a.0)?;
-                    for (j, acc) in accs.iter_mut().enumerate().take(gn.div_ceil(2)) {
-                        let c0 = g0 + 2 * j;
-                        mac(&a, w, k, k0, kc, c0, (c0 + 1).min(oc - 1), acc)?;
-                    }
-                    k0 += kc;
-                }
-                for (j, acc) in accs.iter().enumerate().take(gn.div_ceil(2)) {
-                    let c0 = g0 + 2 * j;
-                    store(acc, c0, (c0 + 1).min(oc - 1), p0, nr, oc, bias, stage, out)?;
-                }
-                g0 += gn;
-            }
+    let (out_zp, lo, hi) = (stage.out_zp, stage.act_min, stage.act_max);
+    // Channel groups of up to CG: their requantization parameters are read once per group, and their
+    // sums for one pixel pair stay on the stack across the reduction's chunks.
+    let mut params = [[0i32; 4]; CG];
+    let mut g0 = 0;
+    while g0 < oc {
+        let gn = CG.min(oc - g0);
+        let pairs = gn.div_ceil(2);
+        for (j, p) in params.iter_mut().enumerate().take(gn) {
+            let c = g0 + j;
+            let b = match bias {
+                Some(b) => get_i32(b, c)?,
+                None => 0,
+            };
+            let (m, s) = stage.multiplier(c)?;
+            let (left, right) = split_shift(s);
+            *p = [b, m, left, right];
         }
-        p0 += nr;
+        let mut p0 = 0;
+        while p0 < pixels {
+            let nr = 2.min(pixels - p0);
+            let mut accs = [[0i32; 4]; CG / 2];
+            let mut k0 = 0;
+            while k0 < kq {
+                let kc = KC.min(kq - k0);
+                if kq <= KC {
+                    gather_whole(g, k, kq, p0, nr, x, off, &mut a.0)?;
+                } else {
+                    gather(g, k, p0, nr, k0, kc, x, off, &mut a.0)?;
+                }
+                for (j, acc) in accs.iter_mut().enumerate().take(pairs) {
+                    let c0 = g0 + 2 * j;
+                    mac(&a, w, k, k0, kc, c0, (c0 + 1).min(oc - 1), acc)?;
+                }
+                k0 += kc;
+            }
+            let rows = out.get_mut(p0 * oc..(p0 + nr) * oc).ok_or("conv output shorter than its shape")?;
+            for r in 0..nr {
+                let row = rows.get_mut(r * oc + g0..r * oc + g0 + gn).ok_or("conv output shorter than its shape")?;
+                for (j, (o, p)) in row.iter_mut().zip(params.iter()).enumerate() {
+                    let [b, m, left, right] = *p;
+                    let acc = accs[j >> 1][(j & 1) * 2 + r];
+                    let v = requantize(acc.wrapping_add(b), m, left, right).wrapping_add(out_zp);
+                    *o = v.clamp(lo, hi) as i8 as u8;
+                }
+            }
+            p0 += nr;
+        }
+        g0 += gn;
     }
     Ok(())
 }
