@@ -3,7 +3,7 @@
 //! prepared channel arrays. Integer sums with wrapping adds: the reference's bits.
 
 use super::gemm::requant_scalar;
-use super::{ChannelData, Channels, Isa};
+use super::{ChannelData, Channels, Isa, Span};
 use crate::kernels::float::conv::out_size;
 use crate::kernels::int8::KResult;
 use rsim_model::{DType, Model, Op};
@@ -24,7 +24,14 @@ pub struct DwPlan {
     pub pad: [u32; 2],
     pub in_offset: i32,
     pub ch: Channels,
+    /// Weights of each whole 16-channel block as i16 tap pairs, interleaved the way AVX2's
+    /// `vpunpck{l,h}wd` interleave two taps' inputs (see [`pack_pairs`]), so one `vpmaddwd` meets them
+    /// with no widening or shuffling per pixel.
+    pub pairs: Span,
 }
+
+/// Most taps a planned depthwise kernel has (the AVX2 path keeps one pixel's tap offsets on the stack).
+pub const MAX_TAPS: usize = 64;
 
 impl DwPlan {
     /// Input index of tap (`ky`, `kx`) for output (`b`, `oy`, `ox`), channel 0, if inside the image.
@@ -66,7 +73,13 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<DwPlan> {
     }
     let in_zp = super::per_tensor_zp(input)?;
     let stage = super::out_stage(requant, output, model.weights)?;
+    if kh * kw > MAX_TAPS {
+        return None;
+    }
     let ch = Channels::plan(c, &stage, at).ok()?;
+    let pairs_len = u32::try_from((c / 16) * (kh * kw).div_ceil(2) * 64).ok()?;
+    let pairs = Span { start: *at, len: pairs_len };
+    *at = at.checked_add(pairs_len)?.checked_next_multiple_of(16)?;
     let u = |v: usize| u32::try_from(v).ok();
     Some(DwPlan {
         batch: u(n)?,
@@ -82,11 +95,14 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<DwPlan> {
         pad: [p.top as u32, p.left as u32],
         in_offset: in_zp.wrapping_neg(),
         ch,
+        pairs,
     })
 }
 
 pub fn pack(p: &DwPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
-    let Op::Conv2d { bias, output, requant, .. } = op else { return Err("not a conv op") };
+    let Op::Conv2d { weights, bias, output, requant, .. } = op else { return Err("not a conv op") };
+    let w = model.const_bytes(weights).ok_or("weights lie outside the weights blob")?;
+    pack_pairs(p, w, p.pairs.get_mut(persistent)?)?;
     let b = match bias {
         Some(b) => Some(model.const_bytes(b).ok_or("bias lies outside the weights blob")?),
         None => None,
@@ -105,9 +121,37 @@ pub fn run(p: &DwPlan, isa: Isa, x: &[u8], w: &[u8], persistent: &[u8], out: &mu
     let ch = ChannelData::view(&p.ch, persistent)?;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::depthwise(p, x, w, &ch, out),
+        Isa::Avx2 => super::x86::depthwise(p, x, w, p.pairs.get(persistent)?, &ch, out),
         _ => portable(p, x, w, &ch, out),
     }
+}
+
+/// Block `b` (channels `16b..16b+16`), pair `j` (taps `2j`, `2j+1`; a missing last tap is 0) at
+/// `(b * pairs + j) * 64`: 16 i16 `[t0 u0 t1 u1 t2 u2 t3 u3 t8 u8 .. t11 u11]` then 16 i16
+/// `[t4 u4 .. t7 u7 t12 u12 .. t15 u15]` (`t` = tap 2j's weight of that channel, `u` = tap 2j+1's),
+/// little-endian.
+pub fn pack_pairs(p: &DwPlan, w: &[u8], dst: &mut [u8]) -> KResult<()> {
+    let c = p.channels as usize;
+    let taps = p.k_h as usize * p.k_w as usize;
+    let pairs = taps.div_ceil(2);
+    let weight = |tap: usize, ch: usize| -> KResult<i16> {
+        if tap >= taps {
+            return Ok(0);
+        }
+        Ok(*w.get(tap * c + ch).ok_or("depthwise weights shorter than their shape")? as i8 as i16)
+    };
+    for (i, group) in dst.chunks_exact_mut(64).enumerate() {
+        let (b, j) = (i / pairs, i % pairs);
+        // Lane order of unpacklo (first 16) and unpackhi (last 16) over two 128-bit halves.
+        let order = [0usize, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15];
+        for (slot, &k) in order.iter().enumerate() {
+            let ch = b * 16 + k;
+            let (t, u) = (weight(2 * j, ch)?, weight(2 * j + 1, ch)?);
+            group[slot * 4..slot * 4 + 2].copy_from_slice(&t.to_le_bytes());
+            group[slot * 4 + 2..slot * 4 + 4].copy_from_slice(&u.to_le_bytes());
+        }
+    }
+    Ok(())
 }
 
 /// Channels accumulated together on the stack.

@@ -324,77 +324,70 @@ unsafe fn store8(r: __m256i, out: *mut u8) {
     unsafe { _mm_storel_epi64(out as *mut __m128i, b) };
 }
 
-/// Depthwise (multiplier 1): 8 channels per vector, 16 per step, the rest scalar.
-pub fn depthwise(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+/// Depthwise (multiplier 1): 16 channels x 2 taps per `vpmaddwd` against the packed weight pairs, then
+/// 8-channel vectors, then scalar channels.
+pub fn depthwise(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
     let c = p.channels as usize;
+    let taps = p.k_h as usize * p.k_w as usize;
     let padded = ch.bias.len().min(ch.mult.len()).min(ch.left.len()).min(ch.right.len()) / 4;
     let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
     if padded < c.next_multiple_of(8)
+        || taps > super::depthwise::MAX_TAPS
+        || pairs.len() < (c / 16) * taps.div_ceil(2) * 64
         || x.len() < n * p.in_h as usize * p.in_w as usize * c
-        || w.len() < p.k_h as usize * p.k_w as usize * c
+        || w.len() < taps * c
         || out.len() < n * oh * ow * c
     {
         return Err("depthwise tensors shorter than their shapes");
     }
     // SAFETY: AVX2 detected (module doc); every length the loop relies on was checked above.
-    unsafe { depthwise_avx2(p, x, w, ch, out) };
+    unsafe { depthwise_avx2(p, x, w, pairs, ch, out) };
     Ok(())
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) {
+unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) {
     let c = p.channels as usize;
     let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
     let (kh, kw) = (p.k_h as usize, p.k_w as usize);
+    let taps = kh * kw;
+    let npairs = taps.div_ceil(2);
     let off = _mm256_set1_epi32(p.in_offset);
+    let off16 = _mm256_set1_epi16(p.in_offset as i16);
     let vec_end = c - c % 8;
-    // Valid taps of the current output pixel: input offsets and weight offsets.
-    let mut taps = [(0usize, 0usize); 64];
+    // Per output pixel: each tap's input offset (channel 0), or None in the padding.
+    let mut at = [None::<usize>; super::depthwise::MAX_TAPS];
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
                 let o_at = ((b * oh + oy) * ow + ox) * c;
-                let mut nt = 0;
-                let mut overflow = false;
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        if let Some(at) = p.tap(b, oy, ox, ky, kx) {
-                            if nt < taps.len() {
-                                taps[nt] = (at, (ky * kw + kx) * c);
-                                nt += 1;
-                            } else {
-                                overflow = true;
-                            }
-                        }
+                        at[ky * kw + kx] = p.tap(b, oy, ox, ky, kx);
                     }
                 }
                 let mut c0 = 0;
-                // 16 channels x 2 taps per step: both taps' i16 values interleaved (unpack) meet the
-                // weights interleaved the same way in one `vpmaddwd`; an odd last tap pairs with zeros.
-                while c0 + 16 <= c && !overflow {
-                    // SAFETY: as below, for 16 channels from c0 (c0 + 16 <= c).
+                while c0 + 16 <= c {
+                    // SAFETY: tap offsets + c0 + 16 <= c lie in `x` (checked length, taps inside the
+                    // image); the pair block of channels c0.. exists (checked); out has c bytes from o_at.
                     unsafe {
-                        let off16 = _mm256_set1_epi16(p.in_offset as i16);
                         let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                        macro_rules! ld {
-                            ($at:expr, $src:expr) => {
-                                _mm256_cvtepi8_epi16(_mm_loadu_si128($src.as_ptr().add($at + c0) as *const __m128i))
+                        let wb = pairs.as_ptr().add((c0 / 16) * npairs * 64);
+                        macro_rules! input {
+                            ($t:expr) => {
+                                match at.get($t).copied().flatten() {
+                                    Some(a) => _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr().add(a + c0) as *const __m128i)), off16),
+                                    None => _mm256_setzero_si256(),
+                                }
                             };
                         }
-                        let mut t = 0;
-                        while t < nt {
-                            let (xa, wa) = taps[t];
-                            let xt = _mm256_add_epi16(ld!(xa, x), off16);
-                            let wt = ld!(wa, w);
-                            let (xu, wu) = if t + 1 < nt {
-                                let (xb, wb) = taps[t + 1];
-                                (_mm256_add_epi16(ld!(xb, x), off16), ld!(wb, w))
-                            } else {
-                                (_mm256_setzero_si256(), _mm256_setzero_si256())
-                            };
-                            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xt, xu), _mm256_unpacklo_epi16(wt, wu)));
-                            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xt, xu), _mm256_unpackhi_epi16(wt, wu)));
-                            t += 2;
+                        for j in 0..npairs {
+                            let xt = input!(2 * j);
+                            let xu = if 2 * j + 1 < taps { input!(2 * j + 1) } else { _mm256_setzero_si256() };
+                            let wl = _mm256_loadu_si256(wb.add(j * 64) as *const __m256i);
+                            let wh = _mm256_loadu_si256(wb.add(j * 64 + 32) as *const __m256i);
+                            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xt, xu), wl));
+                            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xt, xu), wh));
                         }
                         // lo holds channels 0-3 | 8-11, hi 4-7 | 12-15 (unpack works per 128-bit lane).
                         let mut lanes = [0i32; 16];
@@ -405,14 +398,14 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, o
                     }
                     c0 += 16;
                 }
-                while c0 < vec_end && !overflow {
-                    // SAFETY: every tap offset + c0 + 8 <= the checked lengths of x / w; out has c bytes
-                    // from o_at; channel arrays have >= c rounded up to 8 entries.
+                while c0 < vec_end {
+                    // SAFETY: as above for 8 channels from c0 (c0 + 8 <= c); weights at tap * c + c0 + 8 <= taps * c.
                     unsafe {
                         let mut acc = _mm256_setzero_si256();
-                        for &(xa, wa) in &taps[..nt] {
-                            let xv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.as_ptr().add(xa + c0) as *const __m128i));
-                            let wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(wa + c0) as *const __m128i));
+                        for (t, a) in at.iter().take(taps).enumerate() {
+                            let Some(a) = *a else { continue };
+                            let xv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.as_ptr().add(a + c0) as *const __m128i));
+                            let wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(t * c + c0) as *const __m128i));
                             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(wv, _mm256_add_epi32(xv, off)));
                         }
                         let mut lanes = [0i32; 8];
@@ -421,17 +414,14 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, o
                     }
                     c0 += 8;
                 }
-                // Tail channels (and kernels with more than 64 taps): the scalar sum.
-                let start = if overflow { 0 } else { vec_end };
-                for cc in start..c {
+                // Tail channels: the scalar sum.
+                for cc in vec_end..c {
                     let mut acc = 0i32;
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let Some(at) = p.tap(b, oy, ox, ky, kx) else { continue };
-                            let xv = x[at + cc] as i8 as i32;
-                            let wv = w[(ky * kw + kx) * c + cc] as i8 as i32;
-                            acc = acc.wrapping_add(wv.wrapping_mul(xv.wrapping_add(p.in_offset)));
-                        }
+                    for (t, a) in at.iter().take(taps).enumerate() {
+                        let Some(a) = *a else { continue };
+                        let xv = x[a + cc] as i8 as i32;
+                        let wv = w[t * c + cc] as i8 as i32;
+                        acc = acc.wrapping_add(wv.wrapping_mul(xv.wrapping_add(p.in_offset)));
                     }
                     let mut one = [0u8; 1];
                     let _ = requant_scalar(&[acc], ch, cc, 1, &mut one);
