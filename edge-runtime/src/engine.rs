@@ -1,9 +1,10 @@
 //! The engine: a parsed model, a prepared op list and one caller-owned arena. Nothing allocates.
 //!
 //! Arena contract: the caller passes any byte buffer; the engine uses it from its first 16-byte
-//! aligned address (skipping up to 15 bytes), and needs `info.arena_size` bytes from there. So a
-//! 16-byte-aligned buffer of [`required_arena`] bytes is enough, an unaligned one may need up to
-//! 15 more, and one byte short is [`EngineError::ArenaTooSmall`].
+//! aligned address (skipping up to 15 bytes), and needs [`required_arena`] bytes from there: the
+//! planned activations (`info.arena_size`), then the persistent part (decoded ops and the fast
+//! kernels' packed data; `prepared.rs`), or `info.arena_size` alone in [`Options::lean`] mode. An
+//! unaligned buffer may need up to 15 more bytes, and one byte short is [`EngineError::ArenaTooSmall`].
 //!
 //! Model bytes: constants are read in place (flash stays flash) at any alignment. When the bytes
 //! start 4-byte aligned (the weights section is 16-aligned within the file) f32 weights are read as

@@ -25,10 +25,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let bytes = &*bytes;
     let Ok(model) = Model::parse(bytes) else { return };
-    let need = (model.info.arena_size as usize).min(ARENA_CAP);
+    // The whole arena (activations + prepared ops + fast-kernel data), so hostile bytes also reach
+    // kernel planning and packing; the control byte's bit 1 picks lean mode (activations only).
+    let lean = control & 2 == 2;
+    let opts = rsim_edge::Options { lean, ..Default::default() };
+    let need = rsim_edge::required_arena_with(bytes, &opts).unwrap_or(model.info.arena_size as usize).min(ARENA_CAP);
     let mut arena_words = vec![0u128; need.div_ceil(16)];
     let arena = &mut bytemuck_bytes(&mut arena_words)[..need];
-    let Ok(mut engine) = Engine::new(bytes, arena) else { return };
+    let Ok(mut engine) = Engine::with_options(bytes, arena, opts) else { return };
     for (i, b) in engine.input_mut().iter_mut().enumerate() {
         *b = (i as u8).wrapping_mul(31).wrapping_add(control);
     }

@@ -109,7 +109,7 @@ fn parity(arch: &'static str) {
     let tiles = test_tiles(&data, 8);
     let host = tch::no_grad(|| net.forward(&tiles, false).1.unwrap());
     let model = Model::parse(&rsm).unwrap();
-    let mut arena = vec![0u8; model.info.arena_size as usize + 16];
+    let mut arena = vec![0u8; rsim_edge::required_arena(&rsm).unwrap() + 16];
     let mut engine = Engine::new(&rsm, &mut arena).unwrap();
     let tract = TractModel::from_onnx(&onnx).unwrap();
     assert_eq!(tract.input_shape(), &[1, SIZE, SIZE, 3]);
@@ -154,7 +154,7 @@ fn f16_export_is_half_the_size_runs_and_carries_provenance() {
 
     let x = nhwc(&test_tiles(&ci20().unwrap(), 1).get(0));
     let run = |bytes: &[u8]| {
-        let mut arena = vec![0u8; Model::parse(bytes).unwrap().info.arena_size as usize];
+        let mut arena = vec![0u8; rsim_edge::required_arena(bytes).unwrap() + 16];
         let mut e = Engine::new(bytes, &mut arena).unwrap();
         e.run_f32(&x).unwrap();
         let mut out = vec![0f32; e.output_len()];
