@@ -29,15 +29,16 @@ pub fn gather<T: Copy + Default>(
     let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
     let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
     let k1 = k0 + kc;
+    let (hw, w1) = ((oh * ow).max(1), ow.max(1));
+    let p0_pos = (p0 / hw, (p0 % hw) / w1, p0 % w1);
     for r in 0..mr {
         let row = a.get_mut(r * ld..r * ld + kc).ok_or(E)?;
         if r >= nr {
             row.fill(T::default());
             continue;
         }
-        let pix = p0 + r;
-        let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
-        let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
+        let (b, oy, ox) = pixel_at(p0_pos, r, oh, ow);
+        let (y0, x0) = (oy * sh, ox * sw);
         // Taps overlapping [k0, k1), each a run of `ic` channels; in order, so the common whole-row
         // case walks the taps once with no division.
         let mut t = k0 / ic;
@@ -73,6 +74,24 @@ pub const MIN_MACS_PER_THREAD: usize = 16_000_000;
 /// many as get [`MIN_MACS_PER_THREAD`] each (1 for small layers).
 pub fn threads_for(macs: usize, wanted: usize, blocks: usize) -> usize {
     wanted.min(blocks).min(macs / MIN_MACS_PER_THREAD).max(1)
+}
+
+/// `(batch, oy, ox)` of the pixel `r` rows after the one at `first` (`oh * ow` pixels per image),
+/// stepping instead of dividing (`r` is below the micro-kernel's row count).
+#[inline(always)]
+pub fn pixel_at(first: (usize, usize, usize), r: usize, oh: usize, ow: usize) -> (usize, usize, usize) {
+    let (mut b, mut oy, mut ox) = first;
+    let (oh, ow) = (oh.max(1), ow.max(1));
+    ox += r;
+    while ox >= ow {
+        ox -= ow;
+        oy += 1;
+        if oy >= oh {
+            oy = 0;
+            b += 1;
+        }
+    }
+    (b, oy, ox)
 }
 
 /// Runs `f(first_pixel, rows_of_out)` over `pixels` output pixels of `oc` elements each, split into

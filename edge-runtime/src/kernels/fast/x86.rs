@@ -107,6 +107,8 @@ unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: 
     let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
     let off = _mm256_set1_epi16(p.in_offset as i16);
     let zero = _mm256_setzero_si256();
+    let (hw, w1) = ((oh * ow).max(1), ow.max(1));
+    let p0_pos = (p0 / hw, (p0 % hw) / w1, p0 % w1);
     for r in 0..MR {
         // SAFETY (loop body): row r of `a` spans kp i16; taps are inside the image (contract above).
         unsafe {
@@ -115,9 +117,10 @@ unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: 
                 core::ptr::write_bytes(row, 0, kp);
                 continue;
             }
-            let pix = p0 + r;
-            let (b, rem) = (pix / (oh * ow), pix % (oh * ow));
-            let (y0, x0) = ((rem / ow) * sh, (rem % ow) * sw);
+            // Row r's pixel from the block's first one without a division per row (a 64-bit divide
+            // costs tens of cycles, as much as widening a small layer's taps).
+            let (b, oy, ox) = super::im2col::pixel_at(p0_pos, r, oh, ow);
+            let (y0, x0) = (oy * sh, ox * sw);
             let mut pos = 0;
             for ky in 0..kh {
                 let iy = (y0 + ky * dh).wrapping_sub(pt);
