@@ -1,5 +1,7 @@
-//! Shared helpers for the workspace integration tests (data locations, loud skips).
+//! Shared helpers for the workspace integration tests (data locations, loud skips, emulators).
 use std::path::PathBuf;
+
+pub mod emulator;
 
 /// Root of the shared datasets and peer models: `RSIM_DATA` (datasets) defaults to `../shared/datasets`.
 pub fn shared_root() -> PathBuf {

@@ -9,76 +9,21 @@
 //! Needs qemu-system-arm and the rustup target thumbv7em-none-eabihf. Locally a missing tool skips
 //! loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use rsim_tests::emulator::{self, run_with_timeout, workspace};
+use std::process::Command;
+use std::time::Duration;
 
 const THUMB: &str = "thumbv7em-none-eabihf";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
-}
-
-fn qemu_required() -> bool {
-    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
-    on("CI") || on("RSIM_REQUIRE_QEMU")
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-}
 
 /// `Some(())` when qemu-system-arm and the thumbv7em target are present; otherwise skips loudly, or
 /// panics when CI requires them.
 fn prerequisites() -> Option<()> {
-    let mut missing = Vec::new();
-    if !on_path("qemu-system-arm") {
-        missing.push("`qemu-system-arm` on PATH".to_string());
-    }
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if !sysroot.join("lib/rustlib").join(THUMB).exists() {
-        missing.push(format!("rustup target {THUMB}"));
-    }
-    if missing.is_empty() {
-        return Some(());
-    }
-    let msg = format!("Cortex-M DSP kernel test needs {} (apt-get install qemu-system-arm; rustup target add {THUMB})", missing.join(", "));
-    if qemu_required() {
-        panic!("{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
-    }
-    eprintln!("\n*** SKIPPED: {msg}\n");
-    None
-}
-
-/// Runs `cmd`, kills it after `limit`; returns (success, stdout).
-fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait on child") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), reader.join().expect("stdout reader"))
+    emulator::prerequisites(
+        "Cortex-M DSP kernel test",
+        &["qemu-system-arm"],
+        &[THUMB],
+        &format!("apt-get install qemu-system-arm; rustup target add {THUMB}"),
+    )
 }
 
 /// `key=value` of a `PREFIX k=v ...` line, as a number.

@@ -7,55 +7,22 @@
 //! missing tool skips loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails (`.ci/run` installs them).
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use rsim_tests::emulator::{self, run_with_timeout, workspace};
+use std::process::Command;
+use std::time::Duration;
 
 const AARCH64: &str = "aarch64-unknown-linux-gnu";
 const THUMB: &str = "thumbv7em-none-eabihf";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
-}
-
-fn qemu_required() -> bool {
-    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
-    on("CI") || on("RSIM_REQUIRE_QEMU")
-}
-
 /// `Some(())` when every tool is present; otherwise skips loudly, or panics when CI requires them.
 fn prerequisites() -> Option<()> {
-    let mut missing = Vec::new();
-    for bin in ["qemu-aarch64", "qemu-system-arm", "aarch64-linux-gnu-gcc"] {
-        if !on_path(bin) {
-            missing.push(format!("`{bin}` on PATH"));
-        }
-    }
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    for t in [AARCH64, THUMB] {
-        if !sysroot.join("lib/rustlib").join(t).exists() {
-            missing.push(format!("rustup target {t}"));
-        }
-    }
-    if missing.is_empty() {
-        return Some(());
-    }
-    let msg = format!(
-        "cross-target test needs {} (apt-get install qemu-system-arm qemu-user gcc-aarch64-linux-gnu \
-         libc6-dev-arm64-cross; rustup target add {AARCH64} {THUMB})",
-        missing.join(", ")
-    );
-    if qemu_required() {
-        panic!("{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
-    }
-    eprintln!("\n*** SKIPPED: {msg}\n");
-    None
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    emulator::prerequisites(
+        "cross-target test",
+        &["qemu-aarch64", "qemu-system-arm", "aarch64-linux-gnu-gcc"],
+        &[AARCH64, THUMB],
+        &format!("apt-get install qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add {AARCH64} {THUMB}"),
+    )
 }
 
 fn cargo() -> Command {
@@ -68,35 +35,6 @@ fn cargo() -> Command {
 fn check(cmd: &mut Command, what: &str) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     assert!(status.success(), "{what} failed ({status})");
-}
-
-/// Runs `cmd`, kills it after `limit`, and returns its stdout (so a hung emulator cannot hang CI).
-fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait on child") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), reader.join().expect("stdout reader"))
 }
 
 /// Every `RSIM_OUTPUT <hex>` line printed by `rsim-run` or the firmware, decoded, in order.
