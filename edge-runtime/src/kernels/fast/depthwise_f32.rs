@@ -7,6 +7,7 @@
 use super::{Isa, Span};
 use crate::kernels::float::act;
 use crate::kernels::float::conv::conv_geom;
+use crate::kernels::float::Operand;
 use crate::kernels::int8::KResult;
 use rsim_model::{Activation, DType, Model, Op, Storage, Tensor};
 
@@ -28,14 +29,10 @@ pub struct DwF32Plan {
     pub activation: Activation,
 }
 
-fn is_const(t: &Tensor) -> bool {
-    matches!(t.storage, Storage::Weights { .. }) && matches!(t.dtype, DType::F32 | DType::F16)
-}
-
 pub fn plan(op: &Op, at: &mut u32) -> Option<DwF32Plan> {
     let Op::Conv2d { input, weights, bias, output, params, .. } = op else { return None };
     let act_ok = |t: &Tensor| matches!(t.storage, Storage::Arena { .. }) && t.dtype == DType::F32;
-    if !act_ok(input) || !act_ok(output) || !is_const(weights) || bias.is_some_and(|b| !is_const(&b)) {
+    if !act_ok(input) || !act_ok(output) || !super::is_float_const(weights) || bias.is_some_and(|b| !super::is_float_const(&b)) {
         return None;
     }
     let g = conv_geom(&input.shape, &weights.shape, &output.shape, params).ok()?;
@@ -67,29 +64,20 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<DwF32Plan> {
     })
 }
 
-fn widen(t: &Tensor, bytes: &[u8], dst: &mut [u8]) -> KResult<()> {
+/// Writes a float constant's values as little-endian f32 into `dst` (f16 widened once, here).
+fn widen(src: &Operand<'_>, dst: &mut [u8]) -> KResult<()> {
     for (i, d) in dst.chunks_exact_mut(4).enumerate() {
-        let v = match t.dtype {
-            DType::F16 => {
-                let b = bytes.get(i * 2..i * 2 + 2).ok_or("constant shorter than its shape")?;
-                half::f16::from_le_bytes([b[0], b[1]]).to_f32()
-            }
-            _ => {
-                let b = bytes.get(i * 4..i * 4 + 4).ok_or("constant shorter than its shape")?;
-                f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-            }
-        };
-        d.copy_from_slice(&v.to_le_bytes());
+        d.copy_from_slice(&src.get(i).ok_or("constant shorter than its shape")?.to_le_bytes());
     }
     Ok(())
 }
 
 pub fn pack(p: &DwF32Plan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
     let Op::Conv2d { weights, bias, .. } = op else { return Err("not a conv op") };
-    widen(weights, model.const_bytes(weights).ok_or("weights lie outside the weights blob")?, p.weights.get_mut(persistent)?)?;
+    widen(&super::float_const(weights, model)?, p.weights.get_mut(persistent)?)?;
     let dst = p.bias.get_mut(persistent)?;
     match bias {
-        Some(b) => widen(b, model.const_bytes(b).ok_or("bias lies outside the weights blob")?, dst),
+        Some(b) => widen(&super::float_const(b, model)?, dst),
         None => {
             dst.fill(0);
             Ok(())

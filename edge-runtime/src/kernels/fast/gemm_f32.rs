@@ -27,10 +27,6 @@ pub struct GemmF32Plan {
     pub activation: Activation,
 }
 
-fn is_const(t: &Tensor) -> bool {
-    matches!(t.storage, Storage::Weights { .. }) && matches!(t.dtype, DType::F32 | DType::F16)
-}
-
 fn is_act(t: &Tensor) -> bool {
     matches!(t.storage, Storage::Arena { .. }) && t.dtype == DType::F32
 }
@@ -39,7 +35,7 @@ fn is_act(t: &Tensor) -> bool {
 pub fn plan(op: &Op, at: &mut u32) -> Option<GemmF32Plan> {
     let (geom, bias, activation) = match op {
         Op::Conv2d { input, weights, bias, output, params, .. } => {
-            if !is_act(input) || !is_act(output) || !is_const(weights) {
+            if !is_act(input) || !is_act(output) || !super::is_float_const(weights) {
                 return None;
             }
             let g = conv_geom(&input.shape, &weights.shape, &output.shape, params).ok()?;
@@ -64,7 +60,7 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<GemmF32Plan> {
             (geom, bias, params.activation)
         }
         Op::FullyConnected { input, weights, bias, output, activation, .. } => {
-            if !is_act(input) || !is_act(output) || !is_const(weights) {
+            if !is_act(input) || !is_act(output) || !super::is_float_const(weights) {
                 return None;
             }
             let g = fc_geom(&input.shape, &weights.shape, &output.shape).ok()?;
@@ -87,7 +83,7 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<GemmF32Plan> {
         }
         _ => return None,
     };
-    if bias.is_some_and(|b| !is_const(&b) || b.shape.checked_len() != Some(geom.out_c as usize)) {
+    if bias.is_some_and(|b| !super::is_float_const(&b) || b.shape.checked_len() != Some(geom.out_c as usize)) {
         return None;
     }
     let k = (geom.k_h as usize).checked_mul(geom.k_w as usize)?.checked_mul(geom.in_c as usize)?;
@@ -101,44 +97,30 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<GemmF32Plan> {
     Some(GemmF32Plan { geom, k: u32::try_from(k).ok()?, packed, bias, activation })
 }
 
-/// Element `i` of an f32 or f16 constant's little-endian bytes.
-fn elem(t: &Tensor, bytes: &[u8], i: usize) -> KResult<f32> {
-    const E: &str = "constant shorter than its shape";
-    Ok(match t.dtype {
-        DType::F16 => {
-            let b = bytes.get(i * 2..i * 2 + 2).ok_or(E)?;
-            half::f16::from_le_bytes([b[0], b[1]]).to_f32()
-        }
-        _ => {
-            let b = bytes.get(i * 4..i * 4 + 4).ok_or(E)?;
-            f32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        }
-    })
-}
-
 pub fn pack(p: &GemmF32Plan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
     let (wt, bias) = match op {
         Op::Conv2d { weights, bias, .. } | Op::FullyConnected { weights, bias, .. } => (weights, bias),
         _ => return Err("not a conv or fully connected op"),
     };
-    let w = model.const_bytes(wt).ok_or("weights lie outside the weights blob")?;
+    const E: &str = "constant shorter than its shape";
+    let w = super::float_const(wt, model)?;
     let (k, oc) = (p.k as usize, p.geom.out_c as usize);
     let dst = p.packed.get_mut(persistent)?;
     for (i, d) in dst.chunks_exact_mut(4).enumerate() {
         let (b, rest) = (i / (k * 8), i % (k * 8));
         let (kk, lane) = (rest / 8, rest % 8);
         let c = b * 8 + lane;
-        let v = if c < oc { elem(wt, w, c * k + kk)? } else { 0.0 };
+        let v = if c < oc { w.get(c * k + kk).ok_or(E)? } else { 0.0 };
         d.copy_from_slice(&v.to_le_bytes());
     }
     let dst = p.bias.get_mut(persistent)?;
     let b = match bias {
-        Some(t) => Some((t, model.const_bytes(t).ok_or("bias lies outside the weights blob")?)),
+        Some(t) => Some(super::float_const(t, model)?),
         None => None,
     };
     for (c, d) in dst.chunks_exact_mut(4).enumerate() {
         let v = match b {
-            Some((t, bytes)) if c < oc => elem(t, bytes, c)?,
+            Some(b) if c < oc => b.get(c).ok_or(E)?,
             _ => 0.0,
         };
         d.copy_from_slice(&v.to_le_bytes());

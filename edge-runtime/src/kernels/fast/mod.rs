@@ -212,6 +212,16 @@ impl<'a> ChannelData<'a> {
     }
 }
 
+/// An f32 or f16 constant (weights, bias) of the float fast kernels.
+fn is_float_const(t: &Tensor) -> bool {
+    matches!(t.storage, rsim_model::Storage::Weights { .. }) && matches!(t.dtype, rsim_model::DType::F32 | rsim_model::DType::F16)
+}
+
+/// A float constant's values, read through the float kernels' own [`Operand`](crate::kernels::float::Operand).
+fn float_const<'w>(t: &Tensor, model: &Model<'w>) -> KResult<crate::kernels::float::Operand<'w>> {
+    crate::kernels::float::operand(t, model.const_bytes(t).ok_or("constant lies outside the weights blob")?)
+}
+
 fn per_tensor_zp(t: &Tensor) -> Option<i32> {
     match t.quant {
         Quant::PerTensor { zero_point, .. } if (-128..=127).contains(&zero_point) => Some(zero_point),

@@ -128,7 +128,7 @@ fn f32s(b: &[u8]) -> Result<&[f32], &'static str> {
 }
 
 /// Typed view of a read-only tensor: aligned slices when the bytes allow, byte arrays otherwise.
-fn operand<'b>(t: &Tensor, b: &'b [u8]) -> Result<Operand<'b>, &'static str> {
+pub(crate) fn operand<'b>(t: &Tensor, b: &'b [u8]) -> Result<Operand<'b>, &'static str> {
     let odd = "tensor byte length is not a whole number of elements";
     match t.dtype {
         DType::F32 => Ok(match bytemuck::try_cast_slice(b) {

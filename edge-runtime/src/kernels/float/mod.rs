@@ -16,7 +16,7 @@ pub mod pool;
 pub mod transpose;
 
 mod dispatch;
-pub(crate) use dispatch::{eval, prepare};
+pub(crate) use dispatch::{eval, operand, prepare};
 
 /// An element a kernel can read as f32: f32 itself, an f16 bit pattern (`u16`), or the same as
 /// little-endian bytes (`[u8; 4]`, `[u8; 2]`) for constants in model bytes that are not aligned in
