@@ -229,6 +229,19 @@ pub fn widen_scalar(src: &[u8], off: i16, dst: &mut [i16]) {
     }
 }
 
+/// What a SIMD [`Micro::micro`] checks before its unchecked loads: even `kc`, one or two blocks, and
+/// `a` / `w` long enough for MR rows and `nb` blocks.
+#[inline(always)]
+pub fn check_micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize) -> KResult<()> {
+    if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
+        return Err("gemm micro-kernel called with a bad shape");
+    }
+    if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
+        return Err("gemm operands shorter than planned");
+    }
+    Ok(())
+}
+
 /// Plain Rust inner loops (any target).
 pub struct Portable;
 

@@ -17,12 +17,7 @@ pub struct Neon;
 impl Micro for Neon {
     #[inline(always)]
     fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
-        if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
-            return Err("gemm micro-kernel called with a bad shape");
-        }
-        if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
-            return Err("gemm operands shorter than planned");
-        }
+        super::gemm::check_micro(a, lda, kc, w, bstride, nb)?;
         for b in 0..nb {
             // SAFETY: rows 0..MR of `a` hold `kc` i16 at stride `lda`; block `b` of `w` holds `kc / 2`
             // 16-byte groups (checked above); NEON is always present on aarch64.

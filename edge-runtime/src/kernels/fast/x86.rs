@@ -29,12 +29,7 @@ unsafe fn rows_avx2(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &
 impl Micro for Avx2 {
     #[inline(always)]
     fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
-        if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
-            return Err("gemm micro-kernel called with a bad shape");
-        }
-        if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
-            return Err("gemm operands shorter than planned");
-        }
+        super::gemm::check_micro(a, lda, kc, w, bstride, nb)?;
         // SAFETY: AVX2 was detected (module doc); `a` holds MR rows of `kc` at stride `lda` and `w` holds
         // `nb` blocks of `kc / 2` 16-byte pairs at stride `bstride` (checked above).
         unsafe { micro_avx2(a.as_ptr(), lda, kc / 2, w.as_ptr(), bstride, nb, first, acc) };
