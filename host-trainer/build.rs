@@ -11,7 +11,13 @@ fn main() {
     // bf16 autocast shim (csrc/autocast.cpp) against the same libtorch's headers.
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     if let Some(include) = lib.parent().map(|p| p.join("include")).filter(|i| i.join("c10").exists()) {
-        cc::Build::new().cpp(true).std("c++17").file("csrc/autocast.cpp").include(include).warnings(false).compile("rsim_autocast");
+        cc::Build::new()
+            .cpp(true)
+            .std("c++17")
+            .file("csrc/autocast.cpp")
+            .include(include)
+            .warnings(false)
+            .compile("rsim_autocast");
     } else {
         println!("cargo:warning=libtorch headers not found next to {}; bf16 autocast is unavailable", lib.display());
         println!("cargo:rustc-cfg=rsim_no_autocast_shim");

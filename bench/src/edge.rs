@@ -76,7 +76,11 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
             "--no-python" => a.python = false,
             "--threads" => {
                 let v = value()?;
-                a.threads = v.parse().ok().filter(|t| (1..=16).contains(t)).ok_or(format!("--threads: '{v}' is not a count in 1..=16"))?;
+                a.threads = v
+                    .parse()
+                    .ok()
+                    .filter(|t| (1..=16).contains(t))
+                    .ok_or(format!("--threads: '{v}' is not a count in 1..=16"))?;
             }
             "--min-time" => {
                 let v = value()?;
@@ -87,7 +91,8 @@ fn parse(args: &[String]) -> Result<Option<Args>, String> {
                 a.min_time = s;
             }
             "--models" => {
-                let names: Vec<String> = value()?.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+                let names: Vec<String> =
+                    value()?.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
                 for n in &names {
                     if !SPECS.iter().any(|s| s.name == n) {
                         let known: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
@@ -328,7 +333,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 continue;
             }
         };
-        eprintln!("rsim-bench edge: {}: prepared in {:.1} s; measuring {} engines", spec.name, t0.elapsed().as_secs_f64(), cands.len());
+        eprintln!(
+            "rsim-bench edge: {}: prepared in {:.1} s; measuring {} engines",
+            spec.name,
+            t0.elapsed().as_secs_f64(),
+            cands.len()
+        );
         let mut model_rows = measure(spec.name, cands, a.min_time, &mut py, &mut skips);
         finish_rows(&mut model_rows, &peak);
         model_info.push(json!({"name": spec.name, "what": spec.what, "macs": model_rows.first().map(|r| r.macs)}));
@@ -466,24 +476,48 @@ fn with_threads(mut cands: Vec<Candidate>, threads: usize) -> Vec<Candidate> {
 }
 
 /// Builds the model's forms and every engine that can run them.
-fn prepare(spec: &Spec, models_root: &Path, tmp: &Path, py: &mut Python, skips: &mut Skips) -> Result<Vec<Candidate>, String> {
+fn prepare(
+    spec: &Spec,
+    models_root: &Path,
+    tmp: &Path,
+    py: &mut Python,
+    skips: &mut Skips,
+) -> Result<Vec<Candidate>, String> {
     let mut cands = Vec::new();
     let name = spec.name;
     match spec.source {
         Source::Tflite { folder, file } => {
             let path = models_root.join(folder).join(file);
-            let tflite = std::fs::read(&path).map_err(|e| format!("{}: {e} (set RSIM_MODELS to the peer models folder)", path.display()))?;
-            let int8 = convert(&tflite, &ConvertOptions { source: file.into(), ..Default::default() }).map_err(|e| format!("{}: {e}", path.display()))?.bytes;
+            let tflite = std::fs::read(&path)
+                .map_err(|e| format!("{}: {e} (set RSIM_MODELS to the peer models folder)", path.display()))?;
+            let int8 = convert(&tflite, &ConvertOptions { source: file.into(), ..Default::default() })
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .bytes;
             let macs = zoo::macs(&int8)?;
             let input = zoo::random_bytes(zoo::input_len(&int8)?, SEED);
             let input_path = tmp.join(format!("{name}-int8.input"));
             write(&input_path, &input)?;
-            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: input.clone(), threads: 1 }, macs });
+            cands.push(Candidate {
+                engine: "rsim-edge",
+                precision: "int8",
+                runner: Runner::Rsim { model: Aligned::new(&int8), input: input.clone(), threads: 1 },
+                macs,
+            });
             let qdq = onnx_of(&int8).and_then(|b| {
                 let p = tmp.join(format!("{name}-int8-qdq.onnx"));
                 write(&p, &b).map(|_| p)
             });
-            add_py(&mut cands, py, skips, name, "onnxruntime", "int8", qdq.map_err(|e| format!("QDQ export: {e}")), &input_path, macs);
+            add_py(
+                &mut cands,
+                py,
+                skips,
+                name,
+                "onnxruntime",
+                "int8",
+                qdq.map_err(|e| format!("QDQ export: {e}")),
+                &input_path,
+                macs,
+            );
             add_py(&mut cands, py, skips, name, "litert", "int8", Ok(path), &input_path, macs);
         }
         Source::Random { arch, size, classes } => {
@@ -494,16 +528,36 @@ fn prepare(spec: &Spec, models_root: &Path, tmp: &Path, py: &mut Python, skips: 
             let (macs_f, macs_q) = (zoo::macs(&f32m)?, zoo::macs(&int8)?);
             let in_f = zoo::input_bytes(&f32m, &images[0], size)?;
             let in_q = zoo::input_bytes(&int8, &images[0], size)?;
-            let (in_f_path, in_q_path) = (tmp.join(format!("{name}-f32.input")), tmp.join(format!("{name}-int8.input")));
+            let (in_f_path, in_q_path) =
+                (tmp.join(format!("{name}-f32.input")), tmp.join(format!("{name}-int8.input")));
             write(&in_f_path, &in_f)?;
             write(&in_q_path, &in_q)?;
             let floats: Vec<f32> = in_f.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
 
-            cands.push(Candidate { engine: "rsim-edge", precision: "int8", runner: Runner::Rsim { model: Aligned::new(&int8), input: in_q, threads: 1 }, macs: macs_q });
-            cands.push(Candidate { engine: "rsim-edge", precision: "f32", runner: Runner::Rsim { model: Aligned::new(&f32m), input: in_f, threads: 1 }, macs: macs_f });
+            cands.push(Candidate {
+                engine: "rsim-edge",
+                precision: "int8",
+                runner: Runner::Rsim { model: Aligned::new(&int8), input: in_q, threads: 1 },
+                macs: macs_q,
+            });
+            cands.push(Candidate {
+                engine: "rsim-edge",
+                precision: "f32",
+                runner: Runner::Rsim { model: Aligned::new(&f32m), input: in_f, threads: 1 },
+                macs: macs_f,
+            });
             let onnx_f = onnx_of(&f32m).map_err(|e| format!("ONNX export: {e}"));
-            match onnx_f.as_ref().map_err(Clone::clone).and_then(|b| TractModel::from_onnx(b).map_err(|e| e.to_string())) {
-                Ok(t) => cands.push(Candidate { engine: "tract", precision: "f32", runner: Runner::Tract { model: Box::new(t), input: floats }, macs: macs_f }),
+            match onnx_f
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|b| TractModel::from_onnx(b).map_err(|e| e.to_string()))
+            {
+                Ok(t) => cands.push(Candidate {
+                    engine: "tract",
+                    precision: "f32",
+                    runner: Runner::Tract { model: Box::new(t), input: floats },
+                    macs: macs_f,
+                }),
                 Err(e) => skips.add(name, "tract f32", e),
             }
             let f_path = onnx_f.and_then(|b| {
@@ -579,7 +633,8 @@ fn measure(model: &str, mut cands: Vec<Candidate>, min_time: f64, py: &mut Pytho
 
 /// Ratio to the fastest peer (non-rsim) median and % of peak for one model's rows.
 fn finish_rows(rows: &mut [Row], peak: &Peak) {
-    let fastest_peer = rows.iter().filter(|r| !r.engine.starts_with("rsim-edge")).map(|r| r.median_s).fold(f64::INFINITY, f64::min);
+    let fastest_peer =
+        rows.iter().filter(|r| !r.engine.starts_with("rsim-edge")).map(|r| r.median_s).fold(f64::INFINITY, f64::min);
     for r in rows.iter_mut() {
         r.ratio = fastest_peer.is_finite().then(|| r.median_s / fastest_peer);
         let peak_macs = if r.precision == "int8" { peak.int8_macs } else { peak.f32_flops / 2.0 };
@@ -598,7 +653,9 @@ fn print_table(rows: &[Row], peak: &Peak, cpu: &str, min_time: f64) {
         peak.int8_kernel,
         peak.f32_flops / 1e9,
         peak.f32_kernel,
-        peak.int8_madd_only_macs.map(|m| format!("; vpmaddwd alone {:.1} GMAC/s (not used)", m / 1e9)).unwrap_or_default()
+        peak.int8_madd_only_macs
+            .map(|m| format!("; vpmaddwd alone {:.1} GMAC/s (not used)", m / 1e9))
+            .unwrap_or_default()
     );
     println!(
         "{:<20} {:>8} {:<12} {:<5} {:>11} {:>11} {:>9} {:>7} {:>6}",
@@ -633,7 +690,12 @@ fn print_table(rows: &[Row], peak: &Peak, cpu: &str, min_time: f64) {
 fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|v| v.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_else(|| format!("unknown {} CPU", std::env::consts::ARCH))
 }
 
@@ -677,7 +739,18 @@ mod tests {
     #[test]
     fn flags() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let a = parse(&s(&["--quick", "--min-time", "0.5", "--models", "ic-resnet8,kws-dscnn", "--no-python", "--json", "x.json"])).unwrap().unwrap();
+        let a = parse(&s(&[
+            "--quick",
+            "--min-time",
+            "0.5",
+            "--models",
+            "ic-resnet8,kws-dscnn",
+            "--no-python",
+            "--json",
+            "x.json",
+        ]))
+        .unwrap()
+        .unwrap();
         assert!(a.quick && !a.python);
         assert_eq!(a.min_time, 0.5);
         assert_eq!(a.models.unwrap(), vec!["ic-resnet8", "kws-dscnn"]);

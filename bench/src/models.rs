@@ -67,7 +67,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("rsim bench (single thread; median of >= 3 runs over >= {:.1} s each)\n", a.min_time.as_secs_f64());
     println!(
         "{:<16} {:>4} {:>11} {:>11} {:>11} {:>11} {:>9} {:>11} {:>11} {:>6} {:>10}",
-        "model", "size", "rsim f32", "rsim int8", "tract f32", "f32 ratio", "int8/f32", "model B", "arena B", "/bound", "open"
+        "model",
+        "size",
+        "rsim f32",
+        "rsim int8",
+        "tract f32",
+        "f32 ratio",
+        "int8/f32",
+        "model B",
+        "arena B",
+        "/bound",
+        "open"
     );
     for &size in sizes {
         for arch in [Arch::MobileNetV2 { width: 1.0 }, Arch::ResNet18] {
@@ -104,7 +114,8 @@ fn bench_one(arch: Arch, size: usize, a: &Args) -> Result<(), String> {
     let mut engine = Engine::new(bytes, &mut arena).map_err(|e| format!("{name}: {e}"))?;
     let rsim = time(a.min_time, || engine.run_f32(&x).expect("rsim-edge run"));
 
-    let int8 = zoo::ptq_int8(&e.bytes, &zoo::random_images(4, size, a.seed ^ 0xCA1), size).map_err(|e| format!("{name} int8 PTQ: {e}"))?;
+    let int8 = zoo::ptq_int8(&e.bytes, &zoo::random_images(4, size, a.seed ^ 0xCA1), size)
+        .map_err(|e| format!("{name} int8 PTQ: {e}"))?;
     let int8 = zoo::Aligned::new(&int8);
     let mut arena8 = zoo::arena_for(int8.bytes())?;
     let mut engine8 = Engine::new(int8.bytes(), &mut arena8).map_err(|e| format!("{name} int8: {e}"))?;

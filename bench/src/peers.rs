@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// Python packages the peers need: (import name, pip name).
-const PACKAGES: &[(&str, &str)] = &[("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert.interpreter", "ai-edge-litert")];
+const PACKAGES: &[(&str, &str)] =
+    &[("numpy", "numpy"), ("onnxruntime", "onnxruntime"), ("ai_edge_litert.interpreter", "ai-edge-litert")];
 
 pub struct Worker {
     child: Child,
@@ -65,7 +66,9 @@ pub fn ensure_venv(repo: &Path) -> Result<PathBuf, String> {
             .status();
         match st {
             Ok(s) if s.success() => {}
-            Ok(s) => eprintln!("rsim-bench: pip install {pip_name} failed ({s}); the peers that need it will be skipped"),
+            Ok(s) => {
+                eprintln!("rsim-bench: pip install {pip_name} failed ({s}); the peers that need it will be skipped")
+            }
             Err(e) => eprintln!("rsim-bench: cannot run pip ({e}); the peers that need {pip_name} will be skipped"),
         }
     }
@@ -86,7 +89,8 @@ impl Worker {
             .map_err(|e| format!("cannot start {} {}: {e}", python.display(), script.display()))?;
         let stdin = child.stdin.take().ok_or("no stdin pipe")?;
         let stdout = BufReader::new(child.stdout.take().ok_or("no stdout pipe")?);
-        let mut w = Worker { child, stdin: Some(stdin), stdout, hello: Value::Null, stderr_log: stderr_log.to_path_buf() };
+        let mut w =
+            Worker { child, stdin: Some(stdin), stdout, hello: Value::Null, stderr_log: stderr_log.to_path_buf() };
         w.hello = w.read()?;
         Ok(w)
     }

@@ -34,7 +34,9 @@ pub fn arena_for(model: &[u8]) -> Result<Vec<u8>, String> {
 
 /// A float `.rsm` of `arch` with random weights (3 bands).
 pub fn random_f32(arch: Arch, size: usize, classes: usize, seed: u64) -> Result<Vec<u8>, String> {
-    Ok(export(&ExportOptions::random(arch, 3, size, Some(classes), seed)).map_err(|e| format!("{}: {e}", arch.name()))?.bytes)
+    Ok(export(&ExportOptions::random(arch, 3, size, Some(classes), seed))
+        .map_err(|e| format!("{}: {e}", arch.name()))?
+        .bytes)
 }
 
 /// Random u8 RGB images of `size` x `size` (what a camera would hand the runtime).
@@ -53,7 +55,8 @@ pub fn ptq_int8(float_rsm: &[u8], images: &[Vec<u8>], size: usize) -> Result<Vec
         engine.set_input_image_u8(img, size as u32, size as u32, 3).map_err(|e| e.to_string())?;
         engine.invoke_observed(&mut |_, op, out| obs.observe_le_f32(op.output().id, out)).map_err(|e| e.to_string())?;
     }
-    quantize_model(float_rsm, &obs.ranges(), &PtqOptions { calibrator: "minmax".into(), ..Default::default() }).map_err(|e| e.to_string())
+    quantize_model(float_rsm, &obs.ranges(), &PtqOptions { calibrator: "minmax".into(), ..Default::default() })
+        .map_err(|e| e.to_string())
 }
 
 /// The graph input's raw bytes after preprocessing `image` (f32 LE or int8, as the model takes).

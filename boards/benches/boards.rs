@@ -4,13 +4,13 @@
 //! Run: `cargo bench -p rsim-boards --bench boards` (`-- --no-emulation` skips the QEMU part).
 
 use rsim_boards::clock::StdClock;
+use rsim_boards::demo::tiny_f32_model as model;
 use rsim_boards::flash::emu::RamFlash;
 use rsim_boards::flash::host::{Outcome, Sender, SenderConfig};
 use rsim_boards::flash::{BoardLimits, Layout, SelfTest, Updater};
 use rsim_boards::onboard::{EngineClassifier, FrameInfo, FrameSource, LoopConfig, OnboardLoop};
 use rsim_boards::sim::{run_flash, Faults, Wire};
 use rsim_boards::wire::{FrameReader, Msg};
-use rsim_boards::demo::tiny_f32_model as model;
 use sha2::{Digest, Sha256};
 
 #[path = "../tests/emulation/mod.rs"]
@@ -66,7 +66,15 @@ fn loop_bench() {
     let mut arena_buf = vec![0u8; 32 * 1024];
     let mut clf = EngineClassifier::new(&m, &mut arena_buf).expect("bench model must load");
     let mut tile = vec![0u8; 32 * 32 * 3];
-    let cfg = LoopConfig { tile: 32, stride: 32, top_k: 3, deadline_us: 10_000_000, heartbeat_us: 1_000_000, smoothing: None, send_raw_output: false };
+    let cfg = LoopConfig {
+        tile: 32,
+        stride: 32,
+        top_k: 3,
+        deadline_us: 10_000_000,
+        heartbeat_us: 1_000_000,
+        smoothing: None,
+        send_raw_output: false,
+    };
     let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
     let mut frame = vec![0u8; 256 * 256 * 3];
     let frames = 20;

@@ -50,7 +50,10 @@ fn main() {
         (frames, (w, h, c), false)
     } else if let Some(input) = read_var("RSIM_FW_INPUT", "raw input tensors back to back") {
         if input.is_empty() || input.len() % tensor != 0 {
-            fail(&format!("RSIM_FW_INPUT has {} bytes, not a whole number of {tensor}-byte input tensors", input.len()));
+            fail(&format!(
+                "RSIM_FW_INPUT has {} bytes, not a whole number of {tensor}-byte input tensors",
+                input.len()
+            ));
         }
         (input, (tensor as u32, 1, 1), true)
     } else {
@@ -87,7 +90,15 @@ fn main() {
         (w * h * c) as usize
     );
     fs::write(out.join("model_consts.rs"), consts).expect("write model_consts.rs into OUT_DIR");
-    for v in ["RSIM_FW_FRAME", "RSIM_FW_TILE", "RSIM_FW_STRIDE", "RSIM_FW_TOP_K", "RSIM_FW_DEADLINE_MS", "RSIM_FW_REPEAT", "RSIM_FW_HEX"] {
+    for v in [
+        "RSIM_FW_FRAME",
+        "RSIM_FW_TILE",
+        "RSIM_FW_STRIDE",
+        "RSIM_FW_TOP_K",
+        "RSIM_FW_DEADLINE_MS",
+        "RSIM_FW_REPEAT",
+        "RSIM_FW_HEX",
+    ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
 }

@@ -15,10 +15,34 @@ pub fn tiny_f32_model(pad: usize) -> Vec<u8> {
     let mut w = WeightsBuilder::default();
     let cw: Vec<f32> = (0..16 * 27).map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0).collect();
     let fw: Vec<f32> = (0..160).map(|i| ((i * 53 % 97) as f32 - 48.0) / 100.0).collect();
-    let conv_w = Tensor { id: 10, dtype: DType::F32, shape: Shape::new(&[16, 3, 3, 3]), storage: Storage::Weights { offset: w.push_f32(&cw).offset }, quant: Quant::None };
-    let conv_b = Tensor { id: 11, dtype: DType::F32, shape: Shape::new(&[16]), storage: Storage::Weights { offset: w.push_f32(&[0.01; 16]).offset }, quant: Quant::None };
-    let fc_w = Tensor { id: 12, dtype: DType::F32, shape: Shape::new(&[10, 16]), storage: Storage::Weights { offset: w.push_f32(&fw).offset }, quant: Quant::None };
-    let fc_b = Tensor { id: 13, dtype: DType::F32, shape: Shape::new(&[10]), storage: Storage::Weights { offset: w.push_f32(&[0.0; 10]).offset }, quant: Quant::None };
+    let conv_w = Tensor {
+        id: 10,
+        dtype: DType::F32,
+        shape: Shape::new(&[16, 3, 3, 3]),
+        storage: Storage::Weights { offset: w.push_f32(&cw).offset },
+        quant: Quant::None,
+    };
+    let conv_b = Tensor {
+        id: 11,
+        dtype: DType::F32,
+        shape: Shape::new(&[16]),
+        storage: Storage::Weights { offset: w.push_f32(&[0.01; 16]).offset },
+        quant: Quant::None,
+    };
+    let fc_w = Tensor {
+        id: 12,
+        dtype: DType::F32,
+        shape: Shape::new(&[10, 16]),
+        storage: Storage::Weights { offset: w.push_f32(&fw).offset },
+        quant: Quant::None,
+    };
+    let fc_b = Tensor {
+        id: 13,
+        dtype: DType::F32,
+        shape: Shape::new(&[10]),
+        storage: Storage::Weights { offset: w.push_f32(&[0.0; 10]).offset },
+        quant: Quant::None,
+    };
     w.push_bytes(&vec![0x5A; pad]);
     let input = arena_tensor(0, &[1, 32, 32, 3], 0); // 12,288 B
     let conv = arena_tensor(1, &[1, 16, 16, 16], 12_288); // 16,384 B
@@ -28,10 +52,30 @@ pub fn tiny_f32_model(pad: usize) -> Vec<u8> {
     let sm = arena_tensor(5, &[1, 10], 128);
     let pad0 = Padding { top: 0, bottom: 1, left: 0, right: 1 };
     let ops = [
-        Op::Conv2d { input, weights: conv_w, bias: Some(conv_b), output: conv, params: Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: pad0, groups: 1, activation: Activation::Relu }, requant: None },
+        Op::Conv2d {
+            input,
+            weights: conv_w,
+            bias: Some(conv_b),
+            output: conv,
+            params: Conv2dParams {
+                stride: [2, 2],
+                dilation: [1, 1],
+                padding: pad0,
+                groups: 1,
+                activation: Activation::Relu,
+            },
+            requant: None,
+        },
         Op::GlobalAvgPool { input: conv, output: gap, requant: None },
         Op::Reshape { input: gap, output: gap2 },
-        Op::FullyConnected { input: gap2, weights: fc_w, bias: Some(fc_b), output: fc, activation: Activation::None, requant: None },
+        Op::FullyConnected {
+            input: gap2,
+            weights: fc_w,
+            bias: Some(fc_b),
+            output: fc,
+            activation: Activation::None,
+            requant: None,
+        },
         Op::Softmax { input: fc, output: sm, beta: 1.0, quant: None },
     ];
     let info = ModelInfo {
@@ -48,7 +92,13 @@ pub fn tiny_f32_model(pad: usize) -> Vec<u8> {
 }
 
 fn i8_arena(id: u16, dims: &[u32], offset: u32, scale: f32, zero_point: i32) -> Tensor {
-    Tensor { id, dtype: DType::I8, shape: Shape::new(dims), storage: Storage::Arena { offset }, quant: Quant::PerTensor { scale, zero_point } }
+    Tensor {
+        id,
+        dtype: DType::I8,
+        shape: Shape::new(dims),
+        storage: Storage::Arena { offset },
+        quant: Quant::PerTensor { scale, zero_point },
+    }
 }
 
 /// Deterministic weights in -63..=63 (no RNG dependency; the same bytes on every host).
@@ -73,8 +123,13 @@ pub fn tiny_int8_model() -> Vec<u8> {
         let weights = w.tensor(ids.0, DType::I8, dims, &data, Quant::PerChannel { axis, scales: blob });
         let bias: Vec<u8> = (0..ch).flat_map(|c| ((c as i32 * 37 % 21 - 10) * 50).to_le_bytes()).collect();
         let bias = w.tensor(ids.1, DType::I32, &[ch as u32], &bias, Quant::None);
-        let (m, s): (Vec<i32>, Vec<i32>) = scales.iter().map(|&sw| conv_multiplier(s_in, sw, s_out).expect("multiplier in range")).unzip();
-        let requant = Requant { multiplier: Multiplier::PerChannel { mult: w.push_i32(&m), shift: w.push_i32(&s) }, act_min: -128, act_max: 127 };
+        let (m, s): (Vec<i32>, Vec<i32>) =
+            scales.iter().map(|&sw| conv_multiplier(s_in, sw, s_out).expect("multiplier in range")).unzip();
+        let requant = Requant {
+            multiplier: Multiplier::PerChannel { mult: w.push_i32(&m), shift: w.push_i32(&s) },
+            act_min: -128,
+            act_max: 127,
+        };
         (weights, bias, requant)
     };
     let input = i8_arena(0, &[1, 32, 32, 3], 0, s_in, -128); // 3,072 B
@@ -91,11 +146,25 @@ pub fn tiny_int8_model() -> Vec<u8> {
     let (mult, shift) = fc_multiplier(s_c2, s_fw, s_fc).expect("multiplier in range");
     let t10 = i8_arena(10, &[1, 10], 2048, s_fc, 0);
     let t11 = i8_arena(11, &[1, 10], 2064, 1.0 / 256.0, -128);
-    let (input_multiplier, input_left_shift, diff_min) = softmax_params(1.0, s_fc).expect("softmax parameters in range");
-    let conv_params = |stride, groups| Conv2dParams { stride: [stride, stride], dilation: [1, 1], padding: pad, groups, activation: Activation::Relu };
+    let (input_multiplier, input_left_shift, diff_min) =
+        softmax_params(1.0, s_fc).expect("softmax parameters in range");
+    let conv_params = |stride, groups| Conv2dParams {
+        stride: [stride, stride],
+        dilation: [1, 1],
+        padding: pad,
+        groups,
+        activation: Activation::Relu,
+    };
     let ops = [
         Op::Conv2d { input, weights: c1w, bias: Some(c1b), output: t3, params: conv_params(2, 1), requant: Some(c1r) },
-        Op::Conv2d { input: t3, weights: dww, bias: Some(dwb), output: t6, params: conv_params(2, 8), requant: Some(dwr) },
+        Op::Conv2d {
+            input: t3,
+            weights: dww,
+            bias: Some(dwb),
+            output: t6,
+            params: conv_params(2, 8),
+            requant: Some(dwr),
+        },
         Op::Reshape { input: t6, output: t7 },
         Op::FullyConnected {
             input: t7,
@@ -105,7 +174,12 @@ pub fn tiny_int8_model() -> Vec<u8> {
             activation: Activation::None,
             requant: Some(Requant { multiplier: Multiplier::PerTensor { mult, shift }, act_min: -128, act_max: 127 }),
         },
-        Op::Softmax { input: t10, output: t11, beta: 1.0, quant: Some(SoftmaxQuant { input_multiplier, input_left_shift, diff_min }) },
+        Op::Softmax {
+            input: t10,
+            output: t11,
+            beta: 1.0,
+            quant: Some(SoftmaxQuant { input_multiplier, input_left_shift, diff_min }),
+        },
     ];
     let info = ModelInfo {
         name: "tiny-int8-conv-dw-fc",

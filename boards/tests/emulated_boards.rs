@@ -22,7 +22,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn loop_config() -> LoopConfig {
-    LoopConfig { tile: TILE, stride: TILE, top_k: TOP_K, deadline_us: DEADLINE_MS * 1000, heartbeat_us: 1_000_000, smoothing: None, send_raw_output: true }
+    LoopConfig {
+        tile: TILE,
+        stride: TILE,
+        top_k: TOP_K,
+        deadline_us: DEADLINE_MS * 1000,
+        heartbeat_us: 1_000_000,
+        smoothing: None,
+        send_raw_output: true,
+    }
 }
 
 struct Frames(std::vec::IntoIter<Vec<u8>>);
@@ -48,7 +56,6 @@ fn host_stream(model: &[u8], frames: &[Vec<u8>]) -> Vec<u8> {
     while lp.step(&mut src, &mut frame, &mut clf, &mut link).expect("host loop") {}
     link
 }
-
 
 /// Decodes a byte capture with the ground station (`rsim ground --replay`).
 fn ground(bytes: &[u8], dir: &Path, name: &str) -> GroundReport {
@@ -124,7 +131,11 @@ fn firmware_and_agent_telemetry_match_the_host_runtime() {
     // The host's own telemetry is consistent: top-1 and its q are the raw output's argmax and byte.
     for (t, (fid, idx, raw)) in host.telemetry.iter().zip(&host.raw_outputs) {
         assert_eq!((t.frame_id, t.tile_index), (*fid, *idx));
-        let best = raw.iter().enumerate().max_by(|a, b| (*a.1 as i8).cmp(&(*b.1 as i8)).then(b.0.cmp(&a.0))).map(|(i, _)| i as u16);
+        let best = raw
+            .iter()
+            .enumerate()
+            .max_by(|a, b| (*a.1 as i8).cmp(&(*b.1 as i8)).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i as u16);
         assert_eq!(Some(t.top[0].class), best, "host top-1 vs raw output {raw:?}");
         assert_eq!(t.top[0].q, raw[t.top[0].class as usize] as i8);
     }
@@ -134,7 +145,10 @@ fn firmware_and_agent_telemetry_match_the_host_runtime() {
         assert_eq!(rows(rep), rows(&host), "{board}: telemetry differs from the host runtime ({name})");
         assert_eq!(rep.raw_outputs, host.raw_outputs, "{board}: int8 outputs differ from the host runtime ({name})");
         let arena = host.telemetry[0].arena_hwm;
-        assert!(rep.telemetry.iter().all(|t| t.arena_hwm == arena), "{board}: arena high-water mark differs from the host's {arena}");
+        assert!(
+            rep.telemetry.iter().all(|t| t.arena_hwm == arena),
+            "{board}: arena high-water mark differs from the host's {arena}"
+        );
     }
     // Not every tile lands in one class: the comparison covers more than a constant answer.
     let mut classes: Vec<u16> = host.telemetry.iter().map(|t| t.top[0].class).collect();

@@ -38,7 +38,15 @@ fn board_on_tcp(mut dev: Dev) -> (String, std::thread::JoinHandle<Dev>) {
 }
 
 fn flash_args(addr: String, model: std::path::PathBuf) -> FlashArgs {
-    FlashArgs { link: LinkArgs { tcp: Some(addr), ..Default::default() }, model, chunk: 1024, window: 4096, timeout_ms: 500, retries: 5, no_local_check: false }
+    FlashArgs {
+        link: LinkArgs { tcp: Some(addr), ..Default::default() },
+        model,
+        chunk: 1024,
+        window: 4096,
+        timeout_ms: 500,
+        retries: 5,
+        no_local_check: false,
+    }
 }
 
 #[test]
@@ -79,7 +87,18 @@ fn ground_replay_writes_csv_and_class_map() {
     for i in 0..4u16 {
         let mut top = [Score::default(); TOP_K_MAX];
         top[0] = Score { class: i, q: 90, confidence: 0.9 };
-        let t = Telemetry { frame_id: 1, tile_index: i, tile_x: (i % 2) * 16, tile_y: (i / 2) * 16, tile_size: 16, count: 1, top, latency_us: 100, arena_hwm: 10, smoothed: false };
+        let t = Telemetry {
+            frame_id: 1,
+            tile_index: i,
+            tile_x: (i % 2) * 16,
+            tile_y: (i / 2) * 16,
+            tile_size: 16,
+            count: 1,
+            top,
+            latency_us: 100,
+            arena_hwm: 10,
+            smoothed: false,
+        };
         let n = encode(&Msg::Telemetry(t), &mut buf).unwrap();
         cap.extend_from_slice(&buf[..n]);
         if i == 1 {

@@ -69,7 +69,10 @@ fn wrong_announced_hash_is_refused() {
     wrong[0] ^= 1;
     let mut s = Sender::new(&img, wrong, SenderConfig::default());
     let (mut a, mut b) = (Wire::new(115_200, Faults::default(), 1), Wire::new(115_200, Faults::default(), 2));
-    assert_eq!(run_flash(&mut s, &mut dev, &mut a, &mut b, 60_000_000).outcome, Outcome::Refused(FlashErrorCode::HashMismatch));
+    assert_eq!(
+        run_flash(&mut s, &mut dev, &mut a, &mut b, 60_000_000).outcome,
+        Outcome::Refused(FlashErrorCode::HashMismatch)
+    );
     assert_clean(&mut dev, &old);
 }
 
@@ -101,7 +104,10 @@ fn interrupted_transfer_resumes_from_last_ack() {
     let mut rx: FrameReader = FrameReader::new();
     let mut now = 0;
     while s.progress().0 < 8192 {
-        let Some(m) = s.poll(now) else { now += 1; continue };
+        let Some(m) = s.poll(now) else {
+            now += 1;
+            continue;
+        };
         let n = encode(&m, &mut buf).unwrap();
         let mut reply = None;
         for &b in &buf[..n] {
@@ -124,6 +130,10 @@ fn interrupted_transfer_resumes_from_last_ack() {
     assert!(matches!(run.outcome, Outcome::Done { .. }));
     // Only the remainder crossed the link the second time (plus small frame overhead).
     let remaining = (img.len() as u32 - done_before) as u64;
-    assert!(a.counts.bytes < remaining + remaining / 5 + 200, "resent {} bytes for {remaining} remaining", a.counts.bytes);
+    assert!(
+        a.counts.bytes < remaining + remaining / 5 + 200,
+        "resent {} bytes for {remaining} remaining",
+        a.counts.bytes
+    );
     assert_eq!(booted_image(&mut dev).unwrap(), img);
 }

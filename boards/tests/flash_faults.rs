@@ -32,7 +32,8 @@ fn lossy_link_always_ends_new_active_or_old_active() {
         let mut rng = Rng::new(seed);
         // 1% to 2% of bytes dropped, corrupted, duplicated and delayed, in each direction.
         let p = 0.01 + rng.below(100) as f64 / 10_000.0;
-        let (mut h2d, mut d2h) = (Wire::new(BAUD, Faults::uniform(p), seed * 2 + 11), Wire::new(BAUD, Faults::uniform(p), seed * 2 + 12));
+        let (mut h2d, mut d2h) =
+            (Wire::new(BAUD, Faults::uniform(p), seed * 2 + 11), Wire::new(BAUD, Faults::uniform(p), seed * 2 + 12));
         let mut s = Sender::new(&new, sha(&new), cfg());
         let run = run_flash(&mut s, &mut dev, &mut h2d, &mut d2h, 120_000_000);
         faults.add(&h2d.counts);

@@ -59,7 +59,15 @@ impl Classifier for Fake<'_> {
 }
 
 fn cfg() -> LoopConfig {
-    LoopConfig { tile: 8, stride: 8, top_k: 2, deadline_us: 1_000_000, heartbeat_us: 50_000, smoothing: None, send_raw_output: true }
+    LoopConfig {
+        tile: 8,
+        stride: 8,
+        top_k: 2,
+        deadline_us: 1_000_000,
+        heartbeat_us: 50_000,
+        smoothing: None,
+        send_raw_output: true,
+    }
 }
 
 fn decode(bytes: &[u8]) -> (Vec<Telemetry>, Vec<Heartbeat>, Vec<Vec<u8>>) {
@@ -92,7 +100,10 @@ fn tiles_classify_and_report_over_the_link() {
     assert_eq!(tel.len(), 12, "2 frames x 3x2 tiles");
     for (i, t) in tel.iter().enumerate() {
         let (tx, ty) = ((i % 6) as u32 % 3, (i % 6) as u32 / 3);
-        assert_eq!((t.frame_id, t.tile_index, t.tile_x, t.tile_y, t.tile_size), (1 + i as u32 / 6, (i % 6) as u16, (tx * 8) as u16, (ty * 8) as u16, 8));
+        assert_eq!(
+            (t.frame_id, t.tile_index, t.tile_x, t.tile_y, t.tile_size),
+            (1 + i as u32 / 6, (i % 6) as u16, (tx * 8) as u16, (ty * 8) as u16, 8)
+        );
         let class = (10 * ty + tx) % 4;
         assert_eq!(t.count, 2);
         assert_eq!((t.top[0].class as u32, t.top[0].q), (class, 100));

@@ -125,7 +125,8 @@ impl<'m, 'a> Engine<'m, 'a> {
         };
         let mut high_water = 0;
         for t in [&model.info.input, &model.info.output] {
-            let (_, end) = exec::arena_span(t).ok_or(EngineError::BadInput { reason: "graph input/output must be arena tensors" })?;
+            let (_, end) = exec::arena_span(t)
+                .ok_or(EngineError::BadInput { reason: "graph input/output must be arena tensors" })?;
             if end > need {
                 return Err(EngineError::BadInput { reason: "graph input/output lies outside the arena" });
             }
@@ -150,9 +151,18 @@ impl<'m, 'a> Engine<'m, 'a> {
                 let mut at = 0u32;
                 let mut index = 0u32;
                 let recs = prepared::write_records(records, count, |_| -> Result<PreparedOp, EngineError> {
-                    let op = ops.next().ok_or(EngineError::BadInput { reason: "op count changed while preparing" })??;
-                    let kernel = if opts.kernels != Kernels::Reference { fast::plan(&op, &model, &mut at) } else { Kernel::Reference };
-                    fast::pack(&kernel, &op, &model, data).map_err(|reason| EngineError::Unsupported { op: index, name: op.name(), reason })?;
+                    let op =
+                        ops.next().ok_or(EngineError::BadInput { reason: "op count changed while preparing" })??;
+                    let kernel = if opts.kernels != Kernels::Reference {
+                        fast::plan(&op, &model, &mut at)
+                    } else {
+                        Kernel::Reference
+                    };
+                    fast::pack(&kernel, &op, &model, data).map_err(|reason| EngineError::Unsupported {
+                        op: index,
+                        name: op.name(),
+                        reason,
+                    })?;
                     index += 1;
                     Ok(PreparedOp { op, kernel })
                 })
@@ -160,7 +170,16 @@ impl<'m, 'a> Engine<'m, 'a> {
                 (Some(recs), &*data)
             }
         };
-        Ok(Engine { model, arena, prepared, persistent, isa, threads: opts.threads.max(1), high_water, kernels: opts.kernels })
+        Ok(Engine {
+            model,
+            arena,
+            prepared,
+            persistent,
+            isa,
+            threads: opts.threads.max(1),
+            high_water,
+            kernels: opts.kernels,
+        })
     }
 
     /// Kernel choice and persistent bytes decided in `new`.
@@ -225,7 +244,11 @@ impl<'m, 'a> Engine<'m, 'a> {
             None => {
                 for (i, op) in self.model.ops().enumerate() {
                     let op = op?;
-                    let kernel = if self.kernels != Kernels::Reference { fast::plan_lean(&op, &self.model) } else { Kernel::Reference };
+                    let kernel = if self.kernels != Kernels::Reference {
+                        fast::plan_lean(&op, &self.model)
+                    } else {
+                        Kernel::Reference
+                    };
                     let (s, e) = exec::run_op(i as u32, &op, &kernel, &ctx, self.arena)?;
                     f(i as u32, &op, self.arena.get(s..e).unwrap_or_default());
                 }
@@ -267,7 +290,13 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// Preprocesses an image of u8 pixels (`channels` bands, in the input spec's layout) into the
     /// graph input: resize, centre crop and normalize per the model's [`InputSpec`](rsim_model::InputSpec)
     /// (see [`preprocess`](mod@crate::preprocess)).
-    pub fn set_input_image_u8(&mut self, pixels: &[u8], width: u32, height: u32, channels: u32) -> Result<(), EngineError> {
+    pub fn set_input_image_u8(
+        &mut self,
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        channels: u32,
+    ) -> Result<(), EngineError> {
         let info = self.model.info;
         let q = input_quant(&info.input)?;
         let img = preprocess::Image { pixels, width, height, channels, layout: info.input_spec.layout };
@@ -298,7 +327,9 @@ impl<'m, 'a> Engine<'m, 'a> {
     pub fn output_f32(&self, out: &mut [f32]) -> Result<usize, EngineError> {
         let q = output_quant(&self.model.info.output)?;
         let n = self.output_len();
-        let dst = out.get_mut(..n).ok_or(EngineError::BadInput { reason: "output buffer is shorter than the graph output" })?;
+        let dst = out
+            .get_mut(..n)
+            .ok_or(EngineError::BadInput { reason: "output buffer is shorter than the graph output" })?;
         let bytes = self.output();
         for (i, d) in dst.iter_mut().enumerate() {
             *d = self.output_value(bytes, i, q).unwrap_or(0.0);

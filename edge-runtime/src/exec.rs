@@ -104,10 +104,9 @@ fn resolve<'x>(
     let bad = |reason| EngineError::Unsupported { op: op_index, name, reason };
     let len = t.byte_len().ok_or(bad("tensor size overflows"))?;
     match t.storage {
-        Storage::Weights { offset } => weights
-            .get(offset as usize..)
-            .and_then(|w| w.get(..len))
-            .ok_or(bad("constant lies outside the weights")),
+        Storage::Weights { offset } => {
+            weights.get(offset as usize..).and_then(|w| w.get(..len)).ok_or(bad("constant lies outside the weights"))
+        }
         Storage::Arena { offset } => {
             let (s, e) = (offset as usize, (offset as usize).checked_add(len).ok_or(bad("tensor size overflows"))?);
             if len == 0 {
@@ -132,7 +131,13 @@ pub(crate) struct RunCtx<'x> {
 }
 
 /// Runs one op over the arena with the kernel chosen for it. Returns the output's byte range.
-pub(crate) fn run_op(op_index: u32, op: &Op, kernel: &Kernel, ctx: &RunCtx<'_>, arena: &mut [u8]) -> Result<(usize, usize), EngineError> {
+pub(crate) fn run_op(
+    op_index: u32,
+    op: &Op,
+    kernel: &Kernel,
+    ctx: &RunCtx<'_>,
+    arena: &mut [u8],
+) -> Result<(usize, usize), EngineError> {
     let weights = ctx.weights;
     let bad = |reason| EngineError::Unsupported { op: op_index, name: op.name(), reason };
     let (o0, o1) = arena_span(op.output()).ok_or(bad("output must be an arena tensor"))?;
@@ -153,7 +158,8 @@ pub(crate) fn run_op(op_index: u32, op: &Op, kernel: &Kernel, ctx: &RunCtx<'_>, 
     }
     let ins = ins.get(..reads).ok_or(bad("too many input tensors"))?;
     if *kernel != Kernel::Reference {
-        fast::run(kernel, ctx.isa, ctx.threads, ins, ctx.persistent, weights, out).map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })?;
+        fast::run(kernel, ctx.isa, ctx.threads, ins, ctx.persistent, weights, out)
+            .map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })?;
     } else if is_int8(op) {
         int8::eval(op_index, op, weights, ins, out)?;
     } else {
@@ -162,7 +168,13 @@ pub(crate) fn run_op(op_index: u32, op: &Op, kernel: &Kernel, ctx: &RunCtx<'_>, 
     Ok((o0, o1))
 }
 
-fn reshape(op_index: u32, input: &Tensor, (o0, o1): (usize, usize), weights: &[u8], arena: &mut [u8]) -> Result<(), EngineError> {
+fn reshape(
+    op_index: u32,
+    input: &Tensor,
+    (o0, o1): (usize, usize),
+    weights: &[u8],
+    arena: &mut [u8],
+) -> Result<(), EngineError> {
     let bad = |reason| EngineError::Unsupported { op: op_index, name: "Reshape", reason };
     match arena_span(input) {
         Some((i0, i1)) => {

@@ -57,7 +57,9 @@ pub fn write_records<'b, E>(
     count: usize,
     mut make: impl FnMut(usize) -> Result<PreparedOp, E>,
 ) -> Option<Result<&'b [PreparedOp], E>> {
-    if bytes.as_ptr() as usize % align_of::<PreparedOp>() != 0 || bytes.len() < count.checked_mul(size_of::<PreparedOp>())? {
+    if bytes.as_ptr() as usize % align_of::<PreparedOp>() != 0
+        || bytes.len() < count.checked_mul(size_of::<PreparedOp>())?
+    {
         return None;
     }
     // SAFETY: the pointer is aligned for `PreparedOp` and `count` records fit in `bytes` (checked

@@ -68,7 +68,13 @@ pub fn taps(dst: usize, src: usize, out: usize) -> (usize, usize, f32) {
 }
 
 /// Fills `dst` (the raw input tensor, NHWC f32 or int8 per `quant`) from `img`.
-pub fn preprocess(img: &Image<'_>, spec: &InputSpec, shape: &Shape, quant: Option<(f32, i32)>, dst: &mut [u8]) -> Result<(), EngineError> {
+pub fn preprocess(
+    img: &Image<'_>,
+    spec: &InputSpec,
+    shape: &Shape,
+    quant: Option<(f32, i32)>,
+    dst: &mut [u8],
+) -> Result<(), EngineError> {
     let bad = |reason| EngineError::BadInput { reason };
     let (w, h, c) = (img.width as usize, img.height as usize, img.channels as usize);
     if img.channels != spec.channels {
@@ -126,7 +132,15 @@ mod tests {
     use rsim_model::MAX_BANDS;
 
     fn spec(h: u32, w: u32, c: u32, resize_shorter: u32) -> InputSpec {
-        InputSpec { height: h, width: w, channels: c, layout: Layout::Hwc, mean: [0.0; MAX_BANDS], std: [1.0; MAX_BANDS], resize_shorter }
+        InputSpec {
+            height: h,
+            width: w,
+            channels: c,
+            layout: Layout::Hwc,
+            mean: [0.0; MAX_BANDS],
+            std: [1.0; MAX_BANDS],
+            resize_shorter,
+        }
     }
 
     /// Runs preprocessing to f32 and returns the values scaled back to 0..255 pixel units.

@@ -46,7 +46,8 @@ impl TractModel {
 
     /// Converts an `.rsm` model with f32 input and output to ONNX and loads that (int8-I/O models are refused by name).
     pub fn from_rsm(model_bytes: &[u8]) -> Result<TractModel, TractError> {
-        let model = rsim_model::Model::parse(model_bytes).map_err(|e| TractError(format!("parsing the .rsm model: {e}")))?;
+        let model =
+            rsim_model::Model::parse(model_bytes).map_err(|e| TractError(format!("parsing the .rsm model: {e}")))?;
         let dtype = model.info.input.dtype;
         if dtype != rsim_model::DType::F32 {
             return Err(TractError(format!(
@@ -70,7 +71,11 @@ impl TractModel {
     pub fn run_f32(&self, input: &[f32]) -> Result<Vec<f32>, TractError> {
         let expected: usize = self.input_shape.iter().product();
         if input.len() != expected {
-            return Err(TractError(format!("input has {} values, the model takes {:?} = {expected}", input.len(), self.input_shape)));
+            return Err(TractError(format!(
+                "input has {} values, the model takes {:?} = {expected}",
+                input.len(),
+                self.input_shape
+            )));
         }
         let t = Tensor::from_shape(&self.input_shape, input).map_err(wrap("building the input"))?;
         let out = self.plan.run(tvec!(t.into())).map_err(wrap("running"))?;

@@ -87,18 +87,18 @@ fn run_case(t: &Case, seed: u64, f16_weights: bool) {
     let p = Conv2dParams {
         stride: [t.stride[0] as u16, t.stride[1] as u16],
         dilation: [t.dil[0] as u16, t.dil[1] as u16],
-        padding: Padding { top: t.pad[0] as u16, bottom: t.pad[1] as u16, left: t.pad[2] as u16, right: t.pad[3] as u16 },
+        padding: Padding {
+            top: t.pad[0] as u16,
+            bottom: t.pad[1] as u16,
+            left: t.pad[2] as u16,
+            right: t.pad[3] as u16,
+        },
         groups: t.groups as u32,
         activation: Activation::None,
     };
     let u = |v: &[usize]| v.iter().map(|&d| d as u32).collect::<Vec<_>>();
-    let g = conv::conv_geom(
-        &shape(&u(&[t.n, t.h, t.w, t.c])),
-        &shape(&u(&ws)),
-        &shape(&u(&[t.n, oh, ow, t.o])),
-        &p,
-    )
-    .unwrap_or_else(|e| panic!("{t:?}: {e}"));
+    let g = conv::conv_geom(&shape(&u(&[t.n, t.h, t.w, t.c])), &shape(&u(&ws)), &shape(&u(&[t.n, oh, ow, t.o])), &p)
+        .unwrap_or_else(|e| panic!("{t:?}: {e}"));
     let mut out = vec![0f32; t.n * oh * ow * t.o];
     let b = Some(Operand::F32(&bias));
     if f16_weights {
@@ -110,7 +110,18 @@ fn run_case(t: &Case, seed: u64, f16_weights: bool) {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn case(n: usize, h: usize, w: usize, c: usize, o: usize, k: [usize; 2], stride: [usize; 2], dil: [usize; 2], pad: [usize; 4], groups: usize) -> Case {
+fn case(
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+    o: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    dil: [usize; 2],
+    pad: [usize; 4],
+    groups: usize,
+) -> Case {
     Case { n, h, w, c, o, k, stride, dil, pad, groups }
 }
 
@@ -171,7 +182,9 @@ fn bad_conv_shapes_are_rejected() {
     let g = conv::conv_geom(&shape(&[1, 3, 3, 1]), &shape(&[1, 3, 3, 1]), &shape(&[1, 1, 1, 1]), &p).unwrap();
     let mut out = [0f32; 1];
     assert!(conv::conv2d(&g, &[0.0; 8], &[0.0f32; 9], None, Activation::None, &mut out).is_err());
-    assert!(conv::conv2d(&g, &[0.0; 9], &[0.0f32; 9], Some(Operand::F32(&[0.0, 0.0])), Activation::None, &mut out).is_err());
+    assert!(
+        conv::conv2d(&g, &[0.0; 9], &[0.0f32; 9], Some(Operand::F32(&[0.0, 0.0])), Activation::None, &mut out).is_err()
+    );
 }
 
 #[test]
@@ -187,7 +200,12 @@ fn fully_connected_matches_f64() {
                 b[o] as f64 + (0..inf).map(|k| x[r * inf + k] as f64 * w[o * inf + k] as f64).sum::<f64>()
             })
             .collect();
-        let g = fc::fc_geom(&shape(&[batch as u32, inf as u32]), &shape(&[outf as u32, inf as u32]), &shape(&[batch as u32, outf as u32])).unwrap();
+        let g = fc::fc_geom(
+            &shape(&[batch as u32, inf as u32]),
+            &shape(&[outf as u32, inf as u32]),
+            &shape(&[batch as u32, outf as u32]),
+        )
+        .unwrap();
         let mut out = vec![0f32; batch * outf];
         fc::fully_connected(&g, &x, &w, Some(Operand::F32(&b)), Activation::None, &mut out).unwrap();
         assert_close(&out, &want, "fc f32");
@@ -217,13 +235,24 @@ fn seeded_random_geometries_match_f64() {
         let c = pick(1, 6);
         let groups = match pick(0, 2) {
             0 => 1,
-            1 => c, // depthwise when c > 1
+            1 => c,                                        // depthwise when c > 1
             _ => (2..c).find(|g| c % g == 0).unwrap_or(1), // grouped when c has a proper divisor
         };
         let o = if groups == c && c > 1 { c * pick(1, 3) } else { groups * pick(1, 3) };
         let k = [pick(1, 4), pick(1, 4)];
         let pad = [pick(0, k[0] - 1), pick(0, k[0] - 1), pick(0, k[1] - 1), pick(0, k[1] - 1)];
-        let t = case(pick(1, 2), pick(1, 9), pick(1, 9), c, o, k, [pick(1, 3), pick(1, 3)], [pick(1, 3), pick(1, 3)], pad, groups);
+        let t = case(
+            pick(1, 2),
+            pick(1, 9),
+            pick(1, 9),
+            c,
+            o,
+            k,
+            [pick(1, 3), pick(1, 3)],
+            [pick(1, 3), pick(1, 3)],
+            pad,
+            groups,
+        );
         let fits = |i: usize, a: usize, b: usize, k: usize, d: usize| i + a + b > d * (k - 1);
         if !fits(t.h, pad[0], pad[1], k[0], t.dil[0]) || !fits(t.w, pad[2], pad[3], k[1], t.dil[1]) {
             continue;

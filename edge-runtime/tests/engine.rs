@@ -45,16 +45,41 @@ impl Tiny {
         let fw = wb.tensor(103, DType::F16, &[3, 4], &f16_bytes(&self.fc_w), Quant::None);
         let fb = wb.tensor(104, DType::F32, &[3], &f32_bytes(&self.fc_b), Quant::None);
         let pad1 = Padding { top: 1, bottom: 1, left: 1, right: 1 };
-        let params = Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: pad1, groups: 1, activation: Activation::Relu };
+        let params =
+            Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: pad1, groups: 1, activation: Activation::Relu };
         let input = act_t(0, &[1, 5, 5, 3], 0);
         let output = act_t(7, &[1, 3], 96);
         let mut ops = vec![
-            Op::Conv2d { input, weights: cw, bias: Some(cb), output: act_t(1, &[1, 3, 3, 4], 304), params, requant: None },
-            Op::GlobalAvgPool { input: act_t(1, &[1, 3, 3, 4], 304), output: act_t(2, &[1, 1, 1, 4], 0), requant: None },
-            Op::Add { a: act_t(2, &[1, 1, 1, 4], 0), b: ac, output: act_t(3, &[1, 1, 1, 4], 16), activation: Activation::None, quant: None },
+            Op::Conv2d {
+                input,
+                weights: cw,
+                bias: Some(cb),
+                output: act_t(1, &[1, 3, 3, 4], 304),
+                params,
+                requant: None,
+            },
+            Op::GlobalAvgPool {
+                input: act_t(1, &[1, 3, 3, 4], 304),
+                output: act_t(2, &[1, 1, 1, 4], 0),
+                requant: None,
+            },
+            Op::Add {
+                a: act_t(2, &[1, 1, 1, 4], 0),
+                b: ac,
+                output: act_t(3, &[1, 1, 1, 4], 16),
+                activation: Activation::None,
+                quant: None,
+            },
             Op::Reshape { input: act_t(3, &[1, 1, 1, 4], 16), output: act_t(4, &[1, 4], 64) },
             Op::Reshape { input: act_t(4, &[1, 4], 64), output: act_t(5, &[4], 64) },
-            Op::FullyConnected { input: act_t(5, &[4], 64), weights: fw, bias: Some(fb), output: act_t(6, &[1, 3], 80), activation: Activation::None, requant: None },
+            Op::FullyConnected {
+                input: act_t(5, &[4], 64),
+                weights: fw,
+                bias: Some(fb),
+                output: act_t(6, &[1, 3], 80),
+                activation: Activation::None,
+                requant: None,
+            },
             Op::Softmax { input: act_t(6, &[1, 3], 80), output, beta: 1.0, quant: None },
         ];
         edit(&mut ops);
@@ -97,7 +122,8 @@ impl Tiny {
             }
         }
         let added: Vec<f64> = gap.iter().zip(&self.add_c).map(|(g, &c)| g + c as f64).collect();
-        let logits: Vec<f64> = (0..3).map(|o| self.fc_b[o] as f64 + (0..4).map(|i| added[i] * fw[o * 4 + i]).sum::<f64>()).collect();
+        let logits: Vec<f64> =
+            (0..3).map(|o| self.fc_b[o] as f64 + (0..4).map(|i| added[i] * fw[o * 4 + i]).sum::<f64>()).collect();
         let m = logits.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
         let s: f64 = e.iter().sum();
@@ -202,7 +228,10 @@ fn arena_one_byte_short_is_an_error() {
     let mut exact = Buf::zeroed(ARENA as usize, 0);
     assert!(Engine::with_options(model.bytes(), exact.bytes_mut(), lean).is_ok());
     let mut short = Buf::zeroed(ARENA as usize - 1, 0);
-    assert!(matches!(Engine::with_options(model.bytes(), short.bytes_mut(), lean), Err(EngineError::ArenaTooSmall { .. })));
+    assert!(matches!(
+        Engine::with_options(model.bytes(), short.bytes_mut(), lean),
+        Err(EngineError::ArenaTooSmall { .. })
+    ));
 }
 
 #[test]

@@ -76,8 +76,20 @@ fn attention_like_graph_matches_f64() {
         Op::Activation { input: c, output: g, activation: Activation::Gelu },
         Op::Mul { a: g, b: gate_t, output: m, activation: Activation::Relu, quant: None },
         Op::Reshape { input: m, output: r },
-        Op::MaxPool2d { input: r, output: mp, params: PoolParams { kernel: [2, 1], stride: [1, 1], padding: none }, act_min: 0, act_max: 0 },
-        Op::AvgPool2d { input: mp, output: ap, params: PoolParams { kernel: [1, 2], stride: [1, 1], padding: none }, act_min: 0, act_max: 0 },
+        Op::MaxPool2d {
+            input: r,
+            output: mp,
+            params: PoolParams { kernel: [2, 1], stride: [1, 1], padding: none },
+            act_min: 0,
+            act_max: 0,
+        },
+        Op::AvgPool2d {
+            input: mp,
+            output: ap,
+            params: PoolParams { kernel: [1, 2], stride: [1, 1], padding: none },
+            act_min: 0,
+            act_max: 0,
+        },
     ];
     let info = ModelInfo {
         name: "attn",
@@ -95,14 +107,17 @@ fn attention_like_graph_matches_f64() {
     engine.set_input_f32(&x).unwrap();
     let mut outs: Vec<Vec<f32>> = vec![];
     engine
-        .invoke_observed(&mut |_, _, b: &[u8]| outs.push(b.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+        .invoke_observed(&mut |_, _, b: &[u8]| {
+            outs.push(b.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+        })
         .unwrap();
 
     // f64 reference, op by op.
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let ln_w = ln_ref(&x64, &gamma, &beta);
     assert_close(&outs[0], &ln_w, "layer norm");
-    let q_w: Vec<f64> = (0..t * d).map(|i| (0..d).map(|k| ln_w[i / d * d + k] * wq[k * d + i % d] as f64).sum()).collect();
+    let q_w: Vec<f64> =
+        (0..t * d).map(|i| (0..d).map(|k| ln_w[i / d * d + k] * wq[k * d + i % d] as f64).sum()).collect();
     assert_close(&outs[1], &q_w, "matmul with f16 constant");
     let qt_w: Vec<f64> = (0..d * t).map(|i| q_w[(i % t) * d + i / t]).collect();
     assert_close(&outs[2], &qt_w, "transpose");
@@ -119,7 +134,8 @@ fn attention_like_graph_matches_f64() {
         .collect();
     assert_close(&outs[4], &p_w, "softmax");
     let w = t + d;
-    let c_w: Vec<f64> = (0..t * w).map(|i| if i % w < t { p_w[i / w * t + i % w] } else { ln_w[i / w * d + i % w - t] }).collect();
+    let c_w: Vec<f64> =
+        (0..t * w).map(|i| if i % w < t { p_w[i / w * t + i % w] } else { ln_w[i / w * d + i % w - t] }).collect();
     assert_close(&outs[5], &c_w, "concat");
     let g_w: Vec<f64> = c_w.iter().map(|&v| 0.5 * v * (1.0 + libm::erf(v / 2f64.sqrt()))).collect();
     assert_close(&outs[6], &g_w, "gelu");

@@ -38,10 +38,25 @@ fn constant(wb: &mut WeightsBuilder, rng: &mut Rng, id: u16, dims: &[u32], f16: 
 }
 
 fn activation(rng: &mut Rng) -> Activation {
-    [Activation::None, Activation::Relu, Activation::Relu6, Activation::HardSwish, Activation::Sigmoid, Activation::Gelu][rng.next_u64() as usize % 6]
+    [
+        Activation::None,
+        Activation::Relu,
+        Activation::Relu6,
+        Activation::HardSwish,
+        Activation::Sigmoid,
+        Activation::Gelu,
+    ][rng.next_u64() as usize % 6]
 }
 
-fn finish(op: Op, input: Tensor, output: Tensor, wb: WeightsBuilder, arena: u32, k: usize, fast_expected: bool) -> Built {
+fn finish(
+    op: Op,
+    input: Tensor,
+    output: Tensor,
+    wb: WeightsBuilder,
+    arena: u32,
+    k: usize,
+    fast_expected: bool,
+) -> Built {
     let info = ModelInfo {
         name: "fast-f32",
         class_names: "",
@@ -52,7 +67,12 @@ fn finish(op: Op, input: Tensor, output: Tensor, wb: WeightsBuilder, arena: u32,
         op_count: 0,
         provenance: Provenance { method: "test", data: "", commit: "", metrics: "" },
     };
-    Built { bytes: encode(&info, &[op], &wb.bytes, None), input_len: input.shape.checked_len().unwrap(), k, fast_expected }
+    Built {
+        bytes: encode(&info, &[op], &wb.bytes, None),
+        input_len: input.shape.checked_len().unwrap(),
+        k,
+        fast_expected,
+    }
 }
 
 fn out_dim(i: usize, pa: usize, pb: usize, k: usize, s: usize, d: usize) -> Option<usize> {
@@ -64,7 +84,8 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
         // Dense mostly, depthwise; grouped convs stay on the reference (compared all the same).
         let kind = rng.next_u64() % 6;
         let n = range(rng, 1, 2) as usize;
-        let (h, w) = (range(rng, 1, if big { 14 } else { 9 }) as usize, range(rng, 1, if big { 14 } else { 9 }) as usize);
+        let (h, w) =
+            (range(rng, 1, if big { 14 } else { 9 }) as usize, range(rng, 1, if big { 14 } else { 9 }) as usize);
         let c = if big { range(rng, 64, 200) as usize } else { range(rng, 1, 24) as usize };
         let groups = match kind {
             0 if c > 1 => c,
@@ -78,7 +99,11 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
         let stride = if pointwise { [1, 1] } else { [range(rng, 1, 3) as usize, range(rng, 1, 3) as usize] };
         let dil = [range(rng, 1, 2) as usize, range(rng, 1, 2) as usize];
         let pad = [0, 1, 2, 3].map(|i| range(rng, 0, (k[i / 2] - 1) as i64) as usize);
-        let (Some(oh), Some(ow)) = (out_dim(h, pad[0], pad[1], k[0], stride[0], dil[0]), out_dim(w, pad[2], pad[3], k[1], stride[1], dil[1])) else { continue };
+        let (Some(oh), Some(ow)) =
+            (out_dim(h, pad[0], pad[1], k[0], stride[0], dil[0]), out_dim(w, pad[2], pad[3], k[1], stride[1], dil[1]))
+        else {
+            continue;
+        };
         let mut wb = WeightsBuilder { bytes: vec![] };
         let f16 = rng.next_u64() % 3 == 0;
         let dw = groups == c && c > 1;
@@ -137,7 +162,10 @@ fn check(m: &Built, rng: &mut Rng, what: &str) {
         }
         for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
             let tol = 2e-6 * m.k as f32 + 1e-5 * w.abs();
-            assert!((g - w).abs() <= tol, "{what}: {kernels:?} x{threads} element {i}: {g} vs reference {w} (tolerance {tol})");
+            assert!(
+                (g - w).abs() <= tol,
+                "{what}: {kernels:?} x{threads} element {i}: {g} vs reference {w} (tolerance {tol})"
+            );
         }
     }
 }

@@ -18,7 +18,13 @@ struct Built {
 }
 
 fn act(id: u16, dims: &[u32], offset: u32, zp: i32) -> Tensor {
-    Tensor { id, dtype: DType::I8, shape: Shape::new(dims), storage: Storage::Arena { offset }, quant: Quant::PerTensor { scale: 0.05, zero_point: zp } }
+    Tensor {
+        id,
+        dtype: DType::I8,
+        shape: Shape::new(dims),
+        storage: Storage::Arena { offset },
+        quant: Quant::PerTensor { scale: 0.05, zero_point: zp },
+    }
 }
 
 fn rand_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
@@ -53,7 +59,8 @@ fn requant(rng: &mut Rng, wb: &mut WeightsBuilder, channels: usize) -> Requant {
         let (m, s): (Vec<i32>, Vec<i32>) = (0..channels).map(|_| one(rng)).unzip();
         Multiplier::PerChannel { mult: wb.push_i32(&m), shift: wb.push_i32(&s) }
     };
-    let (act_min, act_max) = if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
+    let (act_min, act_max) =
+        if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
     Requant { multiplier, act_min, act_max }
 }
 
@@ -62,7 +69,8 @@ fn bias(rng: &mut Rng, wb: &mut WeightsBuilder, channels: usize, id: u16) -> Opt
         return None;
     }
     let big = rng.next_u64() % 6 == 0;
-    let b: Vec<i32> = (0..channels).map(|_| if big { rng.next_u64() as i32 } else { range(rng, -40_000, 40_000) as i32 }).collect();
+    let b: Vec<i32> =
+        (0..channels).map(|_| if big { rng.next_u64() as i32 } else { range(rng, -40_000, 40_000) as i32 }).collect();
     let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
     Some(wb.tensor(id, DType::I32, &[channels as u32], &bytes, Quant::None))
 }
@@ -90,16 +98,36 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
     loop {
         let depthwise = rng.next_u64() % 3 == 0;
         let n = range(rng, 1, 2) as usize;
-        let (h, w) = if big { (range(rng, 6, 14) as usize, range(rng, 6, 14) as usize) } else { (range(rng, 1, 9) as usize, range(rng, 1, 9) as usize) };
+        let (h, w) = if big {
+            (range(rng, 6, 14) as usize, range(rng, 6, 14) as usize)
+        } else {
+            (range(rng, 1, 9) as usize, range(rng, 1, 9) as usize)
+        };
         // Multiples of 16 channels often: the AVX2 im2col has its own path for them.
-        let c = if big { range(rng, 64, 300) as usize } else if rng.next_u64() % 3 == 0 { 16 * range(rng, 1, 3) as usize } else { range(rng, 1, 40) as usize };
+        let c = if big {
+            range(rng, 64, 300) as usize
+        } else if rng.next_u64() % 3 == 0 {
+            16 * range(rng, 1, 3) as usize
+        } else {
+            range(rng, 1, 40) as usize
+        };
         let mult = if depthwise && rng.next_u64() % 4 == 0 { 2 } else { 1 };
-        let o = if depthwise { c * mult } else if big { range(rng, 8, 80) as usize } else { range(rng, 1, 40) as usize };
+        let o = if depthwise {
+            c * mult
+        } else if big {
+            range(rng, 8, 80) as usize
+        } else {
+            range(rng, 1, 40) as usize
+        };
         let k = [range(rng, 1, 5) as usize, range(rng, 1, 5) as usize];
         let stride = [range(rng, 1, 3) as usize, range(rng, 1, 3) as usize];
         let dil = [range(rng, 1, 3) as usize, range(rng, 1, 3) as usize];
         let pad = [0, 1, 2, 3].map(|i| range(rng, 0, (k[i / 2] - 1) as i64) as usize);
-        let (Some(oh), Some(ow)) = (out_dim(h, pad[0], pad[1], k[0], stride[0], dil[0]), out_dim(w, pad[2], pad[3], k[1], stride[1], dil[1])) else { continue };
+        let (Some(oh), Some(ow)) =
+            (out_dim(h, pad[0], pad[1], k[0], stride[0], dil[0]), out_dim(w, pad[2], pad[3], k[1], stride[1], dil[1]))
+        else {
+            continue;
+        };
         if depthwise && c == 1 {
             continue;
         }
@@ -108,7 +136,13 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
         let wn: usize = wdims.iter().product();
         let wdata: Vec<u8> = rand_i8(rng, wn).iter().map(|&v| v as u8).collect();
         let scales = wb.push_f32(&vec![0.01; o]);
-        let weights = wb.tensor(1, DType::I8, &wdims.map(|v| v as u32), &wdata, Quant::PerChannel { axis: if depthwise { 3 } else { 0 }, scales });
+        let weights = wb.tensor(
+            1,
+            DType::I8,
+            &wdims.map(|v| v as u32),
+            &wdata,
+            Quant::PerChannel { axis: if depthwise { 3 } else { 0 }, scales },
+        );
         let bias = bias(rng, &mut wb, o, 2);
         let requant = Some(requant(rng, &mut wb, o));
         let in_len = (n * h * w * c) as u32;
@@ -134,7 +168,8 @@ fn fc_case(rng: &mut Rng, big: bool) -> Built {
     let units = range(rng, 1, 70) as usize;
     let mut wb = WeightsBuilder { bytes: vec![] };
     let wdata: Vec<u8> = rand_i8(rng, units * depth).iter().map(|&v| v as u8).collect();
-    let weights = wb.tensor(1, DType::I8, &[units as u32, depth as u32], &wdata, Quant::PerTensor { scale: 0.01, zero_point: 0 });
+    let weights =
+        wb.tensor(1, DType::I8, &[units as u32, depth as u32], &wdata, Quant::PerTensor { scale: 0.01, zero_point: 0 });
     let bias = bias(rng, &mut wb, units, 2);
     let requant = Some(requant(rng, &mut wb, units));
     let in_len = (batches * depth) as u32;
@@ -211,7 +246,8 @@ fn add_case(rng: &mut Rng) -> Built {
     let hostile = rng.next_u64() % 8 == 0;
     let m = |rng: &mut Rng| if hostile { rng.next_u64() as i32 } else { range(rng, 1 << 30, i32::MAX as i64) as i32 };
     let s = |rng: &mut Rng| if hostile { range(rng, -40, 40) as i32 } else { range(rng, -20, 0) as i32 };
-    let (act_min, act_max) = if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
+    let (act_min, act_max) =
+        if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
     let quant = BinaryQuant {
         left_shift: if hostile { range(rng, -5, 40) as i32 } else { 20 },
         a_mult: m(rng),
@@ -227,7 +263,13 @@ fn add_case(rng: &mut Rng) -> Built {
     // weights as a constant (the kernels read both the same way).
     let mut wb = WeightsBuilder { bytes: vec![] };
     let bdata: Vec<u8> = rand_i8(rng, blen as usize).iter().map(|&v| v as u8).collect();
-    let mut b = wb.tensor(1, DType::I8, &bdims, &bdata, Quant::PerTensor { scale: 0.05, zero_point: range(rng, -128, 127) as i32 });
+    let mut b = wb.tensor(
+        1,
+        DType::I8,
+        &bdims,
+        &bdata,
+        Quant::PerTensor { scale: 0.05, zero_point: range(rng, -128, 127) as i32 },
+    );
     b.quant = Quant::PerTensor { scale: 0.05, zero_point: range(rng, -128, 127) as i32 };
     let out_off = len.next_multiple_of(16);
     let a = act(0, &dims, 0, range(rng, -128, 127) as i32);
@@ -254,11 +296,21 @@ fn large_conv(rng: &mut Rng) -> Built {
     let scales = wb.push_f32(&vec![0.01; o as usize]);
     let weights = wb.tensor(1, DType::I8, &[o, 3, 3, c], &wdata, Quant::PerChannel { axis: 0, scales });
     let bias = bias(rng, &mut wb, o as usize, 2);
-    let requant = Some(Requant { multiplier: Multiplier::PerTensor { mult: 1_500_000_000, shift: -9 }, act_min: -128, act_max: 127 });
+    let requant = Some(Requant {
+        multiplier: Multiplier::PerTensor { mult: 1_500_000_000, shift: -9 },
+        act_min: -128,
+        act_max: 127,
+    });
     let out_off = (h * w * c).next_multiple_of(16);
     let input = act(0, &[1, h, w, c], 0, 5);
     let output = act(3, &[1, h, w, o], out_off, -3);
-    let params = Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: Padding { top: 1, bottom: 1, left: 1, right: 1 }, groups: 1, activation: Activation::None };
+    let params = Conv2dParams {
+        stride: [1, 1],
+        dilation: [1, 1],
+        padding: Padding { top: 1, bottom: 1, left: 1, right: 1 },
+        groups: 1,
+        activation: Activation::None,
+    };
     let op = Op::Conv2d { input, weights, bias, output, params, requant };
     finish(op, input, output, wb, out_off + h * w * o, true)
 }

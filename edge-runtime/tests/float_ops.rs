@@ -62,7 +62,14 @@ fn add_and_mul_broadcast_like_numpy() {
     assert!(binary::broadcast_geom(&shape(&[2, 3]), &shape(&[3]), &shape(&[2, 4])).is_err());
 }
 
-fn pool_ref(x: &[f32], d: [usize; 4], k: [usize; 2], s: [usize; 2], pad: [usize; 4], max: bool) -> (Vec<f64>, [usize; 2]) {
+fn pool_ref(
+    x: &[f32],
+    d: [usize; 4],
+    k: [usize; 2],
+    s: [usize; 2],
+    pad: [usize; 4],
+    max: bool,
+) -> (Vec<f64>, [usize; 2]) {
     let oh = (d[1] + pad[0] + pad[1] - k[0]) / s[0] + 1;
     let ow = (d[2] + pad[2] + pad[3] - k[1]) / s[1] + 1;
     let mut out = vec![];
@@ -119,7 +126,8 @@ fn pools_match_f64_and_average_counts_in_bounds_taps() {
         }
     }
     // The corner of a padded 3x3 average over all-ones is 1, not 4/9.
-    let params = PoolParams { kernel: [3, 3], stride: [1, 1], padding: Padding { top: 1, bottom: 1, left: 1, right: 1 } };
+    let params =
+        PoolParams { kernel: [3, 3], stride: [1, 1], padding: Padding { top: 1, bottom: 1, left: 1, right: 1 } };
     let g = pool::pool_geom(&shape(&[1, 3, 3, 1]), &shape(&[1, 3, 3, 1]), &params).unwrap();
     let mut out = [0f32; 9];
     pool::avg_pool(&g, &[1.0; 9], &mut out).unwrap();
@@ -210,7 +218,8 @@ fn matmul_batched_with_broadcast_matches_f64() {
             let bat = |d: [usize; 4], k: usize| if d[k] == 1 { 0 } else { i[k] };
             let mut acc = 0f64;
             for k in 0..a4[3] {
-                acc += a[idx(a4, [bat(a4, 0), bat(a4, 1), i[2], k])] as f64 * b[idx(b4, [bat(b4, 0), bat(b4, 1), k, i[3]])] as f64;
+                acc += a[idx(a4, [bat(a4, 0), bat(a4, 1), i[2], k])] as f64
+                    * b[idx(b4, [bat(b4, 0), bat(b4, 1), k, i[3]])] as f64;
             }
             want[idx(o4, i)] = acc;
         });
@@ -280,7 +289,12 @@ fn concat_on_every_axis() {
             want[idx(od, o)] = data[k][idx(shapes[k], i)] as f64;
         });
         let sh = |d: [usize; 4]| shape(&d.map(|v| v as u32));
-        let g = concat::concat_geom(&[Some(sh(shapes[0])), Some(sh(shapes[1])), Some(sh(shapes[2])), None], &sh(od), axis as u8).unwrap();
+        let g = concat::concat_geom(
+            &[Some(sh(shapes[0])), Some(sh(shapes[1])), Some(sh(shapes[2])), None],
+            &sh(od),
+            axis as u8,
+        )
+        .unwrap();
         let ops = [Operand::F32(&data[0]), Operand::F32(&data[1]), Operand::F32(&data[2])];
         let mut out = vec![0f32; want.len()];
         concat::concat(&g, &ops, &[0, 1, 2], &mut out).unwrap();

@@ -35,12 +35,35 @@ fn model() -> Vec<u8> {
     let cp = Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: pad, groups: 4, activation: Activation::Gelu };
     let pp = PoolParams { kernel: [2, 2], stride: [2, 2], padding: Padding { top: 0, bottom: 0, left: 0, right: 0 } };
     let ops = [
-        Op::Conv2d { input: t(0, &[1, 4, 4, 4], 0), weights: dw, bias: None, output: t(1, &[1, 4, 4, 4], 256), params: cp, requant: None },
-        Op::MaxPool2d { input: t(1, &[1, 4, 4, 4], 256), output: t(2, &[1, 2, 2, 4], 0), params: pp, act_min: 0, act_max: 0 },
+        Op::Conv2d {
+            input: t(0, &[1, 4, 4, 4], 0),
+            weights: dw,
+            bias: None,
+            output: t(1, &[1, 4, 4, 4], 256),
+            params: cp,
+            requant: None,
+        },
+        Op::MaxPool2d {
+            input: t(1, &[1, 4, 4, 4], 256),
+            output: t(2, &[1, 2, 2, 4], 0),
+            params: pp,
+            act_min: 0,
+            act_max: 0,
+        },
         Op::Transpose { input: t(2, &[1, 2, 2, 4], 0), output: t(3, &[1, 2, 2, 4], 64), perm: [0, 2, 1, 3] },
         Op::MatMul { a: t(3, &[1, 2, 2, 4], 64), b: mm, output: t(4, &[1, 2, 2, 4], 128) },
-        Op::LayerNorm { input: t(4, &[1, 2, 2, 4], 128), gamma: gm, beta: bt, output: t(5, &[1, 2, 2, 4], 192), eps: 1e-5 },
-        Op::Concat { inputs: [Some(t(5, &[1, 2, 2, 4], 192)), Some(t(4, &[1, 2, 2, 4], 128)), None, None], output: t(6, &[1, 2, 2, 8], 256), axis: 3 },
+        Op::LayerNorm {
+            input: t(4, &[1, 2, 2, 4], 128),
+            gamma: gm,
+            beta: bt,
+            output: t(5, &[1, 2, 2, 4], 192),
+            eps: 1e-5,
+        },
+        Op::Concat {
+            inputs: [Some(t(5, &[1, 2, 2, 4], 192)), Some(t(4, &[1, 2, 2, 4], 128)), None, None],
+            output: t(6, &[1, 2, 2, 8], 256),
+            axis: 3,
+        },
         Op::Softmax { input: t(6, &[1, 2, 2, 8], 256), output: t(7, &[1, 2, 2, 8], 0), beta: 1.0, quant: None },
     ];
     let info = ModelInfo {
@@ -74,7 +97,8 @@ fn ten_thousand_mutations_never_panic() {
     {
         let buf: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
         buf[..base.len()].copy_from_slice(&base);
-        let mut e = Engine::new(&buf[..base.len()], bytemuck::cast_slice_mut(&mut arena)).expect("base model must load");
+        let mut e =
+            Engine::new(&buf[..base.len()], bytemuck::cast_slice_mut(&mut arena)).expect("base model must load");
         e.run_f32(&[0.25; 64]).expect("base model must run");
     }
     for case in 0..10_000u32 {

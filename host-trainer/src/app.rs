@@ -80,13 +80,15 @@ fn convert(a: &ConvertArgs) -> Result<(), String> {
     use rsim_model::tflite::{convert, ConvertOptions};
     let mut opts = ConvertOptions { name: a.name.clone(), class_names: a.classes.clone(), ..Default::default() };
     if let Some(f) = &a.classes_file {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read class names from {}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read class names from {}: {e}", f.display()))?;
         opts.class_names = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
     }
     let bytes = std::fs::read(&a.input).map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
     opts.source = a.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let c = convert(&bytes, &opts).map_err(|e| format!("{}: {e}", a.input.display()))?;
-    rsim_model::write::write_atomic(&a.output, &c.bytes).map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
+    rsim_model::write::write_atomic(&a.output, &c.bytes)
+        .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(
         "{} -> {}: {} ops, {} bytes, arena {} bytes (liveness lower bound {})",
         a.input.display(),

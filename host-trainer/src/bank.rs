@@ -63,13 +63,15 @@ impl Bank {
                                 .and_then(|t| t.to_img(bands, Scaling::default()));
                             match img {
                                 Ok(img) => {
-                                    let img = if img.h != size || img.w != size { resize(&img, size, size) } else { img };
+                                    let img =
+                                        if img.h != size || img.w != size { resize(&img, size, size) } else { img };
                                     let out = &mut px[k * per..(k + 1) * per];
                                     // HWC -> CHW
                                     for y in 0..size {
                                         for x in 0..size {
                                             for b in 0..bands {
-                                                out[b * size * size + y * size + x] = img.data[(y * size + x) * bands + b];
+                                                out[b * size * size + y * size + x] =
+                                                    img.data[(y * size + x) * bands + b];
                                             }
                                         }
                                     }
@@ -120,7 +122,8 @@ impl Bank {
                 v.push(i);
             }
         }
-        let sel = crate::data::split::apply_budget(&by_class, budget, crate::data::split::Pick::First).map_err(|e| e.to_string())?;
+        let sel = crate::data::split::apply_budget(&by_class, budget, crate::data::split::Pick::First)
+            .map_err(|e| e.to_string())?;
         Ok(sel.into_iter().map(|i| i as i64).collect())
     }
 

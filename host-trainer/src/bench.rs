@@ -130,7 +130,13 @@ pub fn views(a: &ViewsArgs) -> Result<(), String> {
     }
     let secs = t0.elapsed().as_secs_f64();
     println!("decoded {} images in {decode_s:.1}s ({:.0} img/s)", bank.len(), bank.len() as f64 / decode_s);
-    println!("{:.1} augmented img/s (two views of {} x {} batches on {:?})", (2 * a.batch as u64 * a.batches) as f64 / secs, a.batch, a.batches, dev);
+    println!(
+        "{:.1} augmented img/s (two views of {} x {} batches on {:?})",
+        (2 * a.batch as u64 * a.batches) as f64 / secs,
+        a.batch,
+        a.batches,
+        dev
+    );
     let _ = Device::Cpu;
     Ok(())
 }

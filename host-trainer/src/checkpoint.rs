@@ -28,7 +28,13 @@ pub struct Checkpoint {
 }
 
 /// Saves one checkpoint and points LATEST at it.
-pub fn save(run: &Path, step: u64, model: &[(String, Tensor)], optim: &[(String, Tensor)], state: &serde_json::Value) -> Result<PathBuf, String> {
+pub fn save(
+    run: &Path,
+    step: u64,
+    model: &[(String, Tensor)],
+    optim: &[(String, Tensor)],
+    state: &serde_json::Value,
+) -> Result<PathBuf, String> {
     let root = run.join("ckpt");
     let name = format!("step-{step:07}");
     let tmp = root.join(format!(".{name}.tmp"));
@@ -41,7 +47,8 @@ pub fn save(run: &Path, step: u64, model: &[(String, Tensor)], optim: &[(String,
     std::fs::write(tmp.join("state.json"), json).map_err(|e| format!("writing state.json: {e}"))?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(|e| format!("renaming {} into place: {e}", dir.display()))?;
-    rsim_model::write::write_atomic(&root.join("LATEST"), name.as_bytes()).map_err(|e| format!("writing LATEST: {e}"))?;
+    rsim_model::write::write_atomic(&root.join("LATEST"), name.as_bytes())
+        .map_err(|e| format!("writing LATEST: {e}"))?;
     Ok(dir)
 }
 
@@ -51,8 +58,9 @@ pub fn load(path: &Path) -> Result<Checkpoint, String> {
         path.to_path_buf()
     } else {
         let latest = path.join("ckpt").join("LATEST");
-        let name = std::fs::read_to_string(&latest)
-            .map_err(|e| format!("{} is neither a checkpoint directory nor a run with ckpt/LATEST ({e})", path.display()))?;
+        let name = std::fs::read_to_string(&latest).map_err(|e| {
+            format!("{} is neither a checkpoint directory nor a run with ckpt/LATEST ({e})", path.display())
+        })?;
         path.join("ckpt").join(name.trim())
     };
     let state: serde_json::Value = serde_json::from_slice(

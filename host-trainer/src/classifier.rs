@@ -60,7 +60,8 @@ pub fn save(dir: &Path, net: &Net, meta: &ClassifierMeta) -> Result<(), String> 
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     checkpoint::save_tensors(&dir.join(WEIGHTS), &named_sorted(&net.vs))?;
     let json = serde_json::to_vec_pretty(meta).map_err(|e| e.to_string())?;
-    rsim_model::write::write_atomic(&dir.join(SIDECAR), &json).map_err(|e| format!("writing {}: {e}", dir.join(SIDECAR).display()))
+    rsim_model::write::write_atomic(&dir.join(SIDECAR), &json)
+        .map_err(|e| format!("writing {}: {e}", dir.join(SIDECAR).display()))
 }
 
 pub fn read_meta(dir: &Path) -> Result<ClassifierMeta, String> {
@@ -84,7 +85,13 @@ pub fn load(dir: &Path, device: Device) -> Result<(Net, ClassifierMeta), String>
 /// first missing or mismatched tensor otherwise. A `backbone.` prefix on names is accepted. With
 /// `only`, just the variables for which it returns true are required (e.g. the backbone of a
 /// classifier net loaded from a backbone-only file).
-pub fn load_into(net: &Net, tensors: Vec<(String, Tensor)>, path: &Path, arch: &str, only: Option<&dyn Fn(&str) -> bool>) -> Result<(), String> {
+pub fn load_into(
+    net: &Net,
+    tensors: Vec<(String, Tensor)>,
+    path: &Path,
+    arch: &str,
+    only: Option<&dyn Fn(&str) -> bool>,
+) -> Result<(), String> {
     let mut vars = net.vs.variables();
     let mut seen = HashSet::new();
     tch::no_grad(|| -> Result<(), String> {
@@ -202,11 +209,16 @@ pub fn logits(net: &Net, bank: &Bank, device: Device, batch: i64) -> Result<Tens
 }
 
 /// Scores a net with a head on `test`; returns the scores and the metrics map for the sidecar.
-pub fn evaluate(net: &Net, test: &Bank, device: Device) -> Result<(crate::metrics::Scores, serde_json::Map<String, serde_json::Value>), String> {
+pub fn evaluate(
+    net: &Net,
+    test: &Bank,
+    device: Device,
+) -> Result<(crate::metrics::Scores, serde_json::Map<String, serde_json::Value>), String> {
     if net.num_classes.is_none() {
         return Err("cannot score a backbone without a classifier head".into());
     }
-    let pred = crate::probe::predict_with(test, device, |x| net.forward(x, false).1.expect("checked: the net has a head"))?;
+    let pred =
+        crate::probe::predict_with(test, device, |x| net.forward(x, false).1.expect("checked: the net has a head"))?;
     let s = crate::probe::score(test.classes.len(), &test.labels, &pred)?;
     let mut m = serde_json::Map::new();
     m.insert("test_oa".into(), s.oa.into());
@@ -304,11 +316,7 @@ pub fn finetune(a: &FinetuneArgs) -> Result<(), String> {
     if let Some(p) = &from {
         load_backbone(&net, p)?;
     }
-    let params = if linear {
-        freeze_backbone(&net)
-    } else {
-        named_sorted(&net.vs)
-    };
+    let params = if linear { freeze_backbone(&net) } else { named_sorted(&net.vs) };
     let cfg = crate::probe::FinetuneCfg {
         steps: a.steps,
         batch: a.batch,
@@ -316,8 +324,16 @@ pub fn finetune(a: &FinetuneArgs) -> Result<(), String> {
         weight_decay: 1e-4,
         seed: a.common.seed,
     };
-    eprintln!("rsim: {} fine-tune of {} on {} labelled of {} train images, {} steps", a.mode, arch.name(), labelled.len(), train.len(), cfg.steps);
-    let losses = crate::probe::fit(params, &labelled, &cfg, dev, |x| net.forward(x, !linear).1.expect("built with a head"))?;
+    eprintln!(
+        "rsim: {} fine-tune of {} on {} labelled of {} train images, {} steps",
+        a.mode,
+        arch.name(),
+        labelled.len(),
+        train.len(),
+        cfg.steps
+    );
+    let losses =
+        crate::probe::fit(params, &labelled, &cfg, dev, |x| net.forward(x, !linear).1.expect("built with a head"))?;
     let (s, mut metrics) = evaluate(&net, &test, dev)?;
     if let Some(l) = losses.last() {
         metrics.insert("final_train_loss".into(), (*l).into());
@@ -339,7 +355,13 @@ pub fn finetune(a: &FinetuneArgs) -> Result<(), String> {
         metrics,
     };
     save(&a.out, &net, &meta)?;
-    println!("test OA {:.2}%  AA {:.2}%  kappa {:.4}  ({} test images)", 100.0 * s.oa, 100.0 * s.aa, s.kappa, test.len());
+    println!(
+        "test OA {:.2}%  AA {:.2}%  kappa {:.4}  ({} test images)",
+        100.0 * s.oa,
+        100.0 * s.aa,
+        s.kappa,
+        test.len()
+    );
     eprintln!("rsim: classifier checkpoint in {}", a.out.display());
     Ok(())
 }

@@ -235,7 +235,8 @@ pub fn device(s: &str) -> Result<Device, String> {
             if tch::Cuda::is_available() {
                 Ok(Device::Cuda(0))
             } else {
-                Err("--device cuda: CUDA is not available to libtorch (driver missing, or libtorch_cuda not linked)".into())
+                Err("--device cuda: CUDA is not available to libtorch (driver missing, or libtorch_cuda not linked)"
+                    .into())
             }
         }
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -299,11 +300,21 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
     let t0 = std::time::Instant::now();
     let (bank, dataset) = if rust_views {
         let ds = crate::loader_views::train_split(&a.common.data, a.common.train_share)?;
-        eprintln!("rsim: {} images listed ({} classes); decoding and augmenting on the fly", ds.len(), ds.classes.len());
+        eprintln!(
+            "rsim: {} images listed ({} classes); decoding and augmenting on the fly",
+            ds.len(),
+            ds.classes.len()
+        );
         (None, Some(ds))
     } else {
         let bank = load_train(&a.common)?;
-        eprintln!("rsim: {} images ({} classes, {} skipped) decoded in {:.1}s", bank.len(), bank.classes.len(), bank.skipped, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "rsim: {} images ({} classes, {} skipped) decoded in {:.1}s",
+            bank.len(),
+            bank.classes.len(),
+            bank.skipped,
+            t0.elapsed().as_secs_f64()
+        );
         (Some(bank), None)
     };
     let n_images = bank.as_ref().map(|b| b.len()).or(dataset.as_ref().map(|d| d.len())).unwrap_or(0);
@@ -336,12 +347,22 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
         trainer.resume(&a.out)?;
         eprintln!("rsim: resumed {} at step {}", a.out.display(), trainer.step);
     }
-    eprintln!("rsim: {} {} on {:?}, {steps} steps of batch {} ({spe} per epoch)", kind.name(), a.common.arch, dev, a.batch);
+    eprintln!(
+        "rsim: {} {} on {:?}, {steps} steps of batch {} ({spe} per epoch)",
+        kind.name(),
+        a.common.arch,
+        dev,
+        a.batch
+    );
     let losses = match (&bank, &dataset) {
         (Some(bank), _) => train::pretrain(&mut trainer, bank, &a.out, a.minutes, a.quiet)?,
         (None, Some(ds)) => {
             let pipeline = crate::loader_views::ssl_pipeline(&trainer.cfg.views, a.common.bands, a.ot_p);
-            let workers = if a.workers == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { a.workers };
+            let workers = if a.workers == 0 {
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+            } else {
+                a.workers
+            };
             let lc = crate::data::LoaderConfig {
                 batch_size: a.batch,
                 seed: a.common.seed,
@@ -357,7 +378,11 @@ pub fn pretrain(a: &PretrainArgs) -> Result<(), String> {
         _ => return Err("no images were loaded".into()),
     };
     if let Some(l) = losses.last() {
-        eprintln!("rsim: finished at step {} (last loss {l:.4}); backbone in {}", trainer.step, a.out.join("backbone.safetensors").display());
+        eprintln!(
+            "rsim: finished at step {} (last loss {l:.4}); backbone in {}",
+            trainer.step,
+            a.out.join("backbone.safetensors").display()
+        );
     }
     Ok(())
 }
@@ -375,7 +400,13 @@ fn load_net(a: &ProbeArgs, dev: Device, random_seed: u64) -> Result<Net, String>
                 let k = k.strip_prefix("backbone.").map(str::to_string).unwrap_or(k);
                 if let Some(dst) = vars.get_mut(&k) {
                     if dst.size() != t.size() {
-                        return Err(format!("{}: '{k}' has shape {:?} but {} expects {:?} (wrong --arch or --bands?)", p.display(), t.size(), a.common.arch, dst.size()));
+                        return Err(format!(
+                            "{}: '{k}' has shape {:?} but {} expects {:?} (wrong --arch or --bands?)",
+                            p.display(),
+                            t.size(),
+                            a.common.arch,
+                            dst.size()
+                        ));
                     }
                     dst.copy_(&t.to_device(dev));
                     loaded += 1;
@@ -384,7 +415,12 @@ fn load_net(a: &ProbeArgs, dev: Device, random_seed: u64) -> Result<Net, String>
             Ok(())
         })?;
         if loaded != vars.len() {
-            return Err(format!("{} holds {loaded} of the {} weights of {} (wrong --arch?)", p.display(), vars.len(), a.common.arch));
+            return Err(format!(
+                "{} holds {loaded} of the {} weights of {} (wrong --arch?)",
+                p.display(),
+                vars.len(),
+                a.common.arch
+            ));
         }
     }
     Ok(net)
@@ -398,8 +434,10 @@ pub fn probe(a: &ProbeArgs) -> Result<(), String> {
     if a.common.train_share >= 1.0 {
         return Err("probe needs a test split: --train-share below 1".into());
     }
-    let train = Bank::load(&a.common.data, Part::Train(a.common.train_share), a.common.bands, a.common.size, a.common.strict)?;
-    let test = Bank::load(&a.common.data, Part::Test(a.common.train_share), a.common.bands, a.common.size, a.common.strict)?;
+    let train =
+        Bank::load(&a.common.data, Part::Train(a.common.train_share), a.common.bands, a.common.size, a.common.strict)?;
+    let test =
+        Bank::load(&a.common.data, Part::Test(a.common.train_share), a.common.bands, a.common.size, a.common.strict)?;
     let classes = train.classes.len();
     eprintln!("rsim: probe on {} train / {} test images, {classes} classes", train.len(), test.len());
     let net = load_net(a, dev, a.common.seed)?;
@@ -416,8 +454,22 @@ pub fn probe(a: &ProbeArgs) -> Result<(), String> {
         let sel_t = tch::Tensor::from_slice(&sel);
         for e in &a.eval {
             let pred = match e.as_str() {
-                "linear" => probe::linear_probe(&ftr.index_select(0, &sel_t), &train.labels.index_select(0, &sel_t), &fte, classes, a.probe_steps, a.common.seed as i64),
-                "knn" => probe::knn(&ftr.index_select(0, &sel_t), &train.labels.index_select(0, &sel_t), &fte, classes, a.knn_k, a.knn_t),
+                "linear" => probe::linear_probe(
+                    &ftr.index_select(0, &sel_t),
+                    &train.labels.index_select(0, &sel_t),
+                    &fte,
+                    classes,
+                    a.probe_steps,
+                    a.common.seed as i64,
+                ),
+                "knn" => probe::knn(
+                    &ftr.index_select(0, &sel_t),
+                    &train.labels.index_select(0, &sel_t),
+                    &fte,
+                    classes,
+                    a.knn_k,
+                    a.knn_t,
+                ),
                 "finetune" | "scratch" => {
                     let fresh = if e == "scratch" {
                         let arch = Arch::parse(&a.common.arch)?;
@@ -426,7 +478,13 @@ pub fn probe(a: &ProbeArgs) -> Result<(), String> {
                     } else {
                         load_net(a, dev, a.common.seed)?
                     };
-                    let cfg = probe::FinetuneCfg { steps: a.finetune_steps, batch: 64, lr: a.finetune_lr, weight_decay: 1e-4, seed: a.common.seed };
+                    let cfg = probe::FinetuneCfg {
+                        steps: a.finetune_steps,
+                        batch: 64,
+                        lr: a.finetune_lr,
+                        weight_decay: 1e-4,
+                        seed: a.common.seed,
+                    };
                     probe::finetune(&fresh, &probe::subset(&train, &sel), &test, &cfg, dev)?
                 }
                 other => return Err(format!("unknown --eval '{other}' (linear, knn, finetune, scratch)")),
@@ -437,7 +495,12 @@ pub fn probe(a: &ProbeArgs) -> Result<(), String> {
                 let m = crate::metrics::Confusion::from_labels(classes, &truth, &pred)?;
                 std::fs::create_dir_all(out).map_err(|e| format!("creating {}: {e}", out.display()))?;
                 let png = out.join(format!("confusion-{e}-{budget}.png"));
-                crate::plots::plot_confusion(&m, &train.classes, &png, &format!("{e}, {budget} labels/class: OA {:.1}%", 100.0 * s.oa))?;
+                crate::plots::plot_confusion(
+                    &m,
+                    &train.classes,
+                    &png,
+                    &format!("{e}, {budget} labels/class: OA {:.1}%", 100.0 * s.oa),
+                )?;
             }
             println!("{:>8} {:>10} {:>7.2} {:>7.2} {:>7.4}", budget, e, 100.0 * s.oa, 100.0 * s.aa, s.kappa);
             rows.push(serde_json::json!({"labels": budget, "eval": e, "n_train": sel.len(), "oa": s.oa, "aa": s.aa, "kappa": s.kappa,
@@ -469,11 +532,16 @@ pub fn run(cmd: &Cmd) -> Result<(), String> {
         Cmd::Qat(a) => crate::qat::qat(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Step(a))) => crate::bench::step(a),
         Cmd::Bench(BenchCmd::Core(crate::bench::BenchCmd::Views(a))) => crate::bench::views(a),
-        Cmd::Bench(BenchCmd::Data(a)) => crate::data::bench::bench_pipeline(&a.data, a.images, a.batch, a.size, a.workers)
-            .map(|r| {
-                println!("rust data pipeline: {} images x {} views, {} workers, {:.1}s", r.images, r.views, r.workers, r.seconds);
-                println!("{:.1} img/s", r.images_per_s);
-            })
-            .map_err(|e| e.to_string()),
+        Cmd::Bench(BenchCmd::Data(a)) => {
+            crate::data::bench::bench_pipeline(&a.data, a.images, a.batch, a.size, a.workers)
+                .map(|r| {
+                    println!(
+                        "rust data pipeline: {} images x {} views, {} workers, {:.1}s",
+                        r.images, r.views, r.workers, r.seconds
+                    );
+                    println!("{:.1} img/s", r.images_per_s);
+                })
+                .map_err(|e| e.to_string())
+        }
     }
 }

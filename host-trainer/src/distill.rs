@@ -152,7 +152,12 @@ const FIT_STEPS: usize = 15;
 
 /// Loads a teacher from any [`Source`]; a checkpoint of the wrong architecture is an error naming the
 /// first missing or mismatched tensor.
-pub fn load_teacher(path: &std::path::Path, arch_flag: Option<&str>, bands: usize, device: Device) -> Result<Teacher, String> {
+pub fn load_teacher(
+    path: &std::path::Path,
+    arch_flag: Option<&str>,
+    bands: usize,
+    device: Device,
+) -> Result<Teacher, String> {
     match classifier::resolve(path)? {
         Source::Classifier(dir) => {
             let (net, meta) = classifier::load(&dir, device)?;
@@ -173,7 +178,11 @@ pub fn load_teacher(path: &std::path::Path, arch_flag: Option<&str>, bands: usiz
                 format!("{}: the teacher's architecture is not recorded; give --teacher-arch", weights.display())
             })?;
             if b.is_some_and(|b| b != bands) {
-                return Err(format!("teacher {} was trained on {} bands, --bands is {bands}", weights.display(), b.unwrap_or(0)));
+                return Err(format!(
+                    "teacher {} was trained on {} bands, --bands is {bands}",
+                    weights.display(),
+                    b.unwrap_or(0)
+                ));
             }
             let arch = Arch::parse(&name)?;
             let net = Net::new(arch, bands, None, device);
@@ -232,7 +241,12 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let (train, test) = classifier::load_split(&common)?;
     if let Teacher::Logits { meta, .. } = &teacher {
         if meta.classes != train.classes {
-            return Err(format!("the teacher's classes {:?} differ from {}'s {:?}", meta.classes, a.data.display(), train.classes));
+            return Err(format!(
+                "the teacher's classes {:?} differ from {}'s {:?}",
+                meta.classes,
+                a.data.display(),
+                train.classes
+            ));
         }
     }
     let classes = train.classes.len();
@@ -255,7 +269,9 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let batch = a.batch.min(train.len());
     let mut stream = ViewStream::new(&train, vc.clone(), batch, a.seed, dev)?;
     let mut lab_stream = match &labelled {
-        Some(l) if with_head && a.ce_weight > 0.0 => Some(ViewStream::new(l, vc, a.ce_batch.clamp(1, l.len()), a.seed ^ 0x5eed, dev)?),
+        Some(l) if with_head && a.ce_weight > 0.0 => {
+            Some(ViewStream::new(l, vc, a.ce_batch.clamp(1, l.len()), a.seed ^ 0x5eed, dev)?)
+        }
         _ => None,
     };
     let mut steps = a.steps.unwrap_or((a.epochs * stream.steps_per_epoch() as f64).round() as usize).max(1);
@@ -267,9 +283,24 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     let jsonl = a.out.join("metrics.jsonl");
     let mut log = std::fs::File::create(&jsonl).map_err(|e| format!("creating {}: {e}", jsonl.display()))?;
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(steps as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]").expect("valid template"));
-    let kind = if with_head { "logit KD" } else if mse { "embedding MSE" } else { "SEED" };
-    eprintln!("rsim: distilling into {} ({kind}) on {} train images, {steps} steps of batch {batch}", sarch.name(), train.len());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
+    let kind = if with_head {
+        "logit KD"
+    } else if mse {
+        "embedding MSE"
+    } else {
+        "SEED"
+    };
+    eprintln!(
+        "rsim: distilling into {} ({kind}) on {} train images, {steps} steps of batch {batch}",
+        sarch.name(),
+        train.len()
+    );
     let start = Instant::now();
     let mut losses = Vec::with_capacity(steps);
     let mut timed_from = None;
@@ -287,7 +318,8 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
                         let idx = ls.indices(step as u64);
                         let (xl, _) = ls.views(step as u64);
                         let yl = ls.bank.labels.index_select(0, &Tensor::from_slice(&idx)).to_device(dev);
-                        let ce = student.forward(&xl, true).1.ok_or("student lost its head")?.cross_entropy_for_logits(&yl);
+                        let ce =
+                            student.forward(&xl, true).1.ok_or("student lost its head")?.cross_entropy_for_logits(&yl);
                         let kdv = kd.double_value(&[]);
                         (kd + ce * a.ce_weight, Some(("kd", kdv)))
                     }
@@ -346,7 +378,9 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
                 let per_step = t.elapsed().as_secs_f64() / FIT_STEPS as f64;
                 let fit = ((m * 60.0 - start.elapsed().as_secs_f64()) / per_step) as usize + step + 1;
                 if fit < steps {
-                    eprintln!("rsim: --minutes {m}: {per_step:.2} s per step, schedule shortened from {steps} to {fit} steps");
+                    eprintln!(
+                        "rsim: --minutes {m}: {per_step:.2} s per step, schedule shortened from {steps} to {fit} steps"
+                    );
                     steps = fit;
                     bar.set_length(steps as u64);
                 }
@@ -360,7 +394,12 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
     }
     bar.finish();
     drop(log);
-    if let Err(e) = crate::plots::plot_loss_curve(&jsonl, &a.out.join("loss.png"), &["loss"], &format!("distill {} ({kind})", sarch.name())) {
+    if let Err(e) = crate::plots::plot_loss_curve(
+        &jsonl,
+        &a.out.join("loss.png"),
+        &["loss"],
+        &format!("distill {} ({kind})", sarch.name()),
+    ) {
         eprintln!("rsim: no loss plot: {e}");
     }
     finish(a, teacher, student, &train, &test, labelled.as_ref(), kind, losses, dev)
@@ -369,7 +408,17 @@ pub fn distill(a: &DistillArgs) -> Result<DistillReport, String> {
 /// Scores and saves the student: a classifier when the teacher had a head or `--labels` trains one
 /// after embedding distillation, else the backbone (sidecar without classes).
 #[allow(clippy::too_many_arguments)]
-fn finish(a: &DistillArgs, teacher: Teacher, student: Net, train: &Bank, test: &Bank, labelled: Option<&Bank>, kind: &str, losses: Vec<f64>, dev: Device) -> Result<DistillReport, String> {
+fn finish(
+    a: &DistillArgs,
+    teacher: Teacher,
+    student: Net,
+    train: &Bank,
+    test: &Bank,
+    labelled: Option<&Bank>,
+    kind: &str,
+    losses: Vec<f64>,
+    dev: Device,
+) -> Result<DistillReport, String> {
     let (tname, teacher_oa) = match &teacher {
         Teacher::Logits { net, meta } => {
             // The teacher is scored at its own input size, on the test images resized as in training.
@@ -390,7 +439,13 @@ fn finish(a: &DistillArgs, teacher: Teacher, student: Net, train: &Bank, test: &
             tch::manual_seed(a.seed as i64);
             let clf = Net::new(student.arch, a.bands, Some(train.classes.len()), dev);
             let keys = classifier::backbone_keys(student.arch, a.bands);
-            classifier::load_into(&clf, named_sorted(&student.vs), &a.out, &student.arch.name(), Some(&|k: &str| keys.contains(k)))?;
+            classifier::load_into(
+                &clf,
+                named_sorted(&student.vs),
+                &a.out,
+                &student.arch.name(),
+                Some(&|k: &str| keys.contains(k)),
+            )?;
             let head = classifier::freeze_backbone(&clf);
             let cfg = FinetuneCfg { steps: a.head_steps, batch: 64, lr: 1e-2, weight_decay: 1e-4, seed: a.seed };
             probe::fit(head, l, &cfg, dev, |x| clf.forward(x, false).1.expect("built with a head"))?;

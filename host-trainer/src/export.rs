@@ -64,7 +64,8 @@ pub fn weight_map(path: &Path) -> Result<WeightMap, String> {
             continue;
         }
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
-        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).map_err(|e| format!("{}: tensor '{k}': {e}", path.display()))?;
+        let values = Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1))
+            .map_err(|e| format!("{}: tensor '{k}': {e}", path.display()))?;
         map.insert(k.strip_prefix("backbone.").map(str::to_string).unwrap_or(k), (shape, values));
     }
     Ok(map)
@@ -96,7 +97,12 @@ pub fn options(dir: &Path, meta: &ClassifierMeta, dtype: DType) -> Result<Export
 }
 
 /// The `.rsm` bytes of a checkpoint (nothing written).
-pub fn rsm_bytes(dir: &Path, dtype: DType, softmax: bool, name: Option<&str>) -> Result<graph_builder::Exported, String> {
+pub fn rsm_bytes(
+    dir: &Path,
+    dtype: DType,
+    softmax: bool,
+    name: Option<&str>,
+) -> Result<graph_builder::Exported, String> {
     let meta = classifier::read_meta(dir)?;
     let mut opts = options(dir, &meta, dtype)?;
     opts.softmax = softmax;
@@ -134,7 +140,10 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport, String> {
     if a.ckpt.is_file() {
         // An existing model file: only the ONNX conversion makes sense.
         if !onnx {
-            return Err(format!("{} is a file; --format rsm needs a classifier checkpoint directory", a.ckpt.display()));
+            return Err(format!(
+                "{} is a file; --format rsm needs a classifier checkpoint directory",
+                a.ckpt.display()
+            ));
         }
         let bytes = std::fs::read(&a.ckpt).map_err(|e| format!("reading {}: {e}", a.ckpt.display()))?;
         let r = write_onnx(&bytes, &a.output).map_err(|e| format!("{}: {e}", a.ckpt.display()))?;
@@ -148,7 +157,8 @@ pub fn export(a: &ExportArgs) -> Result<ExportReport, String> {
         eprintln!("rsim: wrote {} ({} bytes ONNX, f32)", a.output.display(), r.bytes);
         return Ok(r);
     }
-    rsim_model::write::write_atomic(&a.output, &out.bytes).map_err(|e| format!("writing {}: {e}", a.output.display()))?;
+    rsim_model::write::write_atomic(&a.output, &out.bytes)
+        .map_err(|e| format!("writing {}: {e}", a.output.display()))?;
     eprintln!(
         "rsim: wrote {} ({} bytes, {:?} weights, {} ops, arena {} bytes)",
         a.output.display(),

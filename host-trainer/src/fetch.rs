@@ -76,7 +76,8 @@ fn io(p: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
 
 /// Downloads a known dataset by name into `dest` (the folder that will hold the classes).
 pub fn download_dataset(name: &str, dest: &Path, progress: bool) -> Result<PathBuf, FetchError> {
-    let spec = known_datasets().into_iter().find(|d| d.name == name).ok_or_else(|| FetchError::UnknownDataset(name.into()))?;
+    let spec =
+        known_datasets().into_iter().find(|d| d.name == name).ok_or_else(|| FetchError::UnknownDataset(name.into()))?;
     fetch(&spec, dest, progress, 5)
 }
 
@@ -163,7 +164,8 @@ pub fn download_resume(url: &str, part: &Path, progress: bool) -> Result<(), Fet
     let (append, total) = match status {
         206 => {
             let cr = resp.headers().get("content-range").and_then(|v| v.to_str().ok()).unwrap_or("");
-            let start = cr.strip_prefix("bytes ").and_then(|r| r.split('-').next()).and_then(|s| s.trim().parse::<u64>().ok());
+            let start =
+                cr.strip_prefix("bytes ").and_then(|r| r.split('-').next()).and_then(|s| s.trim().parse::<u64>().ok());
             if start != Some(have) {
                 return Err(FetchError::Http(format!("server resumed at {cr:?}, wanted byte {have}")));
             }
@@ -174,11 +176,19 @@ pub fn download_resume(url: &str, part: &Path, progress: bool) -> Result<(), Fet
         s => return Err(FetchError::Http(format!("{url}: HTTP status {s}"))),
     };
     let expect_body = resp.body().content_length();
-    let mut file = std::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(part).map_err(io(part))?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(part)
+        .map_err(io(part))?;
     let start = if append { have } else { 0 };
     let bar = if progress {
         let b = indicatif::ProgressBar::new(total.unwrap_or(0));
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} ETA {eta}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bytes}/{total_bytes} {wide_bar} {bytes_per_sec} ETA {eta}")
+        {
             b.set_style(style);
         }
         b.set_position(start);
@@ -258,7 +268,9 @@ pub fn extract_zip(archive: &Path, out: &Path) -> Result<(), FetchError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| FetchError::Archive(e.to_string()))?;
-        let rel = entry.enclosed_name().ok_or_else(|| FetchError::Archive(format!("unsafe path {:?} in archive", entry.name())))?;
+        let rel = entry
+            .enclosed_name()
+            .ok_or_else(|| FetchError::Archive(format!("unsafe path {:?} in archive", entry.name())))?;
         let path = out.join(rel);
         if entry.is_dir() {
             std::fs::create_dir_all(&path).map_err(io(&path))?;

@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use rsim_model::{Activation, BinaryQuant, DType, InputSpec, Model, Multiplier, Op, Quant, Requant, Shape, Storage, Tensor as MTensor};
+use rsim_model::{
+    Activation, BinaryQuant, DType, InputSpec, Model, Multiplier, Op, Quant, Requant, Shape, Storage, Tensor as MTensor,
+};
 use tch::{nn, Device, Kind, Tensor};
 
 mod exact;
@@ -44,9 +46,13 @@ impl fmt::Display for GraphNetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GraphNetError::Model(e) => write!(f, "not a valid .rsm model: {e}"),
-            GraphNetError::Unsupported { index, op, why } => write!(f, "op #{index} ({op}) is not supported on the host: {why}"),
+            GraphNetError::Unsupported { index, op, why } => {
+                write!(f, "op #{index} ({op}) is not supported on the host: {why}")
+            }
             GraphNetError::NotFloat(why) => write!(f, "expected a float (f32/f16) model: {why}"),
-            GraphNetError::MissingValue { index, tensor } => write!(f, "op #{index} reads tensor {tensor}, which nothing wrote"),
+            GraphNetError::MissingValue { index, tensor } => {
+                write!(f, "op #{index} reads tensor {tensor}, which nothing wrote")
+            }
             GraphNetError::BadInput(why) => write!(f, "bad input: {why}"),
         }
     }
@@ -89,7 +95,8 @@ pub enum ExactStage {
 }
 
 fn i32s(m: &Model<'_>, b: rsim_model::Blob) -> Result<Vec<i32>, GraphNetError> {
-    let bytes = m.blob(b).ok_or(GraphNetError::Model(format!("multiplier blob at {} lies outside the weights", b.offset)))?;
+    let bytes =
+        m.blob(b).ok_or(GraphNetError::Model(format!("multiplier blob at {} lies outside the weights", b.offset)))?;
     Ok(bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
@@ -129,7 +136,8 @@ impl FakeQuant {
                 Op::GlobalAvgPool { input, output, requant } => Some(if input.quant == output.quant {
                     ExactStage::Mean { requant: None, act: (-128, 127) }
                 } else {
-                    let r = requant.as_ref().ok_or(GraphNetError::Model("int8 GlobalAvgPool without requant".into()))?;
+                    let r =
+                        requant.as_ref().ok_or(GraphNetError::Model("int8 GlobalAvgPool without requant".into()))?;
                     let (mult, shift) = mults(&m, r)?;
                     let (Some(&mm), Some(&ss)) = (mult.first(), shift.first()) else {
                         return Err(GraphNetError::Model("empty GlobalAvgPool multiplier".into()));
@@ -243,7 +251,11 @@ fn dims_i64(s: &Shape) -> Vec<i64> {
 
 /// Reads a constant (F32 or F16) as an f32 tensor of its model shape.
 fn constant(m: &Model<'_>, t: &MTensor, index: usize, op: &'static str) -> Result<Tensor, GraphNetError> {
-    let bytes = m.const_bytes(t).ok_or(GraphNetError::Unsupported { index, op, why: format!("tensor {} is not a constant", t.id) })?;
+    let bytes = m.const_bytes(t).ok_or(GraphNetError::Unsupported {
+        index,
+        op,
+        why: format!("tensor {} is not a constant", t.id),
+    })?;
     let kind = match t.dtype {
         DType::F32 => Kind::Float,
         DType::F16 => Kind::Half,
@@ -301,7 +313,9 @@ impl GraphNet {
             let w = to_torch_layout(&constant(&m, weights, i, name)?, layout).contiguous().to_device(device);
             let wv = root.sub(format!("op{i}")).add("weight", w, true);
             let bv = match bias {
-                Some(b) => Some(root.sub(format!("op{i}")).add("bias", constant(&m, b, i, name)?.to_device(device), true)),
+                Some(b) => {
+                    Some(root.sub(format!("op{i}")).add("bias", constant(&m, b, i, name)?.to_device(device), true))
+                }
                 None => None,
             };
             params.insert(i, Param { weight: wv, bias: bv, layout, weight_t: *weights, bias_t: *bias });
@@ -336,11 +350,18 @@ impl GraphNet {
 
     /// As [`forward`](Self::forward), calling `f(tensor_id, value)` for every op output (after its
     /// activation and fake-quant) and, for Lut-activation ops in fake-quant mode, nothing extra.
-    pub fn forward_observed(&self, x: &Tensor, fq: Option<&FakeQuant>, f: &mut dyn FnMut(u16, &Tensor)) -> Result<Tensor, GraphNetError> {
+    pub fn forward_observed(
+        &self,
+        x: &Tensor,
+        fq: Option<&FakeQuant>,
+        f: &mut dyn FnMut(u16, &Tensor),
+    ) -> Result<Tensor, GraphNetError> {
         let [_, h, w, c] = self.input.shape.nhwc();
         let s = x.size();
         if s.len() != 4 || s[1] != c as i64 || s[2] != h as i64 || s[3] != w as i64 {
-            return Err(GraphNetError::BadInput(format!("input of shape {s:?}, the model takes [B, {c}, {h}, {w}] (NCHW)")));
+            return Err(GraphNetError::BadInput(format!(
+                "input of shape {s:?}, the model takes [B, {c}, {h}, {w}] (NCHW)"
+            )));
         }
         let batch = s[0];
         let mut vals: HashMap<u16, Tensor> = HashMap::new();
@@ -367,10 +388,12 @@ impl GraphNet {
                     } else {
                         x.shallow_clone()
                     };
-                    let pad = if p.top != p.bottom || p.left != p.right { [0, 0] } else { [p.top as i64, p.left as i64] };
+                    let pad =
+                        if p.top != p.bottom || p.left != p.right { [0, 0] } else { [p.top as i64, p.left as i64] };
                     let st = [params.stride[0] as i64, params.stride[1] as i64];
                     let di = [params.dilation[0] as i64, params.dilation[1] as i64];
-                    let conv = |x: &Tensor, w: &Tensor, b: Option<&Tensor>| x.conv2d(w, b, st, pad, di, params.groups as i64);
+                    let conv =
+                        |x: &Tensor, w: &Tensor, b: Option<&Tensor>| x.conv2d(w, b, st, pad, di, params.groups as i64);
                     let y = conv(&x, &w, b.as_ref());
                     exact = self.exact_for(fq, &[input.id], out_id).map(|(st, s_in, out)| {
                         tch::no_grad(|| {
@@ -414,7 +437,11 @@ impl GraphNet {
                 Op::AvgPool2d { input, params, .. } | Op::MaxPool2d { input, params, .. } => {
                     let p = params.padding;
                     if p.top != p.bottom || p.left != p.right {
-                        return Err(GraphNetError::Unsupported { index: i, op: name, why: "asymmetric pool padding".into() });
+                        return Err(GraphNetError::Unsupported {
+                            index: i,
+                            op: name,
+                            why: "asymmetric pool padding".into(),
+                        });
                     }
                     let (k, st, pad) = (
                         [params.kernel[0] as i64, params.kernel[1] as i64],
@@ -440,7 +467,9 @@ impl GraphNet {
                     });
                     (unflat_nhwc(&flat_nhwc(&y), &output.shape, batch), Activation::None)
                 }
-                Op::Reshape { input, output } => (unflat_nhwc(&flat_nhwc(get(input)?), &output.shape, batch), Activation::None),
+                Op::Reshape { input, output } => {
+                    (unflat_nhwc(&flat_nhwc(get(input)?), &output.shape, batch), Activation::None)
+                }
                 Op::Softmax { input, beta, .. } => {
                     let x = get(input)?;
                     let dim = if input.shape.rank == 4 { 1 } else { -1 };
@@ -484,12 +513,18 @@ impl GraphNet {
             f(out_id, &y);
             vals.insert(out_id, y);
         }
-        vals.remove(&self.output.id).ok_or(GraphNetError::MissingValue { index: self.ops.len(), tensor: self.output.id })
+        vals.remove(&self.output.id)
+            .ok_or(GraphNetError::MissingValue { index: self.ops.len(), tensor: self.output.id })
     }
 
     /// The exact stage of the op writing `out_id` with its input scales and output (scale, zp), when
     /// `fq` runs in f64 and knows them all (the output is the pre-activation for Lut ops).
-    fn exact_for<'a>(&self, fq: Option<&'a FakeQuant>, inputs: &[u16], out_id: u16) -> Option<(&'a ExactStage, Vec<f32>, (f32, i32))> {
+    fn exact_for<'a>(
+        &self,
+        fq: Option<&'a FakeQuant>,
+        inputs: &[u16],
+        out_id: u16,
+    ) -> Option<(&'a ExactStage, Vec<f32>, (f32, i32))> {
         let fq = fq.filter(|q| q.f64 && q.weights)?;
         let st = fq.exact.get(&out_id)?;
         let s_in = inputs.iter().map(|id| fq.act.get(id).map(|v| v.0)).collect::<Option<Vec<f32>>>()?;
@@ -505,7 +540,8 @@ impl GraphNet {
         let scales = weight_scales(&p.weight).to_kind(Kind::Double);
         let mut view = vec![o];
         view.extend(std::iter::repeat_n(1, p.weight.dim() - 1));
-        let w = round_half_away(&(p.weight.detach().to_kind(Kind::Double) / scales.reshape(view.as_slice()))).clamp(-127.0, 127.0);
+        let w = round_half_away(&(p.weight.detach().to_kind(Kind::Double) / scales.reshape(view.as_slice())))
+            .clamp(-127.0, 127.0);
         let b = p.bias.as_ref().map(|b| {
             let m = i32::MAX as f64;
             round_half_away(&(b.detach().to_kind(Kind::Double) / (&scales * s_in as f64))).clamp(-m, m)
@@ -529,7 +565,9 @@ impl GraphNet {
         let w = fq_per_channel(&p.weight.to_kind(Kind::Double), &sw, 127).to_kind(kind);
         let b = p.bias.as_ref().map(|b| match fq.act.get(&input.id) {
             // int32 bias at scale s_in * s_w[c] (the range of int32 never clamps in practice).
-            Some(&(s_in, _)) => fq_per_channel(&b.to_kind(Kind::Double), &(&scales * s_in as f64), i32::MAX).to_kind(kind),
+            Some(&(s_in, _)) => {
+                fq_per_channel(&b.to_kind(Kind::Double), &(&scales * s_in as f64), i32::MAX).to_kind(kind)
+            }
             None => b.to_kind(kind),
         });
         (w, b)
@@ -552,7 +590,9 @@ impl GraphNet {
                 return Err(GraphNetError::Model(format!("tensor {} changed size", t.id)));
             }
             v.copy_data_u8(&mut bytes, v.numel());
-            let dst = blob.get_mut(offset as usize..offset as usize + n).ok_or(GraphNetError::Model(format!("tensor {} lies outside the weights", t.id)))?;
+            let dst = blob
+                .get_mut(offset as usize..offset as usize + n)
+                .ok_or(GraphNetError::Model(format!("tensor {} lies outside the weights", t.id)))?;
             dst.copy_from_slice(&bytes);
             Ok(())
         };
@@ -620,7 +660,13 @@ fn unflat_nhwc(x: &Tensor, shape: &Shape, batch: i64) -> Tensor {
 /// Id of input `k` of a two-input op (Add/Mul).
 fn op_in(op: &Op, k: usize) -> u16 {
     match op {
-        Op::Add { a, b, .. } | Op::Mul { a, b, .. } => if k == 0 { a.id } else { b.id },
+        Op::Add { a, b, .. } | Op::Mul { a, b, .. } => {
+            if k == 0 {
+                a.id
+            } else {
+                b.id
+            }
+        }
         other => other.output().id,
     }
 }

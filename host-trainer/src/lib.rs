@@ -33,11 +33,9 @@ pub mod distill;
 #[cfg(feature = "train")]
 pub mod export;
 #[cfg(feature = "train")]
-pub mod loader_views;
-#[cfg(feature = "train")]
 pub mod graph_net;
 #[cfg(feature = "train")]
-pub mod qat;
+pub mod loader_views;
 #[cfg(feature = "train")]
 pub mod loss;
 #[cfg(feature = "train")]
@@ -48,6 +46,8 @@ pub mod net;
 pub mod optim;
 #[cfg(feature = "train")]
 pub mod probe;
+#[cfg(feature = "train")]
+pub mod qat;
 #[cfg(feature = "train")]
 pub mod train;
 #[cfg(feature = "train")]

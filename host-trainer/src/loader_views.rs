@@ -78,14 +78,23 @@ pub struct LoaderViews {
 
 impl LoaderViews {
     /// Starts producing at batch `start_step` (0 for a new run, the checkpoint's step on resume).
-    pub fn new(ds: &Dataset, pipeline: Pipeline, cfg: LoaderConfig, start_step: u64, device: Device) -> Result<Self, String> {
+    pub fn new(
+        ds: &Dataset,
+        pipeline: Pipeline,
+        cfg: LoaderConfig,
+        start_step: u64,
+        device: Device,
+    ) -> Result<Self, String> {
         if pipeline.views.len() != 2 {
             return Err(format!("two-view pretraining needs a two-view pipeline, got {} views", pipeline.views.len()));
         }
-        let mut loader = Loader::new(ds, pipeline, LoaderConfig { drop_last: true, ..cfg }).map_err(|e| e.to_string())?;
+        let mut loader =
+            Loader::new(ds, pipeline, LoaderConfig { drop_last: true, ..cfg }).map_err(|e| e.to_string())?;
         let per_epoch = loader.batches_per_epoch();
         let pe = per_epoch as u64;
-        loader.set_state(LoaderState { seed: loader.state().seed, epoch: start_step / pe, batch: start_step % pe }).map_err(|e| e.to_string())?;
+        loader
+            .set_state(LoaderState { seed: loader.state().seed, epoch: start_step / pe, batch: start_step % pe })
+            .map_err(|e| e.to_string())?;
         // One batch waits in the channel while the loader's own workers prefetch the next ones.
         let (tx, rx) = bounded(1);
         let handle = std::thread::spawn(move || loop {
@@ -106,10 +115,12 @@ impl ViewSource for LoaderViews {
             return Err(format!("loader views are sequential: asked for step {step}, next is {}", self.next_step));
         }
         let rx = self.rx.as_ref().ok_or("the loader has stopped")?;
-        let b = rx.recv().map_err(|_| "the loader thread stopped unexpectedly".to_string())?.map_err(|e| e.to_string())?;
+        let b =
+            rx.recv().map_err(|_| "the loader thread stopped unexpectedly".to_string())?.map_err(|e| e.to_string())?;
         self.next_step += 1;
         let view = |v: usize| -> Result<Tensor, String> {
-            let (buf, shape) = (b.views.get(v).ok_or("missing view")?, b.view_shapes.get(v).ok_or("missing view shape")?);
+            let (buf, shape) =
+                (b.views.get(v).ok_or("missing view")?, b.view_shapes.get(v).ok_or("missing view shape")?);
             let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
             Ok(Tensor::from_slice(buf).view(dims.as_slice()).to_device(self.device))
         };

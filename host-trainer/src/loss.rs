@@ -20,7 +20,13 @@ impl Default for FalseCfg {
 /// Cross-entropy over rows of `logits` [R, C] whose positive column is `pos` [R] (i64), with
 /// optional FALSE: `candidates` [R, C] (bool) marks where a false negative may be picked.
 /// The positive stays in the denominator (SimCLR/MoCo); cells set to -inf are ignored.
-pub fn contrastive_ce(logits: &Tensor, pos: &Tensor, candidates: &Tensor, false_cfg: Option<FalseCfg>, tau: f64) -> Tensor {
+pub fn contrastive_ce(
+    logits: &Tensor,
+    pos: &Tensor,
+    candidates: &Tensor,
+    false_cfg: Option<FalseCfg>,
+    tau: f64,
+) -> Tensor {
     let lse = logits.logsumexp(&[1i64][..], false);
     let pos_logit = logits.gather(1, &pos.unsqueeze(1), false).squeeze_dim(1);
     let Some(f) = false_cfg else {
@@ -43,7 +49,11 @@ pub fn contrastive_ce(logits: &Tensor, pos: &Tensor, candidates: &Tensor, false_
     // Row `row` numerator: exp(pos) + alpha * exp(neg), as a logaddexp; denominator unchanged.
     let neg = logits.get(row).get(col) + f.alpha.ln();
     let num_row = Tensor::stack(&[pos_logit.get(row), neg], 0).logsumexp(&[0i64][..], false);
-    let onehot = Tensor::zeros([r], (Kind::Float, logits.device())).index_fill(0, &Tensor::from(row).to_device(logits.device()), 1.0);
+    let onehot = Tensor::zeros([r], (Kind::Float, logits.device())).index_fill(
+        0,
+        &Tensor::from(row).to_device(logits.device()),
+        1.0,
+    );
     let keep: Tensor = onehot.ones_like() - &onehot;
     let num: Tensor = &pos_logit * keep + onehot * num_row;
     let per_row: Tensor = lse - num;

@@ -131,10 +131,13 @@ impl SslModel {
             .chain(self.heads.variables().into_iter().map(|(k, v)| (format!("heads.{k}"), v)))
             .collect();
         let mut pairs = Vec::new();
-        let tv = named_sorted(&net.vs).into_iter().chain(named_sorted(&heads).into_iter().map(|(k, v)| (format!("heads.{k}"), v)));
+        let tv = named_sorted(&net.vs)
+            .into_iter()
+            .chain(named_sorted(&heads).into_iter().map(|(k, v)| (format!("heads.{k}"), v)));
         for (name, t) in tv {
             // EMA over parameters; BN running statistics follow the target's own forward passes.
-            if name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked") {
+            if name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked")
+            {
                 continue;
             }
             let o = online.get(&name).expect("online and target share variable names");
@@ -145,7 +148,8 @@ impl SslModel {
 
     /// Trainable parameters with unique names (`backbone.*`, `heads.*`).
     pub fn params(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = named_sorted(&self.backbone.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
+        let mut v: Vec<(String, Tensor)> =
+            named_sorted(&self.backbone.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
         v.extend(named_sorted(&self.heads).into_iter().map(|(k, t)| (format!("heads.{k}"), t)));
         v
     }
@@ -170,9 +174,12 @@ impl SslModel {
                 loss::nt_xent(&z1, &z2, self.cfg.tau, self.cfg.false_cfg)
             }
             MethodKind::MoCo => {
-                let q = loss::l2_normalize(&self.project(&self.heads, &self.backbone.forward(x1, true).0, "projector", pd));
+                let q =
+                    loss::l2_normalize(&self.project(&self.heads, &self.backbone.forward(x1, true).0, "projector", pd));
                 let t = self.target.as_ref().expect("MoCo has a momentum encoder");
-                let k = tch::no_grad(|| loss::l2_normalize(&self.project(&t.heads, &t.net.forward(x2, true).0, "projector", pd)));
+                let k = tch::no_grad(|| {
+                    loss::l2_normalize(&self.project(&t.heads, &t.net.forward(x2, true).0, "projector", pd))
+                });
                 // A copy: the loss graph keeps the queue for backward, and enqueue writes it in place.
                 let queue = self.queue.as_ref().expect("MoCo has a queue").copy();
                 let l = loss::moco_infonce(&q, &k, &queue, self.cfg.tau, self.cfg.false_cfg);
@@ -181,8 +188,18 @@ impl SslModel {
             }
             MethodKind::Byol => {
                 let qd = [self.cfg.proj_dim, self.cfg.proj_hidden, self.cfg.proj_dim];
-                let p1 = self.project(&self.heads, &self.project(&self.heads, &self.backbone.forward(x1, true).0, "projector", pd), "predictor", qd);
-                let p2 = self.project(&self.heads, &self.project(&self.heads, &self.backbone.forward(x2, true).0, "projector", pd), "predictor", qd);
+                let p1 = self.project(
+                    &self.heads,
+                    &self.project(&self.heads, &self.backbone.forward(x1, true).0, "projector", pd),
+                    "predictor",
+                    qd,
+                );
+                let p2 = self.project(
+                    &self.heads,
+                    &self.project(&self.heads, &self.backbone.forward(x2, true).0, "projector", pd),
+                    "predictor",
+                    qd,
+                );
                 let t = self.target.as_ref().expect("BYOL has a target network");
                 let (z1, z2) = tch::no_grad(|| {
                     (
@@ -238,7 +255,8 @@ impl SslModel {
 
     /// All weights (online, heads, target, queue) as one named list, for checkpoints.
     pub fn all_state(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = named_sorted(&self.backbone.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
+        let mut v: Vec<(String, Tensor)> =
+            named_sorted(&self.backbone.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
         v.extend(named_sorted(&self.heads).into_iter().map(|(k, t)| (format!("heads.{k}"), t)));
         v.extend(self.extra_state());
         v

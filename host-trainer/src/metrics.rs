@@ -57,10 +57,16 @@ impl Confusion {
         let row = |t: usize| (0..k).map(|p| self.get(t, p)).sum::<u64>();
         let col = |p: usize| (0..k).map(|t| self.get(t, p)).sum::<u64>();
         let diag: u64 = (0..k).map(|i| self.get(i, i)).sum();
-        let per_class: Vec<f64> = (0..k).map(|t| {
-            let r = row(t);
-            if r == 0 { f64::NAN } else { self.get(t, t) as f64 / r as f64 }
-        }).collect();
+        let per_class: Vec<f64> = (0..k)
+            .map(|t| {
+                let r = row(t);
+                if r == 0 {
+                    f64::NAN
+                } else {
+                    self.get(t, t) as f64 / r as f64
+                }
+            })
+            .collect();
         let present: Vec<f64> = per_class.iter().copied().filter(|v| !v.is_nan()).collect();
         let aa = if present.is_empty() { 0.0 } else { present.iter().sum::<f64>() / present.len() as f64 };
         if total == 0 {
@@ -70,7 +76,15 @@ impl Confusion {
         let po = diag as f64 / n;
         let pe: f64 = (0..k).map(|i| row(i) as f64 * col(i) as f64).sum::<f64>() / (n * n);
         // pe == 1 only when every sample is one class predicted as that class: agreement is perfect.
-        let kappa = if (1.0 - pe).abs() < 1e-15 { if po >= 1.0 { 1.0 } else { 0.0 } } else { (po - pe) / (1.0 - pe) };
+        let kappa = if (1.0 - pe).abs() < 1e-15 {
+            if po >= 1.0 {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            (po - pe) / (1.0 - pe)
+        };
         Scores { oa: po, aa, kappa, per_class, total }
     }
 }

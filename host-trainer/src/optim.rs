@@ -148,7 +148,12 @@ impl Optimizer {
             let dev = p.t.device();
             let fetch = |t: Tensor, what: &str| -> Result<Tensor, String> {
                 if t.size() != p.t.size() {
-                    return Err(format!("optimizer state {what}.{} has shape {:?}, parameter {:?}", p.name, t.size(), p.t.size()));
+                    return Err(format!(
+                        "optimizer state {what}.{} has shape {:?}, parameter {:?}",
+                        p.name,
+                        t.size(),
+                        p.t.size()
+                    ));
                 }
                 Ok(t.to_kind(Kind::Float).to_device(dev))
             };

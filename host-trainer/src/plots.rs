@@ -59,8 +59,15 @@ impl Canvas {
     /// Encodes as PNG and writes it atomically.
     pub fn save_png(&self, path: &Path) -> Result<(), String> {
         let mut out = Vec::new();
-        image::write_buffer_with_format(&mut std::io::Cursor::new(&mut out), &self.buf, self.w as u32, self.h as u32, image::ExtendedColorType::Rgb8, image::ImageFormat::Png)
-            .map_err(|e| format!("PNG encoding failed: {e}"))?;
+        image::write_buffer_with_format(
+            &mut std::io::Cursor::new(&mut out),
+            &self.buf,
+            self.w as u32,
+            self.h as u32,
+            image::ExtendedColorType::Rgb8,
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| format!("PNG encoding failed: {e}"))?;
         rsim_model::write::write_atomic(path, &out).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 }
@@ -126,7 +133,11 @@ pub fn plot_loss_curve(jsonl: &Path, png: &Path, keys: &[&str], title: &str) -> 
     {
         let root = BitMapBackend::with_buffer(&mut cv.buf, (w as u32, h as u32)).into_drawing_area();
         let plot = root.margin(t as u32, b as u32, l as u32, r as u32);
-        let plot = plot.apply_coord_spec(Cartesian2d::<RangedCoordf64, RangedCoordf64>::new(x0..x1, -y1..-y0, (l..w as i32 - r, t..h as i32 - b)));
+        let plot = plot.apply_coord_spec(Cartesian2d::<RangedCoordf64, RangedCoordf64>::new(
+            x0..x1,
+            -y1..-y0,
+            (l..w as i32 - r, t..h as i32 - b),
+        ));
         let e = |e: DrawingAreaErrorKind<_>| format!("plot: {e:?}");
         // Plotters puts the start of the y range at the top, so the chart works in -y.
         plot.draw(&Rectangle::new([(x0, -y1), (x1, -y0)], ShapeStyle::from(&BLACK).stroke_width(1))).map_err(e)?;
@@ -136,7 +147,11 @@ pub fn plot_loss_curve(jsonl: &Path, png: &Path, keys: &[&str], title: &str) -> 
         }
         for (k, s) in series.iter().enumerate() {
             let c = SERIES[k % SERIES.len()];
-            plot.draw(&PathElement::new(s.iter().map(|&(x, y)| (x, -y)).collect::<Vec<_>>(), ShapeStyle::from(&RGBColor(c.0, c.1, c.2)).stroke_width(2))).map_err(e)?;
+            plot.draw(&PathElement::new(
+                s.iter().map(|&(x, y)| (x, -y)).collect::<Vec<_>>(),
+                ShapeStyle::from(&RGBColor(c.0, c.1, c.2)).stroke_width(2),
+            ))
+            .map_err(e)?;
         }
         root.present().map_err(e)?;
     }
@@ -170,16 +185,23 @@ pub fn plot_loss_curve(jsonl: &Path, png: &Path, keys: &[&str], title: &str) -> 
 
 /// Confusion-matrix PNG: cells shaded by row-normalised rate, counts written in the cells, rows
 /// (true classes) labelled with names, columns (predictions) with the class index.
-pub fn plot_confusion(m: &crate::metrics::Confusion, class_names: &[String], png: &Path, title: &str) -> Result<(), String> {
+pub fn plot_confusion(
+    m: &crate::metrics::Confusion,
+    class_names: &[String],
+    png: &Path,
+    title: &str,
+) -> Result<(), String> {
     let k = m.classes;
     if k == 0 {
         return Err("confusion matrix has no classes".into());
     }
     let cell = if k <= 12 { 44i64 } else { (600 / k as i64).max(12) };
-    let name_w = class_names.iter().map(|n| text_width(&format!("{} {n}", class_names.len()), 1)).max().unwrap_or(0) + 16;
+    let name_w =
+        class_names.iter().map(|n| text_width(&format!("{} {n}", class_names.len()), 1)).max().unwrap_or(0) + 16;
     let (left, top) = (name_w.max(60), 70i64);
     // Room for the footer line as well as the grid.
-    let w = (left + cell * k as i64 + 20).max(left + text_width("OA 100.00%  AA 100.00%  kappa 1.0000  n=0000000", 1) + 20) as usize;
+    let w = (left + cell * k as i64 + 20)
+        .max(left + text_width("OA 100.00%  AA 100.00%  kappa 1.0000  n=0000000", 1) + 20) as usize;
     let h = (top + cell * k as i64 + 40) as usize;
     let mut cv = Canvas::new(w, h);
     {
@@ -192,8 +214,16 @@ pub fn plot_confusion(m: &crate::metrics::Confusion, class_names: &[String], png
                 let shade = |base: u8| (255.0 - (255.0 - base as f64) * rate) as u8;
                 let (x, y) = (left + p as i64 * cell, top + t as i64 * cell);
                 let fill = RGBColor(shade(8), shade(48), shade(107));
-                root.draw(&Rectangle::new([(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)], fill.filled())).map_err(e)?;
-                root.draw(&Rectangle::new([(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)], RGBColor(200, 200, 200))).map_err(e)?;
+                root.draw(&Rectangle::new(
+                    [(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)],
+                    fill.filled(),
+                ))
+                .map_err(e)?;
+                root.draw(&Rectangle::new(
+                    [(x as i32, y as i32), ((x + cell) as i32, (y + cell) as i32)],
+                    RGBColor(200, 200, 200),
+                ))
+                .map_err(e)?;
             }
         }
         root.present().map_err(e)?;
@@ -214,7 +244,13 @@ pub fn plot_confusion(m: &crate::metrics::Confusion, class_names: &[String], png
                 let rate = if row == 0 { 0.0 } else { v as f64 / row as f64 };
                 let c = if rate > 0.5 { BG } else { FG };
                 let s = v.to_string();
-                cv.text(left + p as i64 * cell + (cell - text_width(&s, 1)) / 2, top + t as i64 * cell + cell / 2 - 4, &s, 1, c);
+                cv.text(
+                    left + p as i64 * cell + (cell - text_width(&s, 1)) / 2,
+                    top + t as i64 * cell + cell / 2 - 4,
+                    &s,
+                    1,
+                    c,
+                );
             }
         }
     }

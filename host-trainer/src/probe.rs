@@ -50,7 +50,8 @@ pub fn knn(ftr: &Tensor, ytr: &Tensor, fte: &Tensor, classes: usize, k: i64, t: 
         let (s, i) = sim.topk(k, 1, true, true);
         let labels = ytr.index_select(0, &i.flatten(0, -1)).view([-1, k]);
         let w = (s / t).exp();
-        let votes = Tensor::zeros([fte.size()[0], classes as i64], (Kind::Float, Device::Cpu)).scatter_add(1, &labels, &w);
+        let votes =
+            Tensor::zeros([fte.size()[0], classes as i64], (Kind::Float, Device::Cpu)).scatter_add(1, &labels, &w);
         Vec::<i64>::try_from(votes.argmax(1, false)).expect("i64 predictions")
     })
 }
@@ -63,7 +64,12 @@ pub fn score(classes: usize, truth: &Tensor, pred: &[i64]) -> Result<Scores, Str
 /// A bank restricted to `idx` (shares nothing mutable with the original).
 pub fn subset(bank: &Bank, idx: &[i64]) -> Bank {
     let t = Tensor::from_slice(idx);
-    Bank { images: bank.images.index_select(0, &t), labels: bank.labels.index_select(0, &t), classes: bank.classes.clone(), skipped: 0 }
+    Bank {
+        images: bank.images.index_select(0, &t),
+        labels: bank.labels.index_select(0, &t),
+        classes: bank.classes.clone(),
+        skipped: 0,
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -82,7 +88,8 @@ pub fn finetune(net: &Net, train: &Bank, test: &Bank, cfg: &FinetuneCfg, device:
     tch::manual_seed(cfg.seed as i64);
     let head_vs = nn::VarStore::new(device);
     let head = nn::linear(head_vs.root().sub("fc"), net.feature_dim() as i64, classes as i64, Default::default());
-    let mut params: Vec<(String, Tensor)> = named_sorted(&net.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
+    let mut params: Vec<(String, Tensor)> =
+        named_sorted(&net.vs).into_iter().map(|(k, t)| (format!("backbone.{k}"), t)).collect();
     params.extend(named_sorted(&head_vs).into_iter().map(|(k, t)| (format!("head.{k}"), t)));
     fit(params, train, cfg, device, |x| head.forward(&net.forward(x, true).0))?;
     predict_with(test, device, |x| head.forward(&net.forward(x, false).0))
@@ -100,7 +107,13 @@ pub fn finetune_views(size: usize) -> ViewCfg {
 /// The supervised loop shared by [`finetune`] and the classifier checkpoints (`rsim finetune`):
 /// AdamW over `params` with warm-up + cosine, cross-entropy of `logits(view)` against the labels.
 /// Returns the loss of every step.
-pub fn fit(params: Vec<(String, Tensor)>, train: &Bank, cfg: &FinetuneCfg, device: Device, logits: impl Fn(&Tensor) -> Tensor) -> Result<Vec<f64>, String> {
+pub fn fit(
+    params: Vec<(String, Tensor)>,
+    train: &Bank,
+    cfg: &FinetuneCfg,
+    device: Device,
+    logits: impl Fn(&Tensor) -> Tensor,
+) -> Result<Vec<f64>, String> {
     let mut opt = Optimizer::new(OptConfig::new(OptKind::AdamW, cfg.weight_decay), params);
     let batch = cfg.batch.min(train.len());
     let mut stream = ViewStream::new(train, finetune_views(train.images.size()[2] as usize), batch, cfg.seed, device)?;

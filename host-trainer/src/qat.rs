@@ -91,7 +91,12 @@ pub struct Split {
 }
 
 /// Loads the train split of `data` for a model with input spec `spec` (runtime preprocessing).
-pub fn load_train_split(data: &Path, train_share: f64, spec: &InputSpec, input: &rsim_model::Tensor) -> Result<Split, String> {
+pub fn load_train_split(
+    data: &Path,
+    train_share: f64,
+    spec: &InputSpec,
+    input: &rsim_model::Tensor,
+) -> Result<Split, String> {
     if !(train_share > 0.0 && train_share <= 1.0) {
         return Err(format!("--train-share must be in (0, 1], got {train_share}"));
     }
@@ -120,8 +125,15 @@ pub fn load_train_split(data: &Path, train_share: f64, spec: &InputSpec, input: 
             let (iw, ih) = im.dimensions();
             (im.into_raw(), iw, ih)
         };
-        let pimg = rsim_edge::preprocess::Image { pixels: &pixels, width: iw, height: ih, channels: c as u32, layout: spec.layout };
-        rsim_edge::preprocess::preprocess(&pimg, spec, &input.shape, None, &mut buf).map_err(|e| format!("{}: {e}", s.path.display()))?;
+        let pimg = rsim_edge::preprocess::Image {
+            pixels: &pixels,
+            width: iw,
+            height: ih,
+            channels: c as u32,
+            layout: spec.layout,
+        };
+        rsim_edge::preprocess::preprocess(&pimg, spec, &input.shape, None, &mut buf)
+            .map_err(|e| format!("{}: {e}", s.path.display()))?;
         let v: Vec<f32> = buf.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         xs.push(Tensor::from_slice(&v).reshape([1, h, w, c]).permute([0, 3, 1, 2]));
         labels.push(s.label);
@@ -152,7 +164,9 @@ pub fn calibrate(float_rsm: &[u8], x: &Tensor, pick: &[usize], calibrator: Calib
         for &i in pick {
             let nhwc = nhwc_row(x, i)?;
             engine.set_input_f32(&nhwc).map_err(|e| e.to_string())?;
-            engine.invoke_observed(&mut |_, op, bytes| obs.observe_le_f32(op.output().id, bytes)).map_err(|e| e.to_string())?;
+            engine
+                .invoke_observed(&mut |_, op, bytes| obs.observe_le_f32(op.output().id, bytes))
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(obs.ranges())
@@ -216,7 +230,10 @@ impl Qat {
             let pt = (&t / tt).softmax(-1, Kind::Float);
             let ls = (&s / tt).log_softmax(-1, Kind::Float);
             // KL(pt || ps) summed over classes, mean over the batch; T^2 keeps gradients T-independent.
-            (&pt * (pt.clamp_min(1e-12).log() - ls)).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float).mean(Kind::Float) * (tt * tt)
+            (&pt * (pt.clamp_min(1e-12).log() - ls))
+                .sum_dim_intlist([-1i64].as_slice(), false, Kind::Float)
+                .mean(Kind::Float)
+                * (tt * tt)
         } else {
             (&s - &t).square().mean(Kind::Float)
         };
@@ -307,7 +324,12 @@ pub fn qat(a: &QatArgs) -> Result<(), String> {
     let y_all = Tensor::from_slice(&labelled).to_device(device);
     let mut rng = crate::data::rng::Rng::for_parts(a.seed, &[0x0A7]);
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(a.steps as u64) };
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]").expect("valid template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
+    );
     let mut order: Vec<usize> = (0..n).collect();
     let mut at = n;
     let (mut first, mut last) = (None, 0.0);
@@ -330,7 +352,11 @@ pub fn qat(a: &QatArgs) -> Result<(), String> {
     }
     bar.finish_and_clear();
 
-    let opts = PtqOptions { calibrator: format!("{}+qat", calibrator.label()), data: Some(format!("{} train {}", a.data.display(), a.train_share)), ..PtqOptions::default() };
+    let opts = PtqOptions {
+        calibrator: format!("{}+qat", calibrator.label()),
+        data: Some(format!("{} train {}", a.data.display(), a.train_share)),
+        ..PtqOptions::default()
+    };
     let (tuned, int8) = q.finish(&float, &opts)?;
     let agree_ptq = runtime_agreement(&float, &ptq0, &split.x, &cal_pick)?;
     let agree_qat = runtime_agreement(&float, &int8, &split.x, &cal_pick)?;

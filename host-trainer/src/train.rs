@@ -10,9 +10,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::bank::Bank;
 use crate::checkpoint;
+use crate::loader_views::ViewSource;
 use crate::methods::{MethodCfg, SslModel};
 use crate::optim::{lr_at, OptConfig, Optimizer};
-use crate::loader_views::ViewSource;
 use crate::views::{ViewCfg, ViewStream};
 
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -59,9 +59,8 @@ impl Trainer {
         tch::manual_seed(cfg.seed as i64);
         let model = SslModel::new(arch, cfg.bands, cfg.method.clone(), device);
         let opt = Optimizer::new(cfg.opt.clone(), model.params());
-        let scale = (cfg.amp == Amp::Fp16 && device.is_cuda()).then(|| {
-            (Tensor::from(65536.0f32).to_device(device), Tensor::zeros([], (Kind::Int, device)))
-        });
+        let scale = (cfg.amp == Amp::Fp16 && device.is_cuda())
+            .then(|| (Tensor::from(65536.0f32).to_device(device), Tensor::zeros([], (Kind::Int, device))));
         Ok(Trainer { cfg, model, opt, step: 0, device, scale })
     }
 
@@ -75,7 +74,13 @@ impl Trainer {
                 let k = k.strip_prefix("backbone.").map(str::to_string).unwrap_or(k);
                 if let Some(dst) = vars.get_mut(&k) {
                     if dst.size() != t.size() {
-                        return Err(format!("{}: '{k}' has shape {:?}, the {} backbone {:?}", path.display(), t.size(), self.cfg.arch, dst.size()));
+                        return Err(format!(
+                            "{}: '{k}' has shape {:?}, the {} backbone {:?}",
+                            path.display(),
+                            t.size(),
+                            self.cfg.arch,
+                            dst.size()
+                        ));
                     }
                     dst.copy_(&t.to_device(self.device));
                     missing.retain(|m| m != &k);
@@ -84,7 +89,13 @@ impl Trainer {
             Ok(())
         })?;
         if !missing.is_empty() {
-            return Err(format!("{} lacks {} backbone weights of {}, e.g. '{}'", path.display(), missing.len(), self.cfg.arch, missing[0]));
+            return Err(format!(
+                "{} lacks {} backbone weights of {}, e.g. '{}'",
+                path.display(),
+                missing.len(),
+                self.cfg.arch,
+                missing[0]
+            ));
         }
         Ok(())
     }
@@ -95,7 +106,8 @@ impl Trainer {
         let loss = match self.cfg.amp {
             Amp::Bf16 => {
                 let model = &mut self.model;
-                crate::amp::with_autocast(self.device, crate::amp::Reduced::Bf16, || model.loss(x1, x2)).unwrap_or_else(|e| panic!("{e}"))
+                crate::amp::with_autocast(self.device, crate::amp::Reduced::Bf16, || model.loss(x1, x2))
+                    .unwrap_or_else(|e| panic!("{e}"))
             }
             _ => tch::autocast(self.scale.is_some(), || self.model.loss(x1, x2)),
         };
@@ -142,7 +154,8 @@ impl Trainer {
         let ck = checkpoint::load(path)?;
         self.model.load_all_state(ck.model)?;
         let mut optim = ck.optim;
-        let amp: Vec<(String, Tensor)> = optim.iter().filter(|(k, _)| k.starts_with("amp.")).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+        let amp: Vec<(String, Tensor)> =
+            optim.iter().filter(|(k, _)| k.starts_with("amp.")).map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
         optim.retain(|(k, _)| !k.starts_with("amp."));
         self.opt.load_state(optim)?;
         if let Some((s, g)) = self.scale.as_mut() {
@@ -159,7 +172,13 @@ impl Trainer {
 /// Runs pretraining to `cfg.steps`, writing `<run>/metrics.jsonl`, checkpoints and
 /// `<run>/backbone.safetensors` (torchvision keys). Stops early (with a checkpoint) after
 /// `max_minutes`. Returns the losses of the steps run.
-pub fn pretrain(trainer: &mut Trainer, bank: &Bank, run: &Path, max_minutes: Option<f64>, quiet: bool) -> Result<Vec<f64>, String> {
+pub fn pretrain(
+    trainer: &mut Trainer,
+    bank: &Bank,
+    run: &Path,
+    max_minutes: Option<f64>,
+    quiet: bool,
+) -> Result<Vec<f64>, String> {
     let cfg = trainer.cfg.clone();
     let mut stream = ViewStream::new(bank, cfg.views.clone(), cfg.batch, cfg.seed, trainer.device)?;
     stream.balanced = cfg.balanced;
@@ -167,7 +186,13 @@ pub fn pretrain(trainer: &mut Trainer, bank: &Bank, run: &Path, max_minutes: Opt
 }
 
 /// [`pretrain`] with views from any [`ViewSource`] (e.g. the Rust loader with OT colour transfer).
-pub fn pretrain_from(trainer: &mut Trainer, stream: &mut dyn ViewSource, run: &Path, max_minutes: Option<f64>, quiet: bool) -> Result<Vec<f64>, String> {
+pub fn pretrain_from(
+    trainer: &mut Trainer,
+    stream: &mut dyn ViewSource,
+    run: &Path,
+    max_minutes: Option<f64>,
+    quiet: bool,
+) -> Result<Vec<f64>, String> {
     std::fs::create_dir_all(run).map_err(|e| format!("creating {}: {e}", run.display()))?;
     let cfg = trainer.cfg.clone();
     let mut log = std::fs::OpenOptions::new()
@@ -177,8 +202,10 @@ pub fn pretrain_from(trainer: &mut Trainer, stream: &mut dyn ViewSource, run: &P
         .map_err(|e| format!("opening metrics.jsonl: {e}"))?;
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(cfg.steps as u64) };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+        )
+        .expect("valid template"),
     );
     bar.set_position(trainer.step);
     let start = Instant::now();

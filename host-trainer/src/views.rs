@@ -72,7 +72,8 @@ fn rrc_box(rng: &mut Rng, scale: (f64, f64)) -> (f64, f64, f64, f64) {
 }
 
 fn draw(cfg: &ViewCfg, seed: u64, step: u64, view: u64, n: usize) -> ViewParams {
-    let mut p = ViewParams { theta: Vec::new(), bright: vec![], contrast: vec![], sat: vec![], hue: vec![], gray: vec![] };
+    let mut p =
+        ViewParams { theta: Vec::new(), bright: vec![], contrast: vec![], sat: vec![], hue: vec![], gray: vec![] };
     for i in 0..n {
         let mut rng = Rng::for_parts(seed, &[step, view, i as u64]);
         let (cx, cy, w, h) = rrc_box(&mut rng, cfg.crop_scale);
@@ -126,7 +127,9 @@ fn apply(cfg: &ViewCfg, x: &Tensor, p: &ViewParams) -> Tensor {
         let g = luminance(&y);
         y = ((&y - &g) * col(&p.sat) + &g).clamp(0.0, 1.0);
         // Hue: rotate the chroma plane of YIQ by 2*pi*h.
-        let to_yiq = Tensor::from_slice(&[0.299f32, 0.587, 0.114, 0.596, -0.274, -0.322, 0.211, -0.523, 0.312]).to_device(dev).view([3, 3]);
+        let to_yiq = Tensor::from_slice(&[0.299f32, 0.587, 0.114, 0.596, -0.274, -0.322, 0.211, -0.523, 0.312])
+            .to_device(dev)
+            .view([3, 3]);
         let yiq = y.permute([0, 2, 3, 1]).matmul(&to_yiq.tr());
         let ang = col(&p.hue).view([n, 1, 1]) * (2.0 * PI);
         let (cs, sn) = (ang.cos(), ang.sin());

@@ -64,10 +64,12 @@ fn bf16_training_steps_track_f32_on_real_tiles() {
     let run = |amp| {
         let mut t = Trainer::new(cfg(amp), Device::Cpu).unwrap();
         let mut s = ViewStream::new(&bank, ViewCfg::ssl(32), 16, 5, Device::Cpu).unwrap();
-        (0..4u64).map(|k| {
-            let (a, b) = s.views(k);
-            t.train_step(&a, &b)
-        }).collect::<Vec<f64>>()
+        (0..4u64)
+            .map(|k| {
+                let (a, b) = s.views(k);
+                t.train_step(&a, &b)
+            })
+            .collect::<Vec<f64>>()
     };
     let (full, half) = (run(Amp::None), run(Amp::Bf16));
     assert!(half.iter().all(|l| l.is_finite()), "bf16 losses {half:?}");

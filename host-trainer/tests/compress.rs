@@ -170,11 +170,29 @@ fn f16_export_is_half_the_size_runs_and_carries_provenance() {
     let p = m.info.provenance;
     assert!(p.method.starts_with("finetune full from random init"), "method: {}", p.method);
     assert!(p.data.contains("eurosat-rgb-ci20") && p.data.contains("0.8"), "data: {}", p.data);
-    assert!(p.commit.is_empty() || (p.commit.len() == 40 && p.commit.chars().all(|c| c.is_ascii_hexdigit())), "commit: {}", p.commit);
+    assert!(
+        p.commit.is_empty() || (p.commit.len() == 40 && p.commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "commit: {}",
+        p.commit
+    );
     let metrics: serde_json::Value = serde_json::from_str(p.metrics).expect("metrics are JSON");
     assert_eq!(metrics["test_oa"].as_f64(), meta.metrics["test_oa"].as_f64());
     let names: Vec<&str> = m.info.class_names.split('\n').collect();
-    assert_eq!(names, ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"]);
+    assert_eq!(
+        names,
+        [
+            "AnnualCrop",
+            "Forest",
+            "HerbaceousVegetation",
+            "Highway",
+            "Industrial",
+            "Pasture",
+            "PermanentCrop",
+            "Residential",
+            "River",
+            "SeaLake"
+        ]
+    );
     assert_eq!(m.info.input_spec.mean[..3], [0.5, 0.5, 0.5]);
 }
 
@@ -264,7 +282,10 @@ fn logit_distillation_lowers_the_kd_loss() {
     assert_eq!(r.steps, 40);
     let (snet, meta) = classifier::load(&out, Device::Cpu).unwrap();
     let after = fixed_kd(&snet, &tnet, &x);
-    println!("KD loss on 64 fixed train tiles: {before:.4} -> {after:.4}; student OA {:?}, teacher {:?}", r.student_oa, r.teacher_oa);
+    println!(
+        "KD loss on 64 fixed train tiles: {before:.4} -> {after:.4}; student OA {:?}, teacher {:?}",
+        r.student_oa, r.teacher_oa
+    );
     assert!(after < 0.7 * before, "KD loss {before:.4} -> {after:.4}");
     assert!(r.student_oa.is_some() && r.teacher_oa.is_some());
     assert!(meta.method.contains("logit KD") && meta.has_head());
@@ -277,7 +298,8 @@ fn seed_and_mse_embedding_distillation_run() {
     // A backbone-only teacher: the classifier's weights without its head.
     let dir = scratch_dir();
     let (tnet, _) = classifier::load(&teacher, Device::Cpu).unwrap();
-    let bb: Vec<(String, Tensor)> = rsim_train::net::named_sorted(&tnet.vs).into_iter().filter(|(k, _)| !k.starts_with("fc.")).collect();
+    let bb: Vec<(String, Tensor)> =
+        rsim_train::net::named_sorted(&tnet.vs).into_iter().filter(|(k, _)| !k.starts_with("fc.")).collect();
     let tfile = dir.join("teacher-backbone.safetensors");
     rsim_train::checkpoint::save_tensors(&tfile, &bb).unwrap();
 

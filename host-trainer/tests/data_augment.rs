@@ -253,7 +253,8 @@ fn assignment_is_optimal_small() {
     for n in 1..=7 {
         for t in 0..30 {
             // Integer costs give many ties, the hard case for the scan logic.
-            let cost: Vec<f64> = (0..n * n).map(|_| if t % 2 == 0 { rng.below(5) as f64 } else { rng.uniform() }).collect();
+            let cost: Vec<f64> =
+                (0..n * n).map(|_| if t % 2 == 0 { rng.below(5) as f64 } else { rng.uniform() }).collect();
             let a = lap::assign(&cost, n);
             assert!(is_permutation(&a));
             assert!((total(&cost, n, &a) - brute_force(&cost, n)).abs() < 1e-9, "n={n} t={t}");
@@ -278,7 +279,13 @@ fn assignment_matches_hungarian_on_colour_costs() {
 fn ot_transfer_gives_sampled_pixels_the_target_colours() {
     let content = random_img(32, 32, 3, 30);
     // A style image with a clearly different palette (reddish).
-    let style = Img::from_fn(40, 24, 3, |y, x, b| if b == 0 { 0.6 + 0.4 * ((y * 24 + x) % 97) as f32 / 97.0 } else { 0.2 * ((y + x) % 5) as f32 / 5.0 });
+    let style = Img::from_fn(40, 24, 3, |y, x, b| {
+        if b == 0 {
+            0.6 + 0.4 * ((y * 24 + x) % 97) as f32 / 97.0
+        } else {
+            0.2 * ((y + x) % 5) as f32 / 5.0
+        }
+    });
     let mut rng = Rng::new(31);
     let src = ot::sample_positions(32 * 32, 200, &mut rng);
     let tgt = ot::sample_positions(40 * 24, 200, &mut rng);

@@ -50,7 +50,10 @@ fn serve(body: Vec<u8>, max_conns: usize, cut_first: bool) -> (String, Arc<Mutex
                 }
             }
             let text = String::from_utf8_lossy(&req).to_ascii_lowercase();
-            let start = text.lines().find_map(|l| l.strip_prefix("range: bytes=")).and_then(|r| r.trim().trim_end_matches('-').parse::<u64>().ok());
+            let start = text
+                .lines()
+                .find_map(|l| l.strip_prefix("range: bytes="))
+                .and_then(|r| r.trim().trim_end_matches('-').parse::<u64>().ok());
             log.lock().unwrap().push(start);
             let total = body.len();
             let from = start.unwrap_or(0) as usize;

@@ -7,7 +7,9 @@ use rsim_train::data::{Dataset, Loader, LoaderConfig, Scaling, TileData};
 use std::path::{Path, PathBuf};
 
 fn datasets_dir() -> PathBuf {
-    std::env::var("RSIM_DATA").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
+    std::env::var("RSIM_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
 }
 
 fn ci20() -> Option<Dataset> {
@@ -24,7 +26,10 @@ fn cfg(workers: usize) -> LoaderConfig {
 }
 
 fn two_view() -> Pipeline {
-    Pipeline { views: vec![ViewAug::simclr(32), ViewAug::simclr(32)], ot: Some(OtConfig { p: 0.5, samples: 300, view: 1 }) }
+    Pipeline {
+        views: vec![ViewAug::simclr(32), ViewAug::simclr(32)],
+        ot: Some(OtConfig { p: 0.5, samples: 300, view: 1 }),
+    }
 }
 
 #[test]
@@ -51,7 +56,8 @@ fn same_batches_for_any_worker_count() {
 #[test]
 fn epochs_shuffle_differently_and_cover_the_data() {
     let Some(ds) = ci20() else { return };
-    let mut l = Loader::new(&ds, Pipeline::single(ViewAug::eval(16)), LoaderConfig { drop_last: false, ..cfg(2) }).unwrap();
+    let mut l =
+        Loader::new(&ds, Pipeline::single(ViewAug::eval(16)), LoaderConfig { drop_last: false, ..cfg(2) }).unwrap();
     let mut seen = Vec::new();
     for b in l.epoch() {
         seen.extend(b.unwrap().indices);
@@ -129,7 +135,9 @@ fn write_fixtures(root: &Path) {
     std::fs::create_dir_all(&b).unwrap();
     image::GrayImage::from_fn(20, 30, |x, y| image::Luma([(x * 7 + y) as u8])).save(a.join("gray.png")).unwrap();
     image::RgbaImage::from_fn(33, 17, |x, _| image::Rgba([x as u8 * 5, 10, 200, 0])).save(a.join("rgba.png")).unwrap();
-    image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(8, 8, |_, _| image::Rgb([65535u16, 32768, 0])).save(b.join("deep16.png")).unwrap();
+    image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(8, 8, |_, _| image::Rgb([65535u16, 32768, 0]))
+        .save(b.join("deep16.png"))
+        .unwrap();
     image::RgbImage::from_fn(64, 64, |_, _| image::Rgb([1, 2, 3])).save(b.join("plain.jpg")).unwrap();
     std::fs::write(b.join("broken.jpg"), b"\xff\xd8\xff this is not a jpeg").unwrap();
 }
@@ -188,7 +196,10 @@ fn multiband_geotiff_reports_its_bands() {
     }
     // A float32 single-band TIFF decodes too.
     let f = std::fs::File::create(dir.path().join("f.tif")).unwrap();
-    tiff::encoder::TiffEncoder::new(f).unwrap().write_image::<tiff::encoder::colortype::Gray32Float>(3, 2, &[0.0, 0.5, 1.0, 2.0, 3.0, 4.0]).unwrap();
+    tiff::encoder::TiffEncoder::new(f)
+        .unwrap()
+        .write_image::<tiff::encoder::colortype::Gray32Float>(3, 2, &[0.0, 0.5, 1.0, 2.0, 3.0, 4.0])
+        .unwrap();
     let ft = decode_file(&dir.path().join("f.tif")).unwrap();
     assert_eq!(ft.data, TileData::F32(vec![0.0, 0.5, 1.0, 2.0, 3.0, 4.0]));
 
@@ -216,7 +227,9 @@ fn multiband_geotiff_reports_its_bands() {
 #[test]
 fn bad_configs_are_refused_with_reasons() {
     let Some(ds) = ci20() else { return };
-    let e = |c: LoaderConfig| Loader::new(&ds, Pipeline::single(ViewAug::eval(8)), c).err().map(|e| e.to_string()).unwrap_or_default();
+    let e = |c: LoaderConfig| {
+        Loader::new(&ds, Pipeline::single(ViewAug::eval(8)), c).err().map(|e| e.to_string()).unwrap_or_default()
+    };
     assert!(e(LoaderConfig { batch_size: 0, ..cfg(0) }).contains("batch size"));
     assert!(e(LoaderConfig { batch_size: 500, ..cfg(0) }).contains("drop_last"));
     assert!(Loader::new(&ds, Pipeline { views: vec![], ot: None }, cfg(0)).is_err());

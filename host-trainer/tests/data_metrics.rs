@@ -49,12 +49,18 @@ fn text_renders_without_system_fonts() {
     let dark = c.buf.chunks(3).filter(|p| p[0] == 0).count();
     // Glyph bits of 'A' and '1' in the embedded 8x8 font.
     use font8x8::UnicodeFonts;
-    let bits: u32 = ['A', '1'].iter().map(|&ch| font8x8::BASIC_FONTS.get(ch).unwrap().iter().map(|r| r.count_ones()).sum::<u32>()).sum();
+    let bits: u32 = ['A', '1']
+        .iter()
+        .map(|&ch| font8x8::BASIC_FONTS.get(ch).unwrap().iter().map(|r| r.count_ones()).sum::<u32>())
+        .sum();
     assert!(bits > 10);
     assert_eq!(dark as u32, bits);
     let mut big = Canvas::new(40, 40);
     big.text(0, 0, "A", 3, (0, 0, 0));
-    assert_eq!(big.buf.chunks(3).filter(|p| p[0] == 0).count() as u32, 9 * font8x8::BASIC_FONTS.get('A').unwrap().iter().map(|r| r.count_ones()).sum::<u32>());
+    assert_eq!(
+        big.buf.chunks(3).filter(|p| p[0] == 0).count() as u32,
+        9 * font8x8::BASIC_FONTS.get('A').unwrap().iter().map(|r| r.count_ones()).sum::<u32>()
+    );
 }
 
 #[test]
@@ -75,7 +81,13 @@ fn loss_curve_and_confusion_pngs() {
     // The curve is drawn in the first series colour.
     assert!(img.pixels().filter(|p| p.0 == [31, 119, 180]).count() > 100);
     // The title is written in the top band.
-    assert!((0..800).flat_map(|x| (8..32).map(move |y| (x, y))).filter(|&(x, y)| img.get_pixel(x, y).0 == [20, 20, 20]).count() > 50);
+    assert!(
+        (0..800)
+            .flat_map(|x| (8..32).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0 == [20, 20, 20])
+            .count()
+            > 50
+    );
     assert!(plot_loss_curve(&jsonl, &png, &["missing"], "x").is_err());
 
     let m = Confusion::from_labels(3, &[0, 0, 1, 2], &[0, 1, 1, 2]).unwrap();

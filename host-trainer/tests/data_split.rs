@@ -4,7 +4,9 @@ use rsim_train::data::Dataset;
 use std::path::PathBuf;
 
 fn datasets_dir() -> PathBuf {
-    std::env::var("RSIM_DATA").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
+    std::env::var("RSIM_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
 }
 
 #[test]
@@ -24,7 +26,7 @@ fn budget_fraction_and_count() {
     assert_eq!(budget_count(7, 0.5).unwrap(), 4); // 3.5 rounds to even
     assert_eq!(budget_count(10, 0.01).unwrap(), 1); // never zero for a non-empty class
     assert_eq!(budget_count(10, 1.0).unwrap(), 10); // 1 is the whole class, not one file
-    // Counts: min(floor(b), n).
+                                                    // Counts: min(floor(b), n).
     assert_eq!(budget_count(100, 5.0).unwrap(), 5);
     assert_eq!(budget_count(3, 20.0).unwrap(), 3); // budget larger than the class
     assert_eq!(budget_count(100, 2.9).unwrap(), 2);
@@ -95,7 +97,8 @@ fn folder_dataset_is_sorted_like_python() {
     assert_eq!(ds.classes[9], "SeaLake");
     assert_eq!(ds.len(), 200);
     let by = ds.by_class();
-    let names: Vec<String> = by[0].iter().take(4).map(|&i| ds.samples[i].path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        by[0].iter().take(4).map(|&i| ds.samples[i].path.file_name().unwrap().to_string_lossy().into_owned()).collect();
     // Python's sorted(): "AnnualCrop_1.jpg" < "AnnualCrop_10.jpg" < ... < "AnnualCrop_2.jpg".
     assert_eq!(names, ["AnnualCrop_1.jpg", "AnnualCrop_10.jpg", "AnnualCrop_11.jpg", "AnnualCrop_12.jpg"]);
     let parts = split_per_class(&by, &[0.8, 0.2]).unwrap();

@@ -12,8 +12,18 @@ use std::path::{Path, PathBuf};
 mod common;
 use common::ci20;
 
-const CLASSES: [&str; 10] =
-    ["AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture", "PermanentCrop", "Residential", "River", "SeaLake"];
+const CLASSES: [&str; 10] = [
+    "AnnualCrop",
+    "Forest",
+    "HerbaceousVegetation",
+    "Highway",
+    "Industrial",
+    "Pasture",
+    "PermanentCrop",
+    "Residential",
+    "River",
+    "SeaLake",
+];
 
 fn tiny_model(dir: &Path, classes: Option<usize>) -> PathBuf {
     // Seed 11: a random ResNet-8 whose top-1 varies over the ci20 tiles (seed 5 predicts one class).
@@ -44,7 +54,16 @@ fn qargs(model: &Path, calib: &Path, out: &Path) -> QuantizeArgs {
 }
 
 fn eargs(model: &Path, data: &Path, out: &Path) -> EvalArgs {
-    EvalArgs { model: model.into(), data: data.into(), split: "test".into(), train_share: 0.8, csv: None, limit: None, out: Some(out.into()), quiet: true }
+    EvalArgs {
+        model: model.into(),
+        data: data.into(),
+        split: "test".into(),
+        train_share: 0.8,
+        csv: None,
+        limit: None,
+        out: Some(out.into()),
+        quiet: true,
+    }
 }
 
 #[test]
@@ -79,7 +98,8 @@ fn quantize_then_eval_int8_and_f16() {
         let total: u64 = r.confusion.counts.iter().sum();
         assert_eq!(total, 40);
         assert!(r.invoke.median_ms > 0.0 && r.invoke.p90_ms >= r.invoke.median_ms);
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
         assert_eq!(json["images"], 40);
         assert_eq!(json["model_bytes"].as_u64(), Some(std::fs::metadata(p).unwrap().len()));
         let png = std::fs::read(out.join("confusion.png")).unwrap();
@@ -97,7 +117,12 @@ fn bias_correction_removes_the_systematic_output_shift() {
     let f32_path = tiny_model(tmp.path(), Some(10));
     let run = |bc: usize, name: &str| {
         let out = tmp.path().join(name);
-        let s = quantize(&QuantizeArgs { bias_correction: bc, calibrator: "minmax".into(), ..qargs(&f32_path, &data, &out) }).unwrap();
+        let s = quantize(&QuantizeArgs {
+            bias_correction: bc,
+            calibrator: "minmax".into(),
+            ..qargs(&f32_path, &data, &out)
+        })
+        .unwrap();
         (s, Model::parse(&std::fs::read(&out).unwrap()).unwrap().info.provenance.method.to_string())
     };
     let (plain, plain_method) = run(0, "plain.rsm");

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use rsim_edge::Engine;
 use rsim_model::arch::Arch;
-use rsim_model::graph_builder::{export, ExportOptions};
 use rsim_model::calib::Calibrator;
+use rsim_model::graph_builder::{export, ExportOptions};
 use rsim_model::ptq;
 use rsim_train::graph_net::{flat_nhwc, FakeQuant, GraphNet};
 use rsim_train::qat;
@@ -44,7 +44,8 @@ fn runtime(model: &[u8], float_inputs_from: Option<&[u8]>, tiles: &[(Vec<u8>, u3
     let mut outs = Vec::new();
     for (px, tw, th) in tiles {
         fengine.set_input_image_u8(px, *tw, *th, 3).unwrap();
-        let x: Vec<f32> = fengine.input_mut().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let x: Vec<f32> =
+            fengine.input_mut().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         inputs.push(Tensor::from_slice(&x).reshape([1, h, w, c]).permute([0, 3, 1, 2]));
         engine.run_image_u8(px, *tw, *th, 3).unwrap();
         let mut o = vec![0f32; engine.output_len()];
@@ -150,7 +151,9 @@ fn int8_parity(arch: Arch) {
     let fq = FakeQuant::from_int8_model(&int8).unwrap();
     let host = rows(&tch::no_grad(|| net.forward(&x, Some(&fq))).unwrap());
     let out = rsim_model::Model::parse(&int8).unwrap().info.output;
-    let rsim_model::Quant::PerTensor { scale: step, .. } = out.quant else { panic!("int8 output has no per-tensor scale") };
+    let rsim_model::Quant::PerTensor { scale: step, .. } = out.quant else {
+        panic!("int8 output has no per-tensor scale")
+    };
     let (mut worst, mut same_bytes, mut mismatched) = (0f64, 0usize, Vec::new());
     for (i, (h, r)) in host.iter().zip(&rt).enumerate() {
         let d = h.iter().zip(r).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
@@ -256,11 +259,14 @@ fn debug_int8_per_tensor() {
     let net = GraphNet::from_rsm(&float, Device::Cpu).unwrap();
     let fq = FakeQuant::from_int8_model(&int8).unwrap();
     let mut host = std::collections::HashMap::new();
-    let xin = fq.act.get(&net.input_id()).map(|&(sc, z)| rsim_train::graph_net::fake_quant(&x, sc, z, -128, 127)).unwrap();
+    let xin =
+        fq.act.get(&net.input_id()).map(|&(sc, z)| rsim_train::graph_net::fake_quant(&x, sc, z, -128, 127)).unwrap();
     host.insert(u16::MAX, rows(&xin).remove(0));
-    let _ = tch::no_grad(|| net.forward_observed(&x, Some(&fq), &mut |id, v| {
-        host.insert(id, rows(v).remove(0));
-    }))
+    let _ = tch::no_grad(|| {
+        net.forward_observed(&x, Some(&fq), &mut |id, v| {
+            host.insert(id, rows(v).remove(0));
+        })
+    })
     .unwrap();
     let mut arena = vec![0u8; rsim_edge::required_arena(&int8).unwrap() + 16];
     let mut e = Engine::new(&int8, &mut arena).unwrap();
@@ -268,7 +274,12 @@ fn debug_int8_per_tensor() {
     e.set_input_image_u8(px, *w, *h, 3).unwrap();
     let inq = e.model().info.input;
     if let (rsim_model::Quant::PerTensor { scale, zero_point }, Some(hv)) = (inq.quant, host.get(&u16::MAX)) {
-        let n = e.input_mut().iter().zip(hv).filter(|(b, v)| **b as i8 as i32 != (*v / scale).round() as i32 + zero_point).count();
+        let n = e
+            .input_mut()
+            .iter()
+            .zip(hv)
+            .filter(|(b, v)| **b as i8 as i32 != (*v / scale).round() as i32 + zero_point)
+            .count();
         println!("input: {n} of {} differ", hv.len());
     }
     e.invoke_observed(&mut |i, op, bytes| {
@@ -313,6 +324,9 @@ fn debug_qat_lr_sweep() {
             trace.push(q.step(&xb, None).unwrap());
         }
         let after = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
-        println!("lr {lr:e} T {t}: {before:.6} -> {after:.6}; every 5th step {:?}", trace.iter().step_by(5).map(|v| format!("{v:.6}")).collect::<Vec<_>>());
+        println!(
+            "lr {lr:e} T {t}: {before:.6} -> {after:.6}; every 5th step {:?}",
+            trace.iter().step_by(5).map(|v| format!("{v:.6}")).collect::<Vec<_>>()
+        );
     }
 }

@@ -36,8 +36,16 @@ fn builder_names_are_state_dict_keys_and_bands_reach_the_first_conv() {
     let mut keys: Vec<String> = vs.variables().into_keys().collect();
     keys.sort();
     let expect = [
-        "fc.bias", "fc.weight", "head.bias", "head.weight", "stem.0.weight", "stem.1.bias", "stem.1.num_batches_tracked",
-        "stem.1.running_mean", "stem.1.running_var", "stem.1.weight",
+        "fc.bias",
+        "fc.weight",
+        "head.bias",
+        "head.weight",
+        "stem.0.weight",
+        "stem.1.bias",
+        "stem.1.num_batches_tracked",
+        "stem.1.running_mean",
+        "stem.1.running_var",
+        "stem.1.weight",
     ];
     assert_eq!(keys, expect);
     assert_eq!(vs.variables()["stem.0.weight"].size(), vec![8, 5, 3, 3]);
@@ -86,7 +94,10 @@ fn param(v: &[f32]) -> Tensor {
 #[test]
 fn sgd_and_adamw_follow_pytorch_update_rules() {
     let w = param(&[1.0, -2.0]).view([1, 2]).detach().set_requires_grad(true);
-    let mut o = Optimizer::new(OptConfig { momentum: 0.9, ..OptConfig::new(OptKind::Sgd, 0.1) }, vec![("w".into(), w.shallow_clone())]);
+    let mut o = Optimizer::new(
+        OptConfig { momentum: 0.9, ..OptConfig::new(OptKind::Sgd, 0.1) },
+        vec![("w".into(), w.shallow_clone())],
+    );
     for _ in 0..2 {
         o.zero_grad();
         (&w * Tensor::from_slice(&[3.0f32, 4.0]).view([1, 2])).sum(Kind::Float).backward();
@@ -168,7 +179,9 @@ fn bank() -> Option<Bank> {
 #[test]
 fn each_method_runs_end_to_end_on_real_tiles() {
     let Some(bank) = bank() else { return };
-    for (kind, fneg) in [(MethodKind::SimClr, false), (MethodKind::SimClr, true), (MethodKind::MoCo, true), (MethodKind::Byol, false)] {
+    for (kind, fneg) in
+        [(MethodKind::SimClr, false), (MethodKind::SimClr, true), (MethodKind::MoCo, true), (MethodKind::Byol, false)]
+    {
         let mut c = cfg(kind, 3);
         if fneg {
             c.method.false_cfg = Some(FalseCfg::default());

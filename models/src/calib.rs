@@ -91,7 +91,13 @@ impl Observer {
     }
 
     pub fn observe(&mut self, id: u16, vals: &[f32]) {
-        let s = self.stats.entry(id).or_insert(Stats { min: f32::INFINITY, max: f32::NEG_INFINITY, nonfinite: 0, zeros: 0, hist: Vec::new() });
+        let s = self.stats.entry(id).or_insert(Stats {
+            min: f32::INFINITY,
+            max: f32::NEG_INFINITY,
+            nonfinite: 0,
+            zeros: 0,
+            hist: Vec::new(),
+        });
         if !self.second_pass {
             for &v in vals {
                 if v.is_finite() {

@@ -16,30 +16,61 @@ pub enum SectionKind {
 #[non_exhaustive]
 pub enum ModelError {
     /// Fewer bytes than the fixed header.
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     /// The first four bytes are not `RSIM`.
     BadMagic,
     /// A format version this reader does not know (written by a newer rsim).
-    UnsupportedVersion { found: u16, supported: u16 },
+    UnsupportedVersion {
+        found: u16,
+        supported: u16,
+    },
     /// The header's length field disagrees with the bytes given (truncated or padded file).
-    LengthMismatch { header: u32, actual: usize },
+    LengthMismatch {
+        header: u32,
+        actual: usize,
+    },
     /// CRC32 of the body does not match the header (corrupted file).
-    CrcMismatch { stored: u32, computed: u32 },
+    CrcMismatch {
+        stored: u32,
+        computed: u32,
+    },
     /// Reserved header bytes are not zero, or the section table is malformed.
-    BadHeader { reason: &'static str },
-    SectionOutOfBounds { section: SectionKind },
-    MissingSection { section: SectionKind },
-    DuplicateSection { section: SectionKind },
+    BadHeader {
+        reason: &'static str,
+    },
+    SectionOutOfBounds {
+        section: SectionKind,
+    },
+    MissingSection {
+        section: SectionKind,
+    },
+    DuplicateSection {
+        section: SectionKind,
+    },
     /// The weights section must start on a 16-byte boundary so constants can be read in place.
-    MisalignedWeights { offset: u32 },
+    MisalignedWeights {
+        offset: u32,
+    },
     /// A postcard-encoded section did not decode.
-    Decode { section: SectionKind },
+    Decode {
+        section: SectionKind,
+    },
     /// Op `op` references tensor `tensor` whose bytes fall outside the arena or weights blob.
-    TensorOutOfBounds { op: u32, tensor: u16 },
+    TensorOutOfBounds {
+        op: u32,
+        tensor: u16,
+    },
     /// Op `op` is structurally invalid (arity, dtype, rank, parameter).
-    BadOp { op: u32, reason: &'static str },
+    BadOp {
+        op: u32,
+        reason: &'static str,
+    },
     /// The metadata is inconsistent (input/output tensors, input spec, arena size).
-    BadMeta { reason: &'static str },
+    BadMeta {
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for SectionKind {
@@ -76,7 +107,9 @@ impl fmt::Display for ModelError {
             DuplicateSection { section } => write!(f, "{section} section appears twice"),
             MisalignedWeights { offset } => write!(f, "weights section at offset {offset} is not 16-byte aligned"),
             Decode { section } => write!(f, "{section} section does not decode"),
-            TensorOutOfBounds { op, tensor } => write!(f, "op #{op}: tensor {tensor} lies outside the arena or weights"),
+            TensorOutOfBounds { op, tensor } => {
+                write!(f, "op #{op}: tensor {tensor} lies outside the arena or weights")
+            }
             BadOp { op, reason } => write!(f, "op #{op} is invalid: {reason}"),
             BadMeta { reason } => write!(f, "bad model metadata: {reason}"),
         }

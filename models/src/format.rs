@@ -102,8 +102,12 @@ impl<'a> Model<'a> {
             return Err(ModelError::BadHeader { reason: "section table runs past the end of the file" });
         }
 
-        let (mut meta, mut graph, mut weights, mut tv): (Option<&[u8]>, Option<&[u8]>, Option<(u32, &[u8])>, Option<&[u8]>) =
-            (None, None, None, None);
+        let (mut meta, mut graph, mut weights, mut tv): (
+            Option<&[u8]>,
+            Option<&[u8]>,
+            Option<(u32, &[u8])>,
+            Option<&[u8]>,
+        ) = (None, None, None, None);
         for i in 0..count as usize {
             let e = HEADER_LEN + i * SECTION_ENTRY_LEN;
             let (kind, off, len) = (rd_u32(bytes, e), rd_u32(bytes, e + 4), rd_u32(bytes, e + 8));
@@ -188,7 +192,11 @@ impl<'a> Model<'a> {
         }
         for (t, what) in [(&info.input, "graph input"), (&info.output, "graph output")] {
             self.check_tensor(u32::MAX, t).map_err(|_| ModelError::BadMeta {
-                reason: if what == "graph input" { "graph input tensor is invalid" } else { "graph output tensor is invalid" },
+                reason: if what == "graph input" {
+                    "graph input tensor is invalid"
+                } else {
+                    "graph output tensor is invalid"
+                },
             })?;
             if !matches!(t.storage, Storage::Arena { .. }) {
                 return Err(ModelError::BadMeta { reason: "graph input/output must live in the arena" });

@@ -86,9 +86,15 @@ pub enum Storage {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Quant {
     None,
-    PerTensor { scale: f32, zero_point: i32 },
+    PerTensor {
+        scale: f32,
+        zero_point: i32,
+    },
     /// Symmetric per-channel (zero point 0) along `axis`; `scales` holds little-endian f32s.
-    PerChannel { axis: u8, scales: Blob },
+    PerChannel {
+        axis: u8,
+        scales: Blob,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,9 +132,15 @@ pub enum Activation {
 /// runs the same integer arithmetic. `mult` is Q31, `shift` > 0 means left shift.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Multiplier {
-    PerTensor { mult: i32, shift: i32 },
+    PerTensor {
+        mult: i32,
+        shift: i32,
+    },
     /// Little-endian i32 arrays (one per output channel) in the weights blob.
-    PerChannel { mult: Blob, shift: Blob },
+    PerChannel {
+        mult: Blob,
+        shift: Blob,
+    },
 }
 
 /// int8 output stage: multiplier plus the fused-activation clamp in the quantized domain.
@@ -192,37 +204,119 @@ pub struct SoftmaxQuant {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     /// Dense, grouped or depthwise convolution (see [`Conv2dParams::groups`]).
-    Conv2d { input: Tensor, weights: Tensor, bias: Option<Tensor>, output: Tensor, params: Conv2dParams, requant: Option<Requant> },
+    Conv2d {
+        input: Tensor,
+        weights: Tensor,
+        bias: Option<Tensor>,
+        output: Tensor,
+        params: Conv2dParams,
+        requant: Option<Requant>,
+    },
     /// `output[n, o] = sum_i input[n, i] * weights[o, i] + bias[o]`.
-    FullyConnected { input: Tensor, weights: Tensor, bias: Option<Tensor>, output: Tensor, activation: Activation, requant: Option<Requant> },
+    FullyConnected {
+        input: Tensor,
+        weights: Tensor,
+        bias: Option<Tensor>,
+        output: Tensor,
+        activation: Activation,
+        requant: Option<Requant>,
+    },
     /// Elementwise add with broadcasting of `b` over leading dims; int8 inputs may have different scales.
-    Add { a: Tensor, b: Tensor, output: Tensor, activation: Activation, quant: Option<BinaryQuant> },
+    Add {
+        a: Tensor,
+        b: Tensor,
+        output: Tensor,
+        activation: Activation,
+        quant: Option<BinaryQuant>,
+    },
     /// Elementwise multiply; `b` may be [N,1,1,C] (squeeze-excite gate).
-    Mul { a: Tensor, b: Tensor, output: Tensor, activation: Activation, quant: Option<BinaryQuant> },
-    AvgPool2d { input: Tensor, output: Tensor, params: PoolParams, act_min: i32, act_max: i32 },
-    MaxPool2d { input: Tensor, output: Tensor, params: PoolParams, act_min: i32, act_max: i32 },
+    Mul {
+        a: Tensor,
+        b: Tensor,
+        output: Tensor,
+        activation: Activation,
+        quant: Option<BinaryQuant>,
+    },
+    AvgPool2d {
+        input: Tensor,
+        output: Tensor,
+        params: PoolParams,
+        act_min: i32,
+        act_max: i32,
+    },
+    MaxPool2d {
+        input: Tensor,
+        output: Tensor,
+        params: PoolParams,
+        act_min: i32,
+        act_max: i32,
+    },
     /// Mean over H and W to [N,1,1,C]; int8 requantizes (TFLM MEAN).
-    GlobalAvgPool { input: Tensor, output: Tensor, requant: Option<Requant> },
+    GlobalAvgPool {
+        input: Tensor,
+        output: Tensor,
+        requant: Option<Requant>,
+    },
     /// Same bytes, new shape (may be planned in place).
-    Reshape { input: Tensor, output: Tensor },
-    Softmax { input: Tensor, output: Tensor, beta: f32, quant: Option<SoftmaxQuant> },
+    Reshape {
+        input: Tensor,
+        output: Tensor,
+    },
+    Softmax {
+        input: Tensor,
+        output: Tensor,
+        beta: f32,
+        quant: Option<SoftmaxQuant>,
+    },
     /// Concatenation along `axis` of up to four inputs (unused slots are `None`).
-    Concat { inputs: [Option<Tensor>; 4], output: Tensor, axis: u8 },
+    Concat {
+        inputs: [Option<Tensor>; 4],
+        output: Tensor,
+        axis: u8,
+    },
     /// Normalization over the last dim: (x - mean) / sqrt(var + eps) * gamma + beta.
-    LayerNorm { input: Tensor, gamma: Tensor, beta: Tensor, output: Tensor, eps: f32 },
+    LayerNorm {
+        input: Tensor,
+        gamma: Tensor,
+        beta: Tensor,
+        output: Tensor,
+        eps: f32,
+    },
     /// Batched matrix product over the last two dims: [.., M, K] x [.., K, N].
-    MatMul { a: Tensor, b: Tensor, output: Tensor },
+    MatMul {
+        a: Tensor,
+        b: Tensor,
+        output: Tensor,
+    },
     /// Axis permutation of a rank-`perm.len()` tensor.
-    Transpose { input: Tensor, output: Tensor, perm: [u8; 4] },
+    Transpose {
+        input: Tensor,
+        output: Tensor,
+        perm: [u8; 4],
+    },
     /// Standalone elementwise activation (float graphs).
-    Activation { input: Tensor, output: Tensor, activation: Activation },
+    Activation {
+        input: Tensor,
+        output: Tensor,
+        activation: Activation,
+    },
     /// int8 -> int8 lookup table of 256 entries (HardSwish, Sigmoid, GELU in int8 graphs).
     /// Entry `q + 128` holds the output for input `q` (see `quant::build_lut_i8`).
-    Lut { input: Tensor, output: Tensor, table: Blob },
+    Lut {
+        input: Tensor,
+        output: Tensor,
+        table: Blob,
+    },
     /// f32 -> int8 with the output tensor's quantization.
-    Quantize { input: Tensor, output: Tensor },
+    Quantize {
+        input: Tensor,
+        output: Tensor,
+    },
     /// int8 -> f32 with the input tensor's quantization.
-    Dequantize { input: Tensor, output: Tensor },
+    Dequantize {
+        input: Tensor,
+        output: Tensor,
+    },
 }
 
 impl Op {
@@ -252,7 +346,8 @@ impl Op {
     /// Calls `f` on every tensor the op reads, then on its output (last).
     pub fn for_each_tensor(&self, mut f: impl FnMut(&Tensor)) {
         match self {
-            Op::Conv2d { input, weights, bias, output, .. } | Op::FullyConnected { input, weights, bias, output, .. } => {
+            Op::Conv2d { input, weights, bias, output, .. }
+            | Op::FullyConnected { input, weights, bias, output, .. } => {
                 f(input);
                 f(weights);
                 if let Some(b) = bias {
@@ -296,7 +391,8 @@ impl Op {
     /// Like [`Op::for_each_tensor`], mutably (the planner and converters rewrite placements).
     pub fn for_each_tensor_mut<'a>(&'a mut self, mut f: impl FnMut(&'a mut Tensor)) {
         match self {
-            Op::Conv2d { input, weights, bias, output, .. } | Op::FullyConnected { input, weights, bias, output, .. } => {
+            Op::Conv2d { input, weights, bias, output, .. }
+            | Op::FullyConnected { input, weights, bias, output, .. } => {
                 f(input);
                 f(weights);
                 if let Some(b) = bias {

@@ -32,10 +32,21 @@ pub enum Weights {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum BuildError {
-    MissingWeight { name: String, shape: Vec<usize> },
-    WeightShape { name: String, expected: Vec<usize>, found: Vec<usize> },
+    MissingWeight {
+        name: String,
+        shape: Vec<usize>,
+    },
+    WeightShape {
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     /// The weight's value count disagrees with its own shape.
-    WeightLength { name: String, shape: Vec<usize>, len: usize },
+    WeightLength {
+        name: String,
+        shape: Vec<usize>,
+        len: usize,
+    },
     /// Something the graph IR cannot express (named).
     Unsupported(String),
     /// Options that cannot describe a model (band count, class names, input size).
@@ -46,11 +57,15 @@ pub enum BuildError {
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BuildError::MissingWeight { name, shape } => write!(f, "weight '{name}' (shape {shape:?}) is missing from the weights"),
+            BuildError::MissingWeight { name, shape } => {
+                write!(f, "weight '{name}' (shape {shape:?}) is missing from the weights")
+            }
             BuildError::WeightShape { name, expected, found } => {
                 write!(f, "weight '{name}' has shape {found:?}, the architecture needs {expected:?}")
             }
-            BuildError::WeightLength { name, shape, len } => write!(f, "weight '{name}' has {len} values for shape {shape:?}"),
+            BuildError::WeightLength { name, shape, len } => {
+                write!(f, "weight '{name}' has {len} values for shape {shape:?}")
+            }
             BuildError::Unsupported(what) => write!(f, "cannot export: {what}"),
             BuildError::BadOptions(what) => write!(f, "bad export options: {what}"),
             BuildError::Plan(e) => write!(f, "arena planning failed: {e}"),
@@ -93,17 +108,64 @@ pub(crate) struct ValInfo {
 #[derive(Clone, Debug)]
 pub(crate) enum Node {
     /// `w` is OIHW; `b` per output channel.
-    Conv { input: usize, output: usize, spec: ConvSpec, w: Vec<f32>, b: Option<Vec<f32>>, act: Activation },
+    Conv {
+        input: usize,
+        output: usize,
+        spec: ConvSpec,
+        w: Vec<f32>,
+        b: Option<Vec<f32>>,
+        act: Activation,
+    },
     /// `w` is [out, in].
-    Linear { input: usize, output: usize, w: Vec<f32>, b: Vec<f32>, act: Activation },
-    Add { a: usize, b: usize, output: usize, act: Activation },
-    Mul { a: usize, b: usize, output: usize, act: Activation },
-    MaxPool { input: usize, output: usize, k: usize, s: usize, p: usize },
-    AvgPool { input: usize, output: usize, k: usize, s: usize },
-    GlobalAvgPool { input: usize, output: usize },
-    Reshape { input: usize, output: usize },
-    Act { input: usize, output: usize, act: Activation },
-    Softmax { input: usize, output: usize },
+    Linear {
+        input: usize,
+        output: usize,
+        w: Vec<f32>,
+        b: Vec<f32>,
+        act: Activation,
+    },
+    Add {
+        a: usize,
+        b: usize,
+        output: usize,
+        act: Activation,
+    },
+    Mul {
+        a: usize,
+        b: usize,
+        output: usize,
+        act: Activation,
+    },
+    MaxPool {
+        input: usize,
+        output: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+    },
+    AvgPool {
+        input: usize,
+        output: usize,
+        k: usize,
+        s: usize,
+    },
+    GlobalAvgPool {
+        input: usize,
+        output: usize,
+    },
+    Reshape {
+        input: usize,
+        output: usize,
+    },
+    Act {
+        input: usize,
+        output: usize,
+        act: Activation,
+    },
+    Softmax {
+        input: usize,
+        output: usize,
+    },
 }
 
 impl Node {
@@ -140,7 +202,14 @@ impl GraphBuilder {
             Weights::Random { seed } => *seed,
             Weights::Given(_) => 0,
         };
-        GraphBuilder { vals: Vec::new(), nodes: Vec::new(), weights, rng: Rng::new(seed), used: HashSet::new(), error: None }
+        GraphBuilder {
+            vals: Vec::new(),
+            nodes: Vec::new(),
+            weights,
+            rng: Rng::new(seed),
+            used: HashSet::new(),
+            error: None,
+        }
     }
 
     /// The graph input: one image of `bands` x `height` x `width` (NHWC inside).
@@ -235,7 +304,9 @@ impl GraphBuilder {
                     }
                     // A trailing [.., 1, 1] on a linear weight or a squeezed conv is not the same module.
                     Some((s, v)) if s.as_slice() == shape => return v.clone(),
-                    Some((s, _)) => BuildError::WeightShape { name: name.into(), expected: shape.to_vec(), found: s.clone() },
+                    Some((s, _)) => {
+                        BuildError::WeightShape { name: name.into(), expected: shape.to_vec(), found: s.clone() }
+                    }
                 };
                 self.fail(err);
                 vec![0.0; len]
@@ -247,9 +318,18 @@ impl GraphBuilder {
         let (sa, sb) = (self.read(a), self.read(b));
         let ok = if mul { sa == sb || (sa.channels() == sb.channels() && self.is_gate(sb)) } else { sa == sb };
         if !ok {
-            self.fail(BuildError::Unsupported(format!("{} of shapes {sa:?} and {sb:?}", if mul { "mul" } else { "add" })));
+            self.fail(BuildError::Unsupported(format!(
+                "{} of shapes {sa:?} and {sb:?}",
+                if mul { "mul" } else { "add" }
+            )));
         }
-        let node = |a: usize, b: usize, output| if mul { Node::Mul { a, b, output, act: Activation::None } } else { Node::Add { a, b, output, act: Activation::None } };
+        let node = |a: usize, b: usize, output| {
+            if mul {
+                Node::Mul { a, b, output, act: Activation::None }
+            } else {
+                Node::Add { a, b, output, act: Activation::None }
+            }
+        };
         let out = self.new_val(sa, Some(self.nodes.len()));
         self.nodes.push(node(a.0, b.0, out.0));
         out
@@ -265,14 +345,20 @@ impl GraphBuilder {
             return VShape::Nhwc([1, 1, 1, s.out_channels]);
         };
         if c != s.in_channels {
-            self.fail(BuildError::Unsupported(format!("conv2d expects {} input channels, value has {c}", s.in_channels)));
+            self.fail(BuildError::Unsupported(format!(
+                "conv2d expects {} input channels, value has {c}",
+                s.in_channels
+            )));
         }
         let reach = s.dilation * (s.kernel.max(1) - 1) + 1;
         let o = |d: usize| (d + 2 * s.padding).checked_sub(reach).map(|r| r / s.stride.max(1) + 1);
         match (o(h), o(w)) {
             (Some(oh), Some(ow)) => VShape::Nhwc([n, oh, ow, s.out_channels]),
             _ => {
-                self.fail(BuildError::BadOptions(format!("input of {h}x{w} is too small for a {}x{} conv", s.kernel, s.kernel)));
+                self.fail(BuildError::BadOptions(format!(
+                    "input of {h}x{w} is too small for a {}x{} conv",
+                    s.kernel, s.kernel
+                )));
                 VShape::Nhwc([n, 1, 1, s.out_channels])
             }
         }
@@ -336,7 +422,9 @@ impl NetBuilder for GraphBuilder {
                 }
                 *b = Some(folded);
             }
-            _ => self.fail(BuildError::Unsupported(format!("BatchNorm '{name}' does not directly follow a conv of {channels} channels"))),
+            _ => self.fail(BuildError::Unsupported(format!(
+                "BatchNorm '{name}' does not directly follow a conv of {channels} channels"
+            ))),
         }
         new
     }
@@ -357,7 +445,10 @@ impl NetBuilder for GraphBuilder {
         if fusable {
             if let Some((n, new)) = self.take_for_fusion(x) {
                 match &mut self.nodes[n] {
-                    Node::Conv { act: a, .. } | Node::Linear { act: a, .. } | Node::Add { act: a, .. } | Node::Mul { act: a, .. } => *a = act,
+                    Node::Conv { act: a, .. }
+                    | Node::Linear { act: a, .. }
+                    | Node::Add { act: a, .. }
+                    | Node::Mul { act: a, .. } => *a = act,
                     _ => {}
                 }
                 return new;
@@ -415,13 +506,20 @@ impl NetBuilder for GraphBuilder {
         let n = match shape {
             VShape::Flat([n, c]) if c == in_features => n,
             other => {
-                self.fail(BuildError::Unsupported(format!("linear '{name}' expects [N, {in_features}], got {other:?}")));
+                self.fail(BuildError::Unsupported(format!(
+                    "linear '{name}' expects [N, {in_features}], got {other:?}"
+                )));
                 1
             }
         };
-        let w = self.param(&format!("{name}.weight"), &[out_features, in_features], init::Init::He { fan_in: in_features });
+        let w =
+            self.param(&format!("{name}.weight"), &[out_features, in_features], init::Init::He { fan_in: in_features });
         let b = self.param(&format!("{name}.bias"), &[out_features], init::Init::Bias);
-        self.push(VShape::Flat([n, out_features]), |input, output| Node::Linear { input, output, w, b, act: Activation::None }, x.0)
+        self.push(
+            VShape::Flat([n, out_features]),
+            |input, output| Node::Linear { input, output, w, b, act: Activation::None },
+            x.0,
+        )
     }
 }
 
@@ -429,6 +527,8 @@ impl NetBuilder for GraphBuilder {
 pub fn check_weight_dtype(d: DType) -> Result<(), BuildError> {
     match d {
         DType::F32 | DType::F16 => Ok(()),
-        other => Err(BuildError::BadOptions(format!("weights can be stored as F32 or F16, not {other:?} (int8 goes through quantization)"))),
+        other => Err(BuildError::BadOptions(format!(
+            "weights can be stored as F32 or F16, not {other:?} (int8 goes through quantization)"
+        ))),
     }
 }

@@ -13,19 +13,19 @@ pub mod quant;
 #[cfg(feature = "std")]
 pub mod arch;
 #[cfg(feature = "std")]
+pub mod calib;
+#[cfg(feature = "std")]
 pub mod graph_builder;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 #[cfg(feature = "std")]
 pub mod plan;
 #[cfg(feature = "std")]
 pub mod ptq;
 #[cfg(feature = "std")]
-pub mod calib;
-#[cfg(feature = "std")]
 pub mod tflite;
 #[cfg(feature = "std")]
 pub mod write;
-#[cfg(feature = "onnx")]
-pub mod onnx;
 
 pub use error::ModelError;
 pub use format::{Model, FORMAT_VERSION, MAGIC};

@@ -43,9 +43,13 @@ pub enum PlanError {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::ReadBeforeWrite { op, tensor } => write!(f, "op #{op} reads tensor {tensor} before anything writes it"),
+            PlanError::ReadBeforeWrite { op, tensor } => {
+                write!(f, "op #{op} reads tensor {tensor} before anything writes it")
+            }
             PlanError::TooLarge { tensor } => write!(f, "tensor {tensor} is too large to place in an arena"),
-            PlanError::WrittenTwice { op, tensor } => write!(f, "op #{op} writes tensor {tensor}, which an earlier op already wrote"),
+            PlanError::WrittenTwice { op, tensor } => {
+                write!(f, "op #{op} writes tensor {tensor}, which an earlier op already wrote")
+            }
         }
     }
 }
@@ -166,7 +170,13 @@ mod tests {
     use super::*;
 
     fn act(id: u16, bytes: u32) -> Tensor {
-        Tensor { id, dtype: DType::F32, shape: Shape::new(&[bytes / 4]), storage: Storage::Arena { offset: 0 }, quant: Quant::None }
+        Tensor {
+            id,
+            dtype: DType::F32,
+            shape: Shape::new(&[bytes / 4]),
+            storage: Storage::Arena { offset: 0 },
+            quant: Quant::None,
+        }
     }
     fn relu(i: Tensor, o: Tensor) -> Op {
         Op::Activation { input: i, output: o, activation: Activation::Relu }
@@ -197,11 +207,8 @@ mod tests {
     fn skip_connection_stays_live_and_offsets_are_aligned() {
         // a(40 B) feeds b and the final add: a must survive b and c.
         let (a, b, c, d) = (act(0, 40), act(1, 100), act(2, 40), act(3, 40));
-        let mut ops = vec![
-            relu(a, b),
-            relu(b, c),
-            Op::Add { a: c, b: a, output: d, activation: Activation::None, quant: None },
-        ];
+        let mut ops =
+            vec![relu(a, b), relu(b, c), Op::Add { a: c, b: a, output: d, activation: Activation::None, quant: None }];
         let (mut i, mut o) = (a, d);
         let p = plan(&mut ops, &mut i, &mut o).unwrap();
         // Live at step 1: a, b, c = 180 bytes; aligned placement needs 48 + 112 + 48.

@@ -124,9 +124,7 @@ pub const MIN_WEIGHT_SCALE: f32 = 1e-12;
 /// outermost (conv OHWI, FC [out, in]). Zero channels get [`MIN_WEIGHT_SCALE`].
 pub fn weight_scales(weights: &[f32], out_channels: usize) -> Vec<f32> {
     let per = weights.len() / out_channels.max(1);
-    (0..out_channels)
-        .map(|c| scale_of(weights.get(c * per..(c + 1) * per).unwrap_or(&[]).iter().copied()))
-        .collect()
+    (0..out_channels).map(|c| scale_of(weights.get(c * per..(c + 1) * per).unwrap_or(&[]).iter().copied())).collect()
 }
 
 /// As [`weight_scales`] for weights with the output channel innermost (depthwise 1HW(C*M)):
@@ -204,7 +202,8 @@ pub fn to_f16(float_rsm: &[u8]) -> Result<Vec<u8>, PtqError> {
         ops.push(op);
     }
     let (name, method) = (format!("{}-f16", model.info.name), format!("{}+f16", model.info.provenance.method));
-    let info = ModelInfo { name: &name, provenance: Provenance { method: &method, ..model.info.provenance }, ..model.info };
+    let info =
+        ModelInfo { name: &name, provenance: Provenance { method: &method, ..model.info.provenance }, ..model.info };
     Ok(encode(&info, &ops, &wb.bytes, None))
 }
 

@@ -256,7 +256,11 @@ mod tests {
     fn fc_multiplier_uses_the_double_product() {
         // MLPerf Tiny ResNet-8's FULLY_CONNECTED (scales from its model_ops.json): current TFLM gives
         // 1552512760 >> 5; the f32-rounded product of older TFLM gave 1552512742.
-        let (s_in, s_w, s_out): (f32, f32, f32) = ("0.1270691454410553".parse().unwrap(), "0.0305543914437294".parse().unwrap(), "0.17185351252555847".parse().unwrap());
+        let (s_in, s_w, s_out): (f32, f32, f32) = (
+            "0.1270691454410553".parse().unwrap(),
+            "0.0305543914437294".parse().unwrap(),
+            "0.17185351252555847".parse().unwrap(),
+        );
         assert_eq!(fc_multiplier(s_in, s_w, s_out).unwrap(), (1_552_512_760, -5));
         let older = quantize_multiplier((s_in * s_w) as f64 / s_out as f64).unwrap();
         assert_eq!(older, (1_552_512_742, -5), "the two rules must differ on this case");

@@ -5,8 +5,20 @@ use rsim_model::*;
 pub fn tiny_model() -> Vec<u8> {
     let mut w = WeightsBuilder::default();
     let weights = w.tensor(1, DType::F32, &[2, 4], &[0u8; 32], Quant::None);
-    let input = Tensor { id: 0, dtype: DType::F32, shape: Shape::new(&[1, 4]), storage: Storage::Arena { offset: 0 }, quant: Quant::None };
-    let output = Tensor { id: 2, dtype: DType::F32, shape: Shape::new(&[1, 2]), storage: Storage::Arena { offset: 16 }, quant: Quant::None };
+    let input = Tensor {
+        id: 0,
+        dtype: DType::F32,
+        shape: Shape::new(&[1, 4]),
+        storage: Storage::Arena { offset: 0 },
+        quant: Quant::None,
+    };
+    let output = Tensor {
+        id: 2,
+        dtype: DType::F32,
+        shape: Shape::new(&[1, 2]),
+        storage: Storage::Arena { offset: 16 },
+        quant: Quant::None,
+    };
     let op = Op::FullyConnected { input, weights, bias: None, output, activation: Activation::Relu, requant: None };
     let info = ModelInfo {
         name: "tiny",

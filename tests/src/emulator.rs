@@ -26,7 +26,9 @@ pub fn prerequisites(what: &str, bins: &[&str], targets: &[&str], how: &str) -> 
     let mut missing: Vec<String> = bins.iter().filter(|b| !on_path(b)).map(|b| format!("`{b}` on PATH")).collect();
     let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    missing.extend(targets.iter().filter(|t| !sysroot.join("lib/rustlib").join(t).exists()).map(|t| format!("rustup target {t}")));
+    missing.extend(
+        targets.iter().filter(|t| !sysroot.join("lib/rustlib").join(t).exists()).map(|t| format!("rustup target {t}")),
+    );
     if missing.is_empty() {
         return Some(());
     }

@@ -55,15 +55,28 @@ fn dsp_int8_conv_matches_the_reference_on_cortex_m4() {
     let elf = target_dir.join(THUMB).join("release/rsim-dsp-check");
     let (ok, out) = run_with_timeout(
         Command::new("qemu-system-arm")
-            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-display", "none", "-monitor", "none", "-serial", "null"])
+            .args([
+                "-machine",
+                "mps2-an386",
+                "-cpu",
+                "cortex-m4",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "null",
+            ])
             .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
             .arg(&elf),
         Duration::from_secs(300),
         "DSP check firmware under qemu-system-arm",
     );
     eprintln!("{out}");
-    let summary = out.lines().find(|l| l.starts_with("DSP_SUMMARY ")).unwrap_or_else(|| panic!("no DSP_SUMMARY line:\n{out}"));
-    let mutants = out.lines().find(|l| l.starts_with("DSP_MUTANTS ")).unwrap_or_else(|| panic!("no DSP_MUTANTS line:\n{out}"));
+    let summary =
+        out.lines().find(|l| l.starts_with("DSP_SUMMARY ")).unwrap_or_else(|| panic!("no DSP_SUMMARY line:\n{out}"));
+    let mutants =
+        out.lines().find(|l| l.starts_with("DSP_MUTANTS ")).unwrap_or_else(|| panic!("no DSP_MUTANTS line:\n{out}"));
     assert!(out.lines().any(|l| l == "DSP_DONE"), "firmware did not finish:\n{out}");
     assert_eq!(field(summary, "mismatches"), 0, "the DSP kernel differs from the reference:\n{out}");
     assert!(ok, "firmware exited with failure:\n{out}");

@@ -7,8 +7,8 @@
 //! missing tool skips loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails (`.ci/run` installs them).
 mod support;
 
-use std::path::{Path, PathBuf};
 use rsim_tests::emulator::{self, run_with_timeout, workspace};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -65,7 +65,17 @@ fn build_aarch64_runner() -> PathBuf {
     check(
         cargo()
             .current_dir(workspace())
-            .args(["build", "--release", "-p", "rsim-edge", "--example", "rsim-run", "--target", AARCH64, "--target-dir"])
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "rsim-edge",
+                "--example",
+                "rsim-run",
+                "--target",
+                AARCH64,
+                "--target-dir",
+            ])
             .arg(&target_dir),
         "building rsim-run for aarch64",
     );
@@ -99,7 +109,18 @@ fn run_cortex_m4(model: &Path, inputs: &Path) -> Vec<Vec<u8>> {
     let (ok, out) = run_with_timeout(
         Command::new("qemu-system-arm")
             // UART0 carries binary telemetry frames; only the semihosting lines belong on stdout.
-            .args(["-machine", "mps2-an386", "-cpu", "cortex-m4", "-display", "none", "-monitor", "none", "-serial", "null"])
+            .args([
+                "-machine",
+                "mps2-an386",
+                "-cpu",
+                "cortex-m4",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-serial",
+                "null",
+            ])
             .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
             .arg(&elf),
         Duration::from_secs(300),
@@ -123,7 +144,8 @@ fn resnet8_case() -> Option<Case> {
     let dir = rsim_tests::require(rsim_tests::peer_models_dir().join("mlperf-tiny-ic"), "peer model mlperf-tiny-ic")?;
     let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let tflite = read(dir.join("pretrainedResnet_quant.tflite"));
-    let opts = rsim_model::tflite::ConvertOptions { source: "pretrainedResnet_quant.tflite".into(), ..Default::default() };
+    let opts =
+        rsim_model::tflite::ConvertOptions { source: "pretrainedResnet_quant.tflite".into(), ..Default::default() };
     let model = rsim_model::tflite::convert(&tflite, &opts).expect("convert ResNet-8").bytes;
     let ids = ["000", "001", "046", "047", "048", "049"];
     Some(Case {

@@ -35,7 +35,9 @@ fn sources() -> Vec<(String, Vec<u8>)> {
         let name = format!("builder {} {:?}", o.name, o.weight_dtype);
         v.push((name.clone(), export(&o).unwrap_or_else(|e| panic!("{name}: {e:?}")).bytes));
     }
-    for (folder, file) in [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")] {
+    for (folder, file) in
+        [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")]
+    {
         let Some(dir) = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), folder) else { continue };
         let tflite = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{folder}/{file}: {e}"));
         let opts = rsim_model::tflite::ConvertOptions { source: file.into(), ..Default::default() };
@@ -108,7 +110,11 @@ fn case(n: u64, sources: &[(String, Vec<u8>)]) -> (String, Vec<u8>, Rng) {
     if fixed {
         fix_crc(&mut bytes);
     }
-    (format!("case {n} ({name}, {} x{rounds}, crc {})", KINDS[kind], if fixed { "re-fixed" } else { "as mutated" }), bytes, rng)
+    (
+        format!("case {n} ({name}, {} x{rounds}, crc {})", KINDS[kind], if fixed { "re-fixed" } else { "as mutated" }),
+        bytes,
+        rng,
+    )
 }
 
 #[test]
@@ -146,7 +152,10 @@ fn mutated_models_error_or_run_never_panic() {
         // through prepare into a full inference.
         let fixed = cases.len() / 2;
         assert_eq!(fixed_tally.crc, 0, "re-fixed cases must never fail the CRC");
-        assert!(fixed_tally.prepare + fixed_tally.eval + fixed_tally.ran > fixed / 10, "too few cases reach the engine");
+        assert!(
+            fixed_tally.prepare + fixed_tally.eval + fixed_tally.ran > fixed / 10,
+            "too few cases reach the engine"
+        );
         assert!(fixed_tally.ran > fixed / 50, "too few mutated models run to completion");
     }
 }

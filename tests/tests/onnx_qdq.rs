@@ -61,7 +61,11 @@ fn compare(name: &str, int8: &[u8], tiles: &[Tile], min_classes: usize) -> (f64,
         agree * 100.0,
         classes.len()
     );
-    assert!(classes.len() >= min_classes, "{name}: the model predicts {} classes, agreement would prove little", classes.len());
+    assert!(
+        classes.len() >= min_classes,
+        "{name}: the model predicts {} classes, agreement would prove little",
+        classes.len()
+    );
     (agree, max_steps)
 }
 
@@ -85,11 +89,16 @@ fn check(arch: Arch, min_agreement: f64, max_steps: i32, min_classes: usize) {
     let int_means = ops.get("ReduceSum").copied().unwrap_or(0);
     assert_eq!(ops.get("QuantizeLinear").copied().unwrap_or(0) + int_means, n_ops, "{ops:?}");
     let weighted = m.ops().filter(|o| matches!(o, Ok(Op::Conv2d { .. } | Op::FullyConnected { .. }))).count();
-    assert_eq!(types.get(&(DataType::Int32 as i32)).copied(), Some(2 * weighted + int_means), "int32 bias and zero point per conv/FC: {types:?}");
+    assert_eq!(
+        types.get(&(DataType::Int32 as i32)).copied(),
+        Some(2 * weighted + int_means),
+        "int32 bias and zero point per conv/FC: {types:?}"
+    );
     assert!(types.get(&(DataType::Int8 as i32)).copied().unwrap_or(0) >= weighted, "{types:?}");
     assert!(!ops.contains_key("Gather"), "a Lut was not identified: {ops:?}");
     let luts = m.ops().filter(|o| matches!(o, Ok(Op::Lut { .. }))).count();
-    let float_acts: usize = ["HardSwish", "HardSigmoid", "Sigmoid"].iter().map(|k| ops.get(*k).copied().unwrap_or(0)).sum();
+    let float_acts: usize =
+        ["HardSwish", "HardSigmoid", "Sigmoid"].iter().map(|k| ops.get(*k).copied().unwrap_or(0)).sum();
     assert_eq!(float_acts, luts, "each Lut becomes its float activation: {ops:?}");
 
     // Each op alone, fed the runtime's own int8 inputs: at most one step from the runtime.
@@ -97,9 +106,20 @@ fn check(arch: Arch, min_agreement: f64, max_steps: i32, min_classes: usize) {
     let ops = per_op(&int8, &inputs);
     let worst = ops.iter().max_by(|a, b| a.3.total_cmp(&b.3)).unwrap();
     let max = ops.iter().map(|o| o.2).max().unwrap();
-    println!("{}: per op, max {max} step(s); most differing values: op #{} {} {:.3}%", arch.name(), worst.0, worst.1, worst.3 * 100.0);
+    println!(
+        "{}: per op, max {max} step(s); most differing values: op #{} {} {:.3}%",
+        arch.name(),
+        worst.0,
+        worst.1,
+        worst.3 * 100.0
+    );
     for (i, name, steps, frac) in &ops {
-        assert!(*steps <= 1, "{}: op #{i} {name} differs by {steps} steps on {:.2}% of values", arch.name(), frac * 100.0);
+        assert!(
+            *steps <= 1,
+            "{}: op #{i} {name} differs by {steps} steps on {:.2}% of values",
+            arch.name(),
+            frac * 100.0
+        );
     }
     let (agree, steps) = compare(&arch.name(), &int8, &all, min_classes);
     assert!(agree >= min_agreement, "{}: tract and the runtime agree on {:.1}% of tiles", arch.name(), agree * 100.0);
@@ -128,15 +148,23 @@ fn weights_dequantize_per_output_channel() {
     let int8 = synthetic_int8(Arch::MobileNetV2 { width: 0.35 });
     let m = Model::parse(&int8).unwrap();
     let g = to_onnx_proto(&m).unwrap().graph.unwrap();
-    let init = |name: &str| g.initializer.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no initializer {name}"));
-    let f32s = |t: &tract_onnx::pb::TensorProto| t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>();
+    let init =
+        |name: &str| g.initializer.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no initializer {name}"));
+    let f32s = |t: &tract_onnx::pb::TensorProto| {
+        t.raw_data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect::<Vec<_>>()
+    };
     let mut checked = 0;
     for op in m.ops() {
         let Op::Conv2d { input, weights, bias: Some(bias), output, .. } = op.unwrap() else { continue };
         let Quant::PerChannel { scales, .. } = weights.quant else { panic!("weights not per-channel") };
-        let rsm: Vec<f32> = m.blob(scales).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let rsm: Vec<f32> =
+            m.blob(scales).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         let oc = output.shape.dims()[3] as usize;
-        let dq = g.node.iter().find(|n| n.op_type == "DequantizeLinear" && n.input[0] == format!("w{}", weights.id)).unwrap();
+        let dq = g
+            .node
+            .iter()
+            .find(|n| n.op_type == "DequantizeLinear" && n.input[0] == format!("w{}", weights.id))
+            .unwrap();
         assert_eq!(dq.attribute.iter().find(|a| a.name == "axis").map(|a| a.i), Some(0));
         let w = init(&format!("w{}", weights.id));
         assert_eq!((w.data_type, w.dims[0] as usize), (DataType::Int8 as i32, oc));
@@ -153,7 +181,9 @@ fn weights_dequantize_per_output_channel() {
 
 #[test]
 fn tract_backend_refuses_int8_io_by_name() {
-    let e = rsim_edge::tract_backend::TractModel::from_rsm(&synthetic_int8(Arch::ResNet8)).err().expect("an int8-I/O model must be refused");
+    let e = rsim_edge::tract_backend::TractModel::from_rsm(&synthetic_int8(Arch::ResNet8))
+        .err()
+        .expect("an int8-I/O model must be refused");
     assert!(e.to_string().contains("input is I8") && e.to_string().contains("rsim export"), "{e}");
 }
 
@@ -238,7 +268,11 @@ fn unknown_lut_becomes_exact_gather() {
     let lut = m.ops().position(|o| matches!(o, Ok(Op::Lut { .. }))).unwrap();
     let inputs: Vec<Vec<i8>> = runtime_io(&bad, &all[..10]).into_iter().map(|(i, _)| i).collect();
     for (i, name, steps, frac) in per_op(&bad, &inputs) {
-        assert!(steps <= if i == lut { 0 } else { 1 }, "op #{i} {name}: {steps} steps on {:.2}% of values", frac * 100.0);
+        assert!(
+            steps <= if i == lut { 0 } else { 1 },
+            "op #{i} {name}: {steps} steps on {:.2}% of values",
+            frac * 100.0
+        );
     }
     // End to end (this model predicts one class on these tiles, so the top-1 rate is not the point).
     let (_, steps) = compare("mobilenet_v3 reversed lut", &bad, &all[..40], 1);
@@ -251,19 +285,27 @@ fn unknown_lut_becomes_exact_gather() {
 #[test]
 fn trained_peer_models_qdq_match_runtime() {
     let mut results = Vec::new();
-    for (folder, file) in [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")] {
+    for (folder, file) in
+        [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")]
+    {
         let Some(dir) = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), folder) else { return };
         let tflite = std::fs::read(dir.join(file)).unwrap();
         let opts = rsim_model::tflite::ConvertOptions { source: file.into(), ..Default::default() };
         let model = rsim_model::tflite::convert(&tflite, &opts).unwrap().bytes;
         let m = Model::parse(&model).unwrap();
-        let inputs: Vec<Vec<i8>> =
-            (0..50).map(|n| std::fs::read(dir.join(format!("inputs/{n:03}.bin"))).unwrap().iter().map(|&b| b as i8).collect()).collect();
+        let inputs: Vec<Vec<i8>> = (0..50)
+            .map(|n| std::fs::read(dir.join(format!("inputs/{n:03}.bin"))).unwrap().iter().map(|&b| b as i8).collect())
+            .collect();
         let ours = runtime_outputs(&model, &inputs);
         let shape: Vec<usize> = m.info.input.shape.dims().iter().map(|&d| d as usize).collect();
         let theirs = tract_outputs(&to_onnx(&m).unwrap(), &shape, &inputs);
         let same = ours.iter().zip(&theirs).filter(|(a, b)| argmax(a) == argmax(b)).count();
-        let steps = ours.iter().zip(&theirs).flat_map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| (x as i32 - y as i32).abs())).max().unwrap();
+        let steps = ours
+            .iter()
+            .zip(&theirs)
+            .flat_map(|(a, b)| a.iter().zip(b).map(|(&x, &y)| (x as i32 - y as i32).abs()))
+            .max()
+            .unwrap();
         let ops = per_op(&model, &inputs[..10]);
         let op_steps = ops.iter().map(|o| o.2).max().unwrap();
         println!("{folder}: same top-1 on {same}/50, max |doutput| {steps} steps; per op max {op_steps} step(s)");
@@ -281,23 +323,32 @@ fn trained_peer_models_qdq_match_runtime() {
 #[test]
 fn onnxruntime_runs_the_qdq_export() {
     let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let has_ort = std::process::Command::new(&python).args(["-c", "import onnxruntime"]).output().is_ok_and(|o| o.status.success());
+    let has_ort = std::process::Command::new(&python)
+        .args(["-c", "import onnxruntime"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_ort {
-        eprintln!("\n*** SKIPPED: no onnxruntime in {} (pip install onnxruntime into .venv to run this check)\n", python.display());
+        eprintln!(
+            "\n*** SKIPPED: no onnxruntime in {} (pip install onnxruntime into .venv to run this check)\n",
+            python.display()
+        );
         return;
     }
     let Some((cal, all)) = tiles() else { return };
     let dir = std::env::temp_dir().join(format!("rsim-qdq-ort-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut manifest = Vec::new();
-    let archs = [(Arch::ResNet8, 0.95, 3), (Arch::MobileNetV2 { width: 0.35 }, 0.93, 3), (Arch::MobileNetV3Small, 0.75, 2)];
+    let archs =
+        [(Arch::ResNet8, 0.95, 3), (Arch::MobileNetV2 { width: 0.35 }, 0.93, 3), (Arch::MobileNetV3Small, 0.75, 2)];
     for (arch, _, classes) in archs {
         let int8 = separating_int8(arch, &cal, &all);
         let m = Model::parse(&int8).unwrap();
         let name = arch.name().replace('.', "_");
         std::fs::write(dir.join(format!("{name}.onnx")), to_onnx(&m).unwrap()).unwrap();
         let io = runtime_io(&int8, &all);
-        let flat = |f: &dyn Fn(&(Vec<i8>, Vec<i8>)) -> &Vec<i8>| io.iter().flat_map(|p| f(p).iter().map(|&v| v as u8)).collect::<Vec<u8>>();
+        let flat = |f: &dyn Fn(&(Vec<i8>, Vec<i8>)) -> &Vec<i8>| {
+            io.iter().flat_map(|p| f(p).iter().map(|&v| v as u8)).collect::<Vec<u8>>()
+        };
         std::fs::write(dir.join(format!("{name}.in")), flat(&|p| &p.0)).unwrap();
         std::fs::write(dir.join(format!("{name}.out")), flat(&|p| &p.1)).unwrap();
         let classes_seen: std::collections::BTreeSet<usize> = io.iter().map(|(_, o)| argmax(o)).collect();
@@ -315,8 +366,13 @@ fn onnxruntime_runs_the_qdq_export() {
     let text = String::from_utf8_lossy(&out.stdout);
     for ((arch, min_agreement, _), line) in archs.iter().zip(text.lines()) {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        let (same, n, steps) = (r["same_top1"].as_u64().unwrap(), r["n"].as_u64().unwrap(), r["max_steps"].as_i64().unwrap());
-        println!("onnxruntime {:<22} same top-1 on {same}/{n} tiles ({:.1}%), max |dlogit| {steps} output steps", arch.name(), same as f64 * 100.0 / n as f64);
+        let (same, n, steps) =
+            (r["same_top1"].as_u64().unwrap(), r["n"].as_u64().unwrap(), r["max_steps"].as_i64().unwrap());
+        println!(
+            "onnxruntime {:<22} same top-1 on {same}/{n} tiles ({:.1}%), max |dlogit| {steps} output steps",
+            arch.name(),
+            same as f64 * 100.0 / n as f64
+        );
         assert!(same as f64 >= min_agreement * n as f64, "{}: ONNX Runtime agrees on {same}/{n}", arch.name());
     }
     assert_eq!(text.lines().count(), archs.len(), "{text}");
@@ -361,7 +417,8 @@ fn float_io_int8_graph_keeps_f32_io() {
     let (mut same, mut steps) = (0, 0f32);
     for t in &all[..50] {
         engine.set_input_image_u8(&t.pixels, t.w, t.h, 3).unwrap();
-        let x: Vec<f32> = engine.input_mut().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let x: Vec<f32> =
+            engine.input_mut().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         engine.invoke().unwrap();
         let mut ours = vec![0f32; engine.output_len()];
         engine.output_f32(&mut ours).unwrap();

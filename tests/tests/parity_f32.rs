@@ -183,7 +183,11 @@ mod reference {
             let (ipg, opg) = (s.in_channels / g, s.out_channels / g);
             let std = (2.0 / (ipg * k * k) as f64).sqrt();
             let w = self.param(&format!("{name}.weight"), &[s.out_channels, ipg, k, k], |r| r.normal() * std);
-            let b = if s.bias { self.param(&format!("{name}.bias"), &[s.out_channels], |r| r.range(-0.1, 0.1)) } else { vec![0.0; s.out_channels] };
+            let b = if s.bias {
+                self.param(&format!("{name}.bias"), &[s.out_channels], |r| r.range(-0.1, 0.1))
+            } else {
+                vec![0.0; s.out_channels]
+            };
             let oh = (x.h + 2 * s.padding - s.dilation * (k - 1) - 1) / s.stride + 1;
             let ow = (x.w + 2 * s.padding - s.dilation * (k - 1) - 1) / s.stride + 1;
             let mut d = vec![0.0; s.out_channels * oh * ow];
@@ -250,7 +254,9 @@ mod reference {
             for c in 0..x.c {
                 for oy in 0..oh {
                     for ox in 0..ow {
-                        let taps = (0..k * k).filter_map(|t| x.at(c, (oy * s + t / k) as isize - p as isize, (ox * s + t % k) as isize - p as isize));
+                        let taps = (0..k * k).filter_map(|t| {
+                            x.at(c, (oy * s + t / k) as isize - p as isize, (ox * s + t % k) as isize - p as isize)
+                        });
                         d.push(taps.fold(f64::NEG_INFINITY, f64::max));
                     }
                 }

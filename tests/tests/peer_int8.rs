@@ -19,7 +19,8 @@ fn peer(folder: &str, file: &str) -> Option<Peer> {
     let dir = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), &format!("peer model {folder}"))?;
     let tflite = std::fs::read(dir.join(file)).expect("read .tflite");
     let converted = convert(&tflite, &ConvertOptions { source: file.into(), ..Default::default() }).expect("convert");
-    let ops: Value = serde_json::from_slice(&std::fs::read(dir.join("model_ops.json")).expect("model_ops.json")).expect("json");
+    let ops: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model_ops.json")).expect("model_ops.json")).expect("json");
     Some(Peer { dir, model: converted.bytes, ops })
 }
 
@@ -112,21 +113,41 @@ fn check_params(p: &Peer) {
         assert_eq!(op.output().id as i64, num(&w["output"]), "op {i}: output tensor");
         match op {
             Op::Conv2d { params, requant: Some(r), .. } => {
-                let Multiplier::PerChannel { mult, shift } = r.multiplier else { panic!("op {i}: per-channel expected") };
+                let Multiplier::PerChannel { mult, shift } = r.multiplier else {
+                    panic!("op {i}: per-channel expected")
+                };
                 assert_eq!(i32s(model.blob(mult).unwrap()), nums(&w["tflm_multiplier"]), "op {i}: multipliers");
                 assert_eq!(i32s(model.blob(shift).unwrap()), nums(&w["tflm_shift"]), "op {i}: shifts");
                 let pd = params.padding;
                 let got = [pd.top, pd.bottom, pd.left, pd.right].map(|v| v as i64);
                 let want = ["tflm_pad_top", "tflm_pad_bottom", "tflm_pad_left", "tflm_pad_right"].map(|k| num(&w[k]));
                 assert_eq!(got, want, "op {i}: padding");
-                assert_eq!((r.act_min as i64, r.act_max as i64), (num(&w["tflm_act_min"]), num(&w["tflm_act_max"])), "op {i}: clamp");
+                assert_eq!(
+                    (r.act_min as i64, r.act_max as i64),
+                    (num(&w["tflm_act_min"]), num(&w["tflm_act_max"])),
+                    "op {i}: clamp"
+                );
             }
             Op::FullyConnected { requant: Some(r), .. } => {
                 let Multiplier::PerTensor { mult, shift } = r.multiplier else { panic!("op {i}: per-tensor expected") };
-                assert_eq!((mult as i64, shift as i64), (num(&w["tflm_multiplier"]), num(&w["tflm_shift"])), "op {i}: FC multiplier");
+                assert_eq!(
+                    (mult as i64, shift as i64),
+                    (num(&w["tflm_multiplier"]), num(&w["tflm_shift"])),
+                    "op {i}: FC multiplier"
+                );
             }
             Op::Add { quant: Some(q), .. } => {
-                let got = [q.left_shift, q.a_mult, q.a_shift, q.b_mult, q.b_shift, q.out_mult, q.out_shift, q.act_min, q.act_max];
+                let got = [
+                    q.left_shift,
+                    q.a_mult,
+                    q.a_shift,
+                    q.b_mult,
+                    q.b_shift,
+                    q.out_mult,
+                    q.out_shift,
+                    q.act_min,
+                    q.act_max,
+                ];
                 let keys = [
                     "tflm_left_shift",
                     "tflm_input1_multiplier",
@@ -206,7 +227,9 @@ fn ic_input_spec_maps_pixels_to_the_int8_input() {
 
 #[test]
 fn malformed_or_unsupported_tflite_gives_clear_errors() {
-    let Some(dir) = rsim_tests::require(rsim_tests::peer_models_dir().join("mlperf-tiny-kws"), "peer model mlperf-tiny-kws") else {
+    let Some(dir) =
+        rsim_tests::require(rsim_tests::peer_models_dir().join("mlperf-tiny-kws"), "peer model mlperf-tiny-kws")
+    else {
         return;
     };
     let bytes = read(&dir.join("kws_ref_model.tflite"));

@@ -21,11 +21,16 @@ struct Tile {
 /// (calibration tiles, evaluation tiles) or None (loud skip) when the data is missing.
 fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
     let root = rsim_tests::require(rsim_tests::datasets_dir().join("eurosat-rgb-ci20"), "eurosat-rgb-ci20")?;
-    let mut classes: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut classes: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     classes.sort();
     let (mut cal, mut eval) = (Vec::new(), Vec::new());
     for c in classes {
-        let mut files: Vec<_> = std::fs::read_dir(&c).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&c)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .collect();
         files.sort();
         for (i, f) in files.iter().enumerate() {
             let img = image::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).to_rgb8();
@@ -136,7 +141,8 @@ fn check_arch(arch: Arch, min_agreement: f64) {
     let f32_model = separating_model(arch, &eval);
     let calib = calibration_model(&f32_model).unwrap();
     let ranges = observe(&calib, &cal, Calibrator::MinMax);
-    let int8 = quantize_model(&f32_model, &ranges, &PtqOptions { calibrator: "minmax".into(), ..Default::default() }).unwrap();
+    let int8 =
+        quantize_model(&f32_model, &ranges, &PtqOptions { calibrator: "minmax".into(), ..Default::default() }).unwrap();
 
     // Round trip through the decoder; every activation int8 and per-tensor, every weight per-channel.
     let m = Model::parse(&int8).unwrap();
@@ -146,7 +152,9 @@ fn check_arch(arch: Arch, min_agreement: f64) {
     for op in m.ops() {
         let op = op.unwrap();
         op.for_each_tensor(|t| match (t.storage, t.dtype) {
-            (Storage::Arena { .. }, d) => assert!(d == DType::I8 && matches!(t.quant, Quant::PerTensor { .. }), "{op:?}"),
+            (Storage::Arena { .. }, d) => {
+                assert!(d == DType::I8 && matches!(t.quant, Quant::PerTensor { .. }), "{op:?}")
+            }
             (Storage::Weights { .. }, DType::I8) => assert!(matches!(t.quant, Quant::PerChannel { .. }), "{op:?}"),
             (Storage::Weights { .. }, d) => assert_eq!(d, DType::I32, "{op:?}"),
         });
@@ -154,8 +162,16 @@ fn check_arch(arch: Arch, min_agreement: f64) {
     }
     // Tensor ids: every int8 activation exists in the (split) float model, and every float activation survives.
     let (ids_int8, ids_calib, ids_float) = (arena_ids(&int8), arena_ids(&calib), arena_ids(&f32_model));
-    assert!(ids_int8.is_subset(&ids_calib), "int8 ids not in the float model: {:?}", ids_int8.difference(&ids_calib).collect::<Vec<_>>());
-    assert!(ids_float.is_subset(&ids_int8), "float ids lost: {:?}", ids_float.difference(&ids_int8).collect::<Vec<_>>());
+    assert!(
+        ids_int8.is_subset(&ids_calib),
+        "int8 ids not in the float model: {:?}",
+        ids_int8.difference(&ids_calib).collect::<Vec<_>>()
+    );
+    assert!(
+        ids_float.is_subset(&ids_int8),
+        "float ids lost: {:?}",
+        ids_float.difference(&ids_int8).collect::<Vec<_>>()
+    );
 
     // The split calibration model computes the same thing as the fused float model.
     let (f, fc) = (outputs(&f32_model, &eval[..5]), outputs(&calib, &eval[..5]));
@@ -170,11 +186,13 @@ fn check_arch(arch: Arch, min_agreement: f64) {
     let agree = f.iter().zip(&q).filter(|(a, b)| argmax(a) == argmax(b)).count() as f64 / f.len() as f64;
     let diffs: Vec<f32> = f.iter().zip(&q).flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs())).collect();
     let mean_steps = diffs.iter().sum::<f32>() / diffs.len() as f32 / out_scale;
-    let spread = f.iter().flatten().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) - f.iter().flatten().fold(f32::INFINITY, |m, &v| m.min(v));
+    let spread = f.iter().flatten().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+        - f.iter().flatten().fold(f32::INFINITY, |m, &v| m.min(v));
     let classes: BTreeSet<usize> = f.iter().map(|v| argmax(v)).collect();
     let clear: Vec<bool> = f.iter().map(|v| margin(v) > 2.0 * out_scale).collect();
     let n_clear = clear.iter().filter(|&&c| c).count();
-    let agree_clear = f.iter().zip(&q).zip(&clear).filter(|((a, b), &c)| c && argmax(a) == argmax(b)).count() as f64 / n_clear.max(1) as f64;
+    let agree_clear = f.iter().zip(&q).zip(&clear).filter(|((a, b), &c)| c && argmax(a) == argmax(b)).count() as f64
+        / n_clear.max(1) as f64;
     println!(
         "{:<22} f32 {} B -> int8 {} B, arena {} -> {} B; top-1 agreement {:.1}% ({} classes predicted); \
          {:.1}% on the {} tiles with a top-2 margin above 2 output steps; \
@@ -192,10 +210,19 @@ fn check_arch(arch: Arch, min_agreement: f64) {
         mean_steps * out_scale,
         spread
     );
-    assert!(classes.len() >= 2, "the random float model predicts {} class: agreement would prove little", classes.len());
+    assert!(
+        classes.len() >= 2,
+        "the random float model predicts {} class: agreement would prove little",
+        classes.len()
+    );
     assert!(agree >= min_agreement, "{}: int8 agrees with f32 on {:.1}% of tiles", arch.name(), agree * 100.0);
     if n_clear >= 20 {
-        assert!(agree_clear >= 0.9, "{}: int8 agrees on {:.1}% of clear tiles (< 90%)", arch.name(), agree_clear * 100.0);
+        assert!(
+            agree_clear >= 0.9,
+            "{}: int8 agrees on {:.1}% of clear tiles (< 90%)",
+            arch.name(),
+            agree_clear * 100.0
+        );
     } else {
         // Only the near-tied random MobileNetV3 gets here (min_agreement below 0.9 says so).
         assert!(min_agreement < 0.9, "{}: only {n_clear} tiles have a clear float top-1", arch.name());
@@ -305,7 +332,9 @@ fn missing_and_nan_ranges_and_unsupported_ops_are_errors() {
     }
     let mut nan = ranges.clone();
     nan.insert(victim, (f32::NAN, 1.0));
-    assert!(matches!(quantize_model(&f32_model, &nan, &PtqOptions::default()), Err(PtqError::BadRange { tensor, .. }) if tensor == victim));
+    assert!(
+        matches!(quantize_model(&f32_model, &nan, &PtqOptions::default()), Err(PtqError::BadRange { tensor, .. }) if tensor == victim)
+    );
 
     // An int8 model is not a float model.
     let int8 = quantize_model(&f32_model, &ranges, &PtqOptions::default()).unwrap();

@@ -84,11 +84,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     println!("{:<16} {:>12} {:>12} {:>8}", "arch", "rsim img/s", "torch img/s", "ratio");
     for arch in archs.split(',') {
         let mut r = Command::new(&rsim);
-        r.args(["bench", "step", "--arch", arch, "--size", &size.to_string(), "--batch", &batch.to_string()])
-            .args(["--steps", &steps.to_string(), "--device", &device]);
+        r.args(["bench", "step", "--arch", arch, "--size", &size.to_string(), "--batch", &batch.to_string()]).args([
+            "--steps",
+            &steps.to_string(),
+            "--device",
+            &device,
+        ]);
         let (rt, rr) = run_capture(r)?;
         let mut p = Command::new(&python);
-        p.arg(reference.join("pytorch_simclr_step.py")).args([arch, &size.to_string(), &batch.to_string(), &(steps + 1).to_string()]);
+        p.arg(reference.join("pytorch_simclr_step.py")).args([
+            arch,
+            &size.to_string(),
+            &batch.to_string(),
+            &(steps + 1).to_string(),
+        ]);
         let (pt, pr) = run_capture(p)?;
         eprint!("{rt}{pt}");
         println!("{arch:<16} {rr:>12.1} {pr:>12.1} {:>7.2}x", rr / pr);
@@ -101,10 +110,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let n = images.to_string();
         println!("== data pipeline: decode JPEG + two SimCLR views, {size}x{size}, 2 workers, no cache");
         let mut r = Command::new(&rsim);
-        r.args(["bench", "data", "--data"]).arg(&eurosat).args(["--images", &n, "--size", &size.to_string(), "--workers", "2"]);
+        r.args(["bench", "data", "--data"]).arg(&eurosat).args([
+            "--images",
+            &n,
+            "--size",
+            &size.to_string(),
+            "--workers",
+            "2",
+        ]);
         let (rt, rr) = run_capture(r)?;
         let mut p = Command::new(&python);
-        p.arg(root.join("xtask/scripts/dataloader_bench.py")).arg(&eurosat).args([n.as_str(), "128", &size.to_string(), "2"]);
+        p.arg(root.join("xtask/scripts/dataloader_bench.py")).arg(&eurosat).args([
+            n.as_str(),
+            "128",
+            &size.to_string(),
+            "2",
+        ]);
         let (pt, pr) = run_capture(p)?;
         eprint!("{rt}{pt}");
         println!("{:<28} {rr:>10.1} img/s", "rsim (Rust workers)");

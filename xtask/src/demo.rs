@@ -60,7 +60,11 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let datasets = shared("RSIM_DATA", "datasets");
     let data = data.unwrap_or_else(|| {
         let full = datasets.join("eurosat-rgb");
-        if full.exists() { full } else { datasets.join("eurosat-rgb-ci20") }
+        if full.exists() {
+            full
+        } else {
+            datasets.join("eurosat-rgb-ci20")
+        }
     });
     let root = repo_root();
     if !root.join(".venv").exists() {
@@ -69,14 +73,21 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // The dev profile (opt-level 1, dependencies 2) is what setup and the tests build; the heavy
     // lifting is libtorch's, so a separate 20-minute release build would not pay for itself here.
-    run(Command::new(&cargo).current_dir(&root).args(["build", "-p", "rsim-train"]).envs(torch_env()), "building rsim")?;
+    run(
+        Command::new(&cargo).current_dir(&root).args(["build", "-p", "rsim-train"]).envs(torch_env()),
+        "building rsim",
+    )?;
     let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
     let bin = target.join("debug").join("rsim");
     let data = if data.exists() {
         data
     } else {
         let dest = root.join("data");
-        eprintln!("no data at {}: downloading EuroSAT RGB into {} (set RSIM_DATA to use a copy you have)", data.display(), dest.display());
+        eprintln!(
+            "no data at {}: downloading EuroSAT RGB into {} (set RSIM_DATA to use a copy you have)",
+            data.display(),
+            dest.display()
+        );
         run(rsim(&bin).args(["data", "fetch", "eurosat-rgb", "--dest"]).arg(&dest), "downloading EuroSAT RGB")?;
         dest.join("eurosat-rgb")
     };
@@ -94,33 +105,54 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let small_batch = (images * 8 / 10 / 2).clamp(8, 128).to_string();
     let pre = out.join("pretrain");
     run(
-        rsim(&bin).args(["pretrain"]).args(split).args(["--arch", "resnet18", "--method", "simclr", "--batch", &batch])
+        rsim(&bin)
+            .args(["pretrain"])
+            .args(split)
+            .args(["--arch", "resnet18", "--method", "simclr", "--batch", &batch])
             .args(["--lr", "0.3", "--tau", "0.2", "--epochs", "6", "--warmup-epochs", "0.5", "--minutes", &minutes])
-            .args(["--ckpt-every", "100", "--out"]).arg(&pre),
+            .args(["--ckpt-every", "100", "--out"])
+            .arg(&pre),
         "SimCLR pretraining of the teacher backbone (ResNet-18 @ 32x32, train split only)",
     )?;
     let backbone = pre.join("backbone.safetensors");
     run(
-        rsim(&bin).args(["probe"]).args(split).args(["--arch", "resnet18", "--backbone"]).arg(&backbone)
-            .args(["--labels", "5,20", "--eval", "linear", "--out"]).arg(out.join("probe-ssl")),
+        rsim(&bin)
+            .args(["probe"])
+            .args(split)
+            .args(["--arch", "resnet18", "--backbone"])
+            .arg(&backbone)
+            .args(["--labels", "5,20", "--eval", "linear", "--out"])
+            .arg(out.join("probe-ssl")),
         "few-label linear probes of the SSL backbone (test split)",
     )?;
     run(
-        rsim(&bin).args(["probe"]).args(split).args(["--arch", "resnet18", "--random", "--labels", "5,20", "--eval", "linear", "--out"])
+        rsim(&bin)
+            .args(["probe"])
+            .args(split)
+            .args(["--arch", "resnet18", "--random", "--labels", "5,20", "--eval", "linear", "--out"])
             .arg(out.join("probe-random")),
         "the same probes on the random, frozen backbone (baseline)",
     )?;
     let teacher = out.join("teacher");
     run(
-        rsim(&bin).args(["finetune"]).args(split).args(["--arch", "resnet18", "--backbone"]).arg(&backbone)
-            .args(["--labels", "20", "--mode", "linear", "--steps", "300", "--out"]).arg(&teacher),
+        rsim(&bin)
+            .args(["finetune"])
+            .args(split)
+            .args(["--arch", "resnet18", "--backbone"])
+            .arg(&backbone)
+            .args(["--labels", "20", "--mode", "linear", "--steps", "300", "--out"])
+            .arg(&teacher),
         "teacher head: linear classifier on 20 labels per class",
     )?;
     let student = out.join("student");
     run(
-        rsim(&bin).args(["distill", "--teacher"]).arg(&teacher).args(["--student", "mobilenet_v2_0.35"])
+        rsim(&bin)
+            .args(["distill", "--teacher"])
+            .arg(&teacher)
+            .args(["--student", "mobilenet_v2_0.35"])
             .args(["--data", &d, "--train-share", "0.8", "--size", "64", "--labels", "20", "--epochs", "4"])
-            .args(["--batch", &small_batch, "--minutes", &distill_minutes, "--out"]).arg(&student),
+            .args(["--batch", &small_batch, "--minutes", &distill_minutes, "--out"])
+            .arg(&student),
         "distilling the teacher into MobileNetV2-0.35 on every train image (teacher logits, + CE on the 20 labels)",
     )?;
     let models = [
@@ -129,19 +161,36 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
         ("student int8 (PTQ)", out.join("student-int8.rsm")),
         ("student f16", out.join("student-f16.rsm")),
     ];
-    run(rsim(&bin).args(["export", "--ckpt"]).arg(&teacher).arg("-o").arg(&models[0].1), "export the teacher (.rsm f32)")?;
-    run(rsim(&bin).args(["export", "--ckpt"]).arg(&student).arg("-o").arg(&models[1].1), "export the student (.rsm f32)")?;
     run(
-        rsim(&bin).args(["quantize", "--model"]).arg(&models[1].1).args(["--calib", &d, "--train-share", "0.8", "--images", "256"])
-            .args(["--calibrator", "mse", "-o"]).arg(&models[2].1),
+        rsim(&bin).args(["export", "--ckpt"]).arg(&teacher).arg("-o").arg(&models[0].1),
+        "export the teacher (.rsm f32)",
+    )?;
+    run(
+        rsim(&bin).args(["export", "--ckpt"]).arg(&student).arg("-o").arg(&models[1].1),
+        "export the student (.rsm f32)",
+    )?;
+    run(
+        rsim(&bin)
+            .args(["quantize", "--model"])
+            .arg(&models[1].1)
+            .args(["--calib", &d, "--train-share", "0.8", "--images", "256"])
+            .args(["--calibrator", "mse", "-o"])
+            .arg(&models[2].1),
         "int8 post-training quantization (calibrated on 256 train images)",
     )?;
-    run(rsim(&bin).args(["quantize", "--model"]).arg(&models[1].1).args(["--f16", "-o"]).arg(&models[3].1), "f16 weights")?;
+    run(
+        rsim(&bin).args(["quantize", "--model"]).arg(&models[1].1).args(["--f16", "-o"]).arg(&models[3].1),
+        "f16 weights",
+    )?;
     let mut rows = Vec::new();
     for (i, (label, m)) in models.iter().enumerate() {
         let dir = out.join(format!("eval-{i}"));
         run(
-            rsim(&bin).args(["eval", "--model"]).arg(m).args(["--data", &d, "--split", "test", "--train-share", "0.8", "--quiet", "--out"]).arg(&dir),
+            rsim(&bin)
+                .args(["eval", "--model"])
+                .arg(m)
+                .args(["--data", &d, "--split", "test", "--train-share", "0.8", "--quiet", "--out"])
+                .arg(&dir),
             &format!("edge runtime on the held-back test tiles: {label}"),
         )?;
         rows.push((*label, eval_row(&dir.join("results.json"))?));
@@ -150,7 +199,10 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let peer = shared("RSIM_MODELS", "models").join("mlperf-tiny-ic");
     let peer_line = if peer.exists() {
         let rsm = out.join("resnet8-int8.rsm");
-        run(rsim(&bin).arg("convert").arg(peer.join("pretrainedResnet_quant.tflite")).arg(&rsm), "int8 .tflite -> .rsm")?;
+        run(
+            rsim(&bin).arg("convert").arg(peer.join("pretrainedResnet_quant.tflite")).arg(&rsm),
+            "int8 .tflite -> .rsm",
+        )?;
         let model = std::fs::read(&rsm).map_err(|e| e.to_string())?;
         let mut same = 0;
         for i in 0..50 {
@@ -167,9 +219,16 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
         format!("peer check skipped: no peer model at {} (set RSIM_MODELS)", peer.display())
     };
 
-    println!("
-== summary ({} test tiles of {})", rows.first().map(|r| r.1.images).unwrap_or(0), data.display());
-    println!("{:<30} {:>7} {:>12} {:>12} {:>12}", "model (edge runtime)", "OA %", "model bytes", "arena bytes", "median ms");
+    println!(
+        "
+== summary ({} test tiles of {})",
+        rows.first().map(|r| r.1.images).unwrap_or(0),
+        data.display()
+    );
+    println!(
+        "{:<30} {:>7} {:>12} {:>12} {:>12}",
+        "model (edge runtime)", "OA %", "model bytes", "arena bytes", "median ms"
+    );
     for (label, r) in &rows {
         println!("{label:<30} {:>7.2} {:>12} {:>12} {:>12.3}", r.oa, r.model_bytes, r.arena_bytes, r.median_ms);
     }
@@ -193,7 +252,8 @@ struct Row {
 
 fn eval_row(path: &Path) -> Result<Row, String> {
     let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?)
+            .map_err(|e| e.to_string())?;
     let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
     let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
     // Accuracy as a fraction or a percentage, whichever eval wrote.
@@ -215,7 +275,9 @@ fn probe_line(path: &Path) -> Option<String> {
         .as_array()?
         .iter()
         .filter(|r| r.get("eval").and_then(|e| e.as_str()) == Some("linear"))
-        .filter_map(|r| Some(format!("{:.2} % OA at {} labels/class", r.get("oa")?.as_f64()? * 100.0, r.get("labels")?.as_f64()?)))
+        .filter_map(|r| {
+            Some(format!("{:.2} % OA at {} labels/class", r.get("oa")?.as_f64()? * 100.0, r.get("labels")?.as_f64()?))
+        })
         .collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }

@@ -97,14 +97,28 @@ fn fast_kernels_on_aarch64() -> Result<(), String> {
             "missing {}: apt-get install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add aarch64-unknown-linux-gnu",
             missing.join(", ")
         );
-        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0") || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0")
+            || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|v| v == "1");
         if required {
             return Err(msg);
         }
         eprintln!("\n*** SKIPPED aarch64 fast-kernel tests: {msg}\n");
         return Ok(());
     }
-    run_cargo(&["test", "-p", "rsim-edge", "--target", "aarch64-unknown-linux-gnu", "--test", "fast_int8", "--test", "fast_f32"], &[])
+    run_cargo(
+        &[
+            "test",
+            "-p",
+            "rsim-edge",
+            "--target",
+            "aarch64-unknown-linux-gnu",
+            "--test",
+            "fast_int8",
+            "--test",
+            "fast_f32",
+        ],
+        &[],
+    )
 }
 
 fn step(what: &str) {

@@ -67,7 +67,9 @@ impl FrameSource for Files {
         self.next += 1;
         let img = image::open(&p).map_err(|e| format!("cannot decode {}: {e}", p.display()))?.to_rgb8();
         let px = img.as_raw();
-        buf.get_mut(..px.len()).ok_or_else(|| format!("{} is larger than the frame buffer", p.display()))?.copy_from_slice(px);
+        buf.get_mut(..px.len())
+            .ok_or_else(|| format!("{} is larger than the frame buffer", p.display()))?
+            .copy_from_slice(px);
         self.current = Some(p);
         Ok(Some(FrameInfo { width: img.width(), height: img.height(), channels: 3 }))
     }
@@ -123,7 +125,8 @@ fn run(a: &Args) -> Result<(), String> {
     let need = rsim_edge::required_arena(&model).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let mut arena = vec![0u8; need + 16];
     let opts = rsim_edge::Options { threads: a.threads as usize, ..Default::default() };
-    let engine = rsim_edge::Engine::with_options(&model, &mut arena, opts).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let engine =
+        rsim_edge::Engine::with_options(&model, &mut arena, opts).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let mut clf = EngineClassifier { engine };
     let names: Vec<String> = clf.engine.model().info.classes().map(str::to_string).collect();
     let paths = list_inputs(&a.input)?;
@@ -135,7 +138,15 @@ fn run(a: &Args) -> Result<(), String> {
     };
     let mut tee = Tee { copy: Vec::new(), link, link_errors: 0 };
     let stride = a.stride.unwrap_or(a.tile);
-    let cfg = LoopConfig { tile: a.tile, stride, top_k: a.top_k, deadline_us: a.deadline_ms * 1000, heartbeat_us: 1_000_000, smoothing: None, send_raw_output: a.raw_output };
+    let cfg = LoopConfig {
+        tile: a.tile,
+        stride,
+        top_k: a.top_k,
+        deadline_us: a.deadline_ms * 1000,
+        heartbeat_us: 1_000_000,
+        smoothing: None,
+        send_raw_output: a.raw_output,
+    };
     let mut tile = vec![0u8; (a.tile as usize).pow(2) * 3];
     let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
     let mut src = Files { paths, next: 0, current: None };
@@ -160,21 +171,47 @@ fn run(a: &Args) -> Result<(), String> {
                 }
                 let top = t.top[0];
                 let cname = names.get(top.class as usize).cloned().unwrap_or_default();
-                let _ = writeln!(csv, "{},{},{},{},{},{},{},{},{:.6},{},{}", name, t.frame_id, t.tile_index, t.tile_x, t.tile_y, t.tile_size, top.class, cname, top.confidence, top.q, t.latency_us);
-                feats.push(geo::Feature { x: t.tile_x as u32, y: t.tile_y as u32, size: t.tile_size as u32, class: cname, confidence: top.confidence });
+                let _ = writeln!(
+                    csv,
+                    "{},{},{},{},{},{},{},{},{:.6},{},{}",
+                    name,
+                    t.frame_id,
+                    t.tile_index,
+                    t.tile_x,
+                    t.tile_y,
+                    t.tile_size,
+                    top.class,
+                    cname,
+                    top.confidence,
+                    top.q,
+                    t.latency_us
+                );
+                feats.push(geo::Feature {
+                    x: t.tile_x as u32,
+                    y: t.tile_y as u32,
+                    size: t.tile_size as u32,
+                    class: cname,
+                    confidence: top.confidence,
+                });
             }
         }
         tee.copy.clear();
     }
     lp.heartbeat_if_due(&mut tee);
-    rsim_model::write::write_atomic(&a.csv, csv.as_bytes()).map_err(|e| format!("cannot write {}: {e}", a.csv.display()))?;
+    rsim_model::write::write_atomic(&a.csv, csv.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", a.csv.display()))?;
     let s = lp.stats;
     eprintln!(
         "rsim-agent: {} frames, {} tiles ({} dropped past the deadline), results in {}; link errors {}",
-        s.frames, s.tiles, s.tiles_dropped, a.csv.display(), tee.link_errors
+        s.frames,
+        s.tiles,
+        s.tiles_dropped,
+        a.csv.display(),
+        tee.link_errors
     );
     if let Some(g) = geo {
-        rsim_model::write::write_atomic(&a.geojson, geo::geojson(&g, &feats).as_bytes()).map_err(|e| format!("cannot write {}: {e}", a.geojson.display()))?;
+        rsim_model::write::write_atomic(&a.geojson, geo::geojson(&g, &feats).as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", a.geojson.display()))?;
         eprintln!("rsim-agent: georeferenced scene: {} tiles in {}", feats.len(), a.geojson.display());
     }
     Ok(())

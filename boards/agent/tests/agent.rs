@@ -17,7 +17,8 @@ fn directory_of_images_to_csv_and_telemetry_over_tcp() {
     std::fs::create_dir_all(&imgs).unwrap();
     std::fs::write(dir.join("m.rsm"), rsim_boards::demo::tiny_f32_model(0)).unwrap();
     for i in 0..3 {
-        image::save_buffer(imgs.join(format!("t{i}.png")), &scene(64, 32), 64, 32, image::ExtendedColorType::Rgb8).unwrap();
+        image::save_buffer(imgs.join(format!("t{i}.png")), &scene(64, 32), 64, 32, image::ExtendedColorType::Rgb8)
+            .unwrap();
     }
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
@@ -80,5 +81,8 @@ fn geotiff_scene_gets_geojson_in_map_coordinates() {
     let gj = std::fs::read_to_string(dir.join("r.geojson")).unwrap();
     assert_eq!(gj.matches("\"type\":\"Feature\"").count(), 4);
     // Tile (32, 32) spans x 500320..500640 and y 4199680..4199360 (y grows north).
-    assert!(gj.contains("[[[500320,4199680],[500640,4199680],[500640,4199360],[500320,4199360],[500320,4199680]]]"), "{gj}");
+    assert!(
+        gj.contains("[[[500320,4199680],[500640,4199680],[500640,4199360],[500320,4199360],[500320,4199680]]]"),
+        "{gj}"
+    );
 }

@@ -24,10 +24,13 @@ impl FrameSource for Frames {
 /// Tile latencies (µs) from a telemetry byte stream.
 fn latencies(bytes: &[u8]) -> Vec<u32> {
     let mut r: FrameReader = FrameReader::new();
-    let mut lat: Vec<u32> = bytes.iter().filter_map(|&b| match r.push(b) {
-        Some(Ok(Msg::Telemetry(t))) => Some(t.latency_us),
-        _ => None,
-    }).collect();
+    let mut lat: Vec<u32> = bytes
+        .iter()
+        .filter_map(|&b| match r.push(b) {
+            Some(Ok(Msg::Telemetry(t))) => Some(t.latency_us),
+            _ => None,
+        })
+        .collect();
     lat.sort_unstable();
     lat
 }
@@ -47,7 +50,15 @@ fn native(model: &[u8], frames: &[Vec<u8>]) {
     let mut arena = vec![0u8; rsim_edge::required_arena(model).expect("model arena") + 16];
     let mut clf = EngineClassifier::new(model, &mut arena).expect("bench model must load");
     let mut tile = vec![0u8; (TILE * TILE * 3) as usize];
-    let cfg = LoopConfig { tile: TILE, stride: TILE, top_k: TOP_K, deadline_us: DEADLINE_MS * 1000, heartbeat_us: 1_000_000, smoothing: None, send_raw_output: true };
+    let cfg = LoopConfig {
+        tile: TILE,
+        stride: TILE,
+        top_k: TOP_K,
+        deadline_us: DEADLINE_MS * 1000,
+        heartbeat_us: 1_000_000,
+        smoothing: None,
+        send_raw_output: true,
+    };
     let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
     let mut frame = vec![0u8; (FRAME * FRAME * 3) as usize];
     let mut src = Frames(frames.to_vec().into_iter());
@@ -90,5 +101,11 @@ pub fn run() {
     let exe = emulation::build_agent();
     let t0 = Instant::now();
     let bytes = emulation::run_agent(&exe, &dir, &dir.join("agent.csv"));
-    report("aarch64 agent (qemu-aarch64 user mode)", frames.len(), t0.elapsed().as_secs_f64(), &latencies(&bytes), "us");
+    report(
+        "aarch64 agent (qemu-aarch64 user mode)",
+        frames.len(),
+        t0.elapsed().as_secs_f64(),
+        &latencies(&bytes),
+        "us",
+    );
 }

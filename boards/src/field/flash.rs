@@ -38,7 +38,9 @@ pub fn explain(code: FlashErrorCode) -> &'static str {
     match code {
         FlashErrorCode::TooLarge => "the model is larger than the board's model slot",
         FlashErrorCode::NoTransfer => "the board lost the transfer",
-        FlashErrorCode::HashMismatch => "the image stored on the board does not match its SHA-256 (link or flash corruption)",
+        FlashErrorCode::HashMismatch => {
+            "the image stored on the board does not match its SHA-256 (link or flash corruption)"
+        }
         FlashErrorCode::BadModel => "the board could not decode the model (or it has no test vector)",
         FlashErrorCode::WrongBoard => "the model needs more arena or input memory than this board has",
         FlashErrorCode::SelfTestFailed => "the model's test vector gave a different output on the board",
@@ -54,7 +56,12 @@ pub fn run_flash(args: &FlashArgs) -> Result<Outcome, String> {
         rsim_model::Model::parse(&image).map_err(|e| format!("{} is not a valid model: {e}", args.model.display()))?;
     }
     let sha: [u8; 32] = Sha256::digest(&image).into();
-    let cfg = SenderConfig { chunk: args.chunk, window: args.window, timeout_us: args.timeout_ms * 1000, max_retries: args.retries };
+    let cfg = SenderConfig {
+        chunk: args.chunk,
+        window: args.window,
+        timeout_us: args.timeout_ms * 1000,
+        max_retries: args.retries,
+    };
     let mut link = open(&args.link, Duration::from_millis(5))?;
     let mut sender = Sender::new(&image, sha, cfg);
     let mut reader: FrameReader = FrameReader::new();

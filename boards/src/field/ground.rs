@@ -85,7 +85,9 @@ fn consume(bytes: &[u8], reader: &mut FrameReader, rep: &mut GroundReport, names
                     h.uptime_ms as f64 / 1e3, h.frames, h.frames_late, h.tiles, h.tiles_dropped, h.tx_errors, h.rx_bad_frames, h.model_seq, h.active_slot
                 );
             }
-            Some(Ok(Msg::RawOutput { frame_id, tile_index, data })) => rep.raw_outputs.push((frame_id, tile_index, data.to_vec())),
+            Some(Ok(Msg::RawOutput { frame_id, tile_index, data })) => {
+                rep.raw_outputs.push((frame_id, tile_index, data.to_vec()))
+            }
             Some(Ok(_)) => {}
             Some(Err(_)) => rep.bad_frames += 1,
             None => {}
@@ -107,7 +109,9 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
     };
     if let Some(p) = &args.replay {
         let mut bytes = Vec::new();
-        std::fs::File::open(p).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        std::fs::File::open(p)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
         consume(&bytes, &mut reader, &mut rep, &names, args.quiet);
     } else {
         let mut link: Box<dyn Link> = open(&args.link, Duration::from_millis(50))?;
@@ -127,13 +131,32 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
             consume(&buf[..n], &mut reader, &mut rep, &names, args.quiet);
         }
     }
-    println!("ground: {} telemetry frames, {} heartbeats, {} bad frames", rep.telemetry.len(), rep.heartbeats, rep.bad_frames);
+    println!(
+        "ground: {} telemetry frames, {} heartbeats, {} bad frames",
+        rep.telemetry.len(),
+        rep.heartbeats,
+        rep.bad_frames
+    );
     if let Some(p) = &args.csv {
         let mut s = String::from("frame_id,tile_index,x,y,size,class,class_name,confidence,q,latency_us,arena_hwm\n");
         for t in &rep.telemetry {
             let top = t.top[0];
             let name = names.get(top.class as usize).map(String::as_str).unwrap_or("");
-            let _ = writeln!(s, "{},{},{},{},{},{},{},{:.6},{},{},{}", t.frame_id, t.tile_index, t.tile_x, t.tile_y, t.tile_size, top.class, name, top.confidence, top.q, t.latency_us, t.arena_hwm);
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{:.6},{},{},{}",
+                t.frame_id,
+                t.tile_index,
+                t.tile_x,
+                t.tile_y,
+                t.tile_size,
+                top.class,
+                name,
+                top.confidence,
+                top.q,
+                t.latency_us,
+                t.arena_hwm
+            );
         }
         rsim_model::write::write_atomic(p, s.as_bytes()).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
@@ -142,7 +165,12 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
             .telemetry
             .iter()
             .filter(|t| t.count > 0)
-            .map(|t| TileClass { x: t.tile_x as u32, y: t.tile_y as u32, size: t.tile_size as u32, class: t.top[0].class })
+            .map(|t| TileClass {
+                x: t.tile_x as u32,
+                y: t.tile_y as u32,
+                size: t.tile_size as u32,
+                class: t.top[0].class,
+            })
             .collect();
         let (w, h) = write_png(p, &tiles, args.map_scale)?;
         println!("ground: class map {w}x{h} written to {}", p.display());

@@ -29,7 +29,13 @@ pub fn boot<F: MappedFlash, T: SelfTest>(
     let (active, info) = rec.active_info().ok_or(FlashError::NoRecord)?;
     let first = match verify_slot(flash, layout, active, info.len, &info.sha256, limits, selftest) {
         Ok(()) => {
-            return Ok(Booted { slot: active, seq: rec.seq, offset: layout.slot(active), len: info.len, rolled_back: false })
+            return Ok(Booted {
+                slot: active,
+                seq: rec.seq,
+                offset: layout.slot(active),
+                len: info.len,
+                rolled_back: false,
+            })
         }
         Err(FlashError::Verify(e)) => e,
         Err(other) => return Err(other),

@@ -168,7 +168,8 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
             return Msg::FlashNack { code: FlashErrorCode::Incomplete, next: x.next };
         }
         let (size, sha) = (x.begin.size, x.begin.sha256);
-        if let Err(e) = verify_slot(&mut self.flash, &self.layout, x.slot, size, &sha, &self.limits, &mut self.selftest) {
+        if let Err(e) = verify_slot(&mut self.flash, &self.layout, x.slot, size, &sha, &self.limits, &mut self.selftest)
+        {
             let code = match e {
                 FlashError::Verify(v) => v.code(),
                 _ => FlashErrorCode::Storage,

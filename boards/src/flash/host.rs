@@ -192,7 +192,9 @@ impl<'a> Sender<'a> {
                 self.state = State::Begin;
                 self.last_tx = None;
             }
-            (Msg::FlashNack { code, .. }, _) if code != FlashErrorCode::NoTransfer && code != FlashErrorCode::Incomplete => {
+            (Msg::FlashNack { code, .. }, _)
+                if code != FlashErrorCode::NoTransfer && code != FlashErrorCode::Incomplete =>
+            {
                 self.state = State::Finished(Outcome::Refused(code));
             }
             _ => {}

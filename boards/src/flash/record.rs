@@ -97,7 +97,12 @@ pub fn read<F: NorFlash>(flash: &mut F, layout: &Layout) -> Result<Option<(BootR
 }
 
 /// Persists `rec` (its `seq` must exceed the current one) over the copy that is not `current_copy`.
-pub fn write<F: NorFlash>(flash: &mut F, layout: &Layout, rec: &BootRecord, current_copy: Option<usize>) -> Result<(), FlashError> {
+pub fn write<F: NorFlash>(
+    flash: &mut F,
+    layout: &Layout,
+    rec: &BootRecord,
+    current_copy: Option<usize>,
+) -> Result<(), FlashError> {
     let target = match current_copy {
         Some(0) => 1,
         _ => 0,

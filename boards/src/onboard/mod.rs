@@ -5,9 +5,9 @@
 mod engine;
 mod scores;
 
-pub use engine::{EngineClassifier, EngineSelfTest};
 #[cfg(feature = "std")]
 pub use engine::OwnedSelfTest;
+pub use engine::{EngineClassifier, EngineSelfTest};
 
 pub use scores::{confidences, smooth, top_k, Output, MAX_CLASSES};
 
@@ -94,8 +94,12 @@ impl fmt::Display for LoopError {
             LoopError::Source => f.write_str("frame source failed"),
             LoopError::BadFrame => f.write_str("frame is empty or larger than the frame buffer"),
             LoopError::TileBuffer { needed, given } => write!(f, "tile buffer of {given} bytes, {needed} needed"),
-            LoopError::TooManyClasses { classes } => write!(f, "model has {classes} classes, the loop handles {MAX_CLASSES}"),
-            LoopError::SmoothingBuffer { needed, given } => write!(f, "smoothing buffer of {given} floats, {needed} needed"),
+            LoopError::TooManyClasses { classes } => {
+                write!(f, "model has {classes} classes, the loop handles {MAX_CLASSES}")
+            }
+            LoopError::SmoothingBuffer { needed, given } => {
+                write!(f, "smoothing buffer of {given} floats, {needed} needed")
+            }
         }
     }
 }
@@ -130,7 +134,18 @@ impl<'b, C: Clock> OnboardLoop<'b, C> {
     /// frame × classes floats when smoothing is on (may be empty otherwise).
     pub fn new(cfg: LoopConfig, clock: C, tile_buf: &'b mut [u8], smooth_buf: &'b mut [f32]) -> Self {
         smooth_buf.iter_mut().for_each(|s| *s = 0.0);
-        OnboardLoop { cfg, clock, stats: LoopStats::default(), tile_buf, smooth_buf, frame_id: 0, last_heartbeat: None, model_seq: 0, active_slot: 255, rx_bad_frames: 0 }
+        OnboardLoop {
+            cfg,
+            clock,
+            stats: LoopStats::default(),
+            tile_buf,
+            smooth_buf,
+            frame_id: 0,
+            last_heartbeat: None,
+            model_seq: 0,
+            active_slot: 255,
+            rx_bad_frames: 0,
+        }
     }
 
     fn send<W: embedded_io::Write>(&mut self, link: &mut W, msg: &Msg<'_>) {
@@ -185,7 +200,8 @@ impl<'b, C: Clock> OnboardLoop<'b, C> {
             return Ok(false);
         };
         let start = self.clock.now_us();
-        let len = (info.width as usize).checked_mul(info.height as usize).and_then(|p| p.checked_mul(info.channels as usize));
+        let len =
+            (info.width as usize).checked_mul(info.height as usize).and_then(|p| p.checked_mul(info.channels as usize));
         let frame = match len {
             Some(n) if n > 0 => frame_buf.get(..n).ok_or(LoopError::BadFrame)?,
             _ => return Err(LoopError::BadFrame),
@@ -245,7 +261,8 @@ impl<'b, C: Clock> OnboardLoop<'b, C> {
             let row = tw as usize * c;
             for r in 0..th as usize {
                 let src = ((y as usize + r) * info.width as usize + x as usize) * c;
-                let (Some(s), Some(d)) = (frame.get(src..src + row), self.tile_buf.get_mut(r * row..(r + 1) * row)) else {
+                let (Some(s), Some(d)) = (frame.get(src..src + row), self.tile_buf.get_mut(r * row..(r + 1) * row))
+                else {
                     return Err(LoopError::BadFrame);
                 };
                 d.copy_from_slice(s);
@@ -265,7 +282,8 @@ impl<'b, C: Clock> OnboardLoop<'b, C> {
         let smoothed = if let Some(alpha) = self.cfg.smoothing {
             let at = index as usize * n;
             let given = self.smooth_buf.len();
-            let state = self.smooth_buf.get_mut(at..at + n).ok_or(LoopError::SmoothingBuffer { needed: at + n, given })?;
+            let state =
+                self.smooth_buf.get_mut(at..at + n).ok_or(LoopError::SmoothingBuffer { needed: at + n, given })?;
             smooth(state, &mut conf[..n], alpha);
             true
         } else {

@@ -26,8 +26,12 @@ impl Output<'_> {
     }
     fn value(&self, i: usize) -> f32 {
         match *self {
-            Output::I8 { data, scale, zero_point } => data.get(i).map_or(0.0, |&q| scale * ((q as i8) as i32 - zero_point) as f32),
-            Output::F32 { data } => data.get(i * 4..i * 4 + 4).map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            Output::I8 { data, scale, zero_point } => {
+                data.get(i).map_or(0.0, |&q| scale * ((q as i8) as i32 - zero_point) as f32)
+            }
+            Output::F32 { data } => {
+                data.get(i * 4..i * 4 + 4).map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            }
         }
     }
     /// The raw int8 value of class `i` (0 for float outputs).

@@ -57,7 +57,12 @@ pub fn run_flash<F: MappedFlash, T: SelfTest>(
         }
         let outcome = sender.outcome().or(if now >= limit_us { Some(sender.abandon()) } else { None });
         if let Some(outcome) = outcome {
-            return FlashRun { outcome, elapsed_us: now, device_bad_frames: dev_rx.bad_frames, host_bad_frames: host_rx.bad_frames };
+            return FlashRun {
+                outcome,
+                elapsed_us: now,
+                device_bad_frames: dev_rx.bad_frames,
+                host_bad_frames: host_rx.bad_frames,
+            };
         }
         let next = [h2d.next_arrival(), d2h.next_arrival(), Some(h2d.free_at()), sender.next_deadline()]
             .into_iter()

@@ -85,7 +85,14 @@ pub struct Wire {
 
 impl Wire {
     pub fn new(baud: u32, faults: Faults, seed: u64) -> Self {
-        Wire { byte_us: 10e6 / baud as f64, faults, rng: Rng::new(seed), line_free: 0.0, in_flight: VecDeque::new(), counts: FaultCounts::default() }
+        Wire {
+            byte_us: 10e6 / baud as f64,
+            faults,
+            rng: Rng::new(seed),
+            line_free: 0.0,
+            in_flight: VecDeque::new(),
+            counts: FaultCounts::default(),
+        }
     }
 
     /// Queues `bytes` for transmission at `now_us`; returns when the last one leaves the sender.

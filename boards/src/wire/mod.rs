@@ -112,17 +112,32 @@ pub enum Msg<'a> {
     Telemetry(Telemetry),
     FlashBegin(FlashBegin),
     /// Image bytes at `offset`; the frame CRC is the chunk's CRC.
-    FlashChunk { offset: u32, data: &'a [u8] },
+    FlashChunk {
+        offset: u32,
+        data: &'a [u8],
+    },
     /// Verify the received image and activate it.
     FlashCommit,
     /// Drop the transfer; the inactive slot is left unused.
     FlashAbort,
     /// Bytes `[0, next)` are stored; send from `next`.
-    FlashAck { next: u32 },
+    FlashAck {
+        next: u32,
+    },
     /// The image verified and is now active in `slot` under boot record `seq`.
-    FlashDone { slot: u8, seq: u32 },
+    FlashDone {
+        slot: u8,
+        seq: u32,
+    },
     /// A refusal; `next` is the resume offset (0 when the transfer was dropped).
-    FlashNack { code: FlashErrorCode, next: u32 },
+    FlashNack {
+        code: FlashErrorCode,
+        next: u32,
+    },
     /// The full output tensor of a tile (int8 bytes), for byte-exact checks on the ground.
-    RawOutput { frame_id: u32, tile_index: u16, data: &'a [u8] },
+    RawOutput {
+        frame_id: u32,
+        tile_index: u16,
+        data: &'a [u8],
+    },
 }

@@ -15,7 +15,13 @@ pub type Dev = Updater<Flash, EchoSelfTest>;
 /// its input), padded with `pad` bytes of seeded weights to reach a realistic image size.
 /// `tv_output_ok = false` stores a test vector whose output differs from the input.
 pub fn echo_model(n: u32, arena: u32, pad: usize, seed: u8, tv_output_ok: bool) -> Vec<u8> {
-    let t = |id| Tensor { id, dtype: DType::I8, shape: Shape::new(&[1, n]), storage: Storage::Arena { offset: 0 }, quant: Quant::PerTensor { scale: 0.1, zero_point: 0 } };
+    let t = |id| Tensor {
+        id,
+        dtype: DType::I8,
+        shape: Shape::new(&[1, n]),
+        storage: Storage::Arena { offset: 0 },
+        quant: Quant::PerTensor { scale: 0.1, zero_point: 0 },
+    };
     let info = ModelInfo {
         name: "echo",
         class_names: "a\nb\nc\nd",
@@ -56,7 +62,11 @@ impl SelfTest for EchoSelfTest {
                 return Err("echo runtime runs only Reshape");
             }
         }
-        if input == expected { Ok(()) } else { Err("output differs from the test vector") }
+        if input == expected {
+            Ok(())
+        } else {
+            Err("output differs from the test vector")
+        }
     }
 }
 

@@ -66,7 +66,10 @@ fn on_path(bin: &str) -> bool {
 
 /// Whether the rustup target is installed.
 pub fn has_target(target: &str) -> bool {
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     sysroot.is_ok_and(|s| Path::new(&s).join("lib/rustlib").join(target).exists())
 }
 
@@ -108,7 +111,12 @@ fn check(cmd: &mut Command, what: &str) {
 
 /// Runs `cmd` and kills it after `limit` (a hung emulator must not hang CI); returns success and stdout.
 pub fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -135,10 +143,14 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool
 pub fn model() -> (&'static str, Vec<u8>) {
     let dir = shared("RSIM_MODELS", "models").join("mlperf-tiny-ic");
     let Ok(tflite) = std::fs::read(dir.join("pretrainedResnet_quant.tflite")) else {
-        eprintln!("\n*** NOTE: MLPerf Tiny ResNet-8 not found under {}; using the hand-built int8 model\n", dir.display());
+        eprintln!(
+            "\n*** NOTE: MLPerf Tiny ResNet-8 not found under {}; using the hand-built int8 model\n",
+            dir.display()
+        );
         return ("hand-built int8 conv/dw/fc/softmax", rsim_boards::demo::tiny_int8_model());
     };
-    let opts = rsim_model::tflite::ConvertOptions { source: "pretrainedResnet_quant.tflite".into(), ..Default::default() };
+    let opts =
+        rsim_model::tflite::ConvertOptions { source: "pretrainedResnet_quant.tflite".into(), ..Default::default() };
     ("mlperf-tiny ResNet-8", rsim_model::tflite::convert(&tflite, &opts).expect("convert ResNet-8").bytes)
 }
 
@@ -146,11 +158,14 @@ pub fn model() -> (&'static str, Vec<u8>) {
 /// (sorted names), else seeded synthetic frames (said loudly).
 pub fn frames(per_class: usize) -> Vec<Vec<u8>> {
     let root = shared("RSIM_DATA", "datasets").join("eurosat-rgb-ci20");
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(&root).map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect()).unwrap_or_default();
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(&root)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
     classes.sort();
     let mut out = Vec::new();
     for class in classes {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&class).expect("read class dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&class).expect("read class dir").filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
         for f in files.iter().filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("jpg"))).take(per_class) {
             let img = image::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).to_rgb8();
@@ -224,7 +239,10 @@ pub fn run_firmware(board: Board, elf: &Path, uart: &Path, icount: bool) -> Stri
     if icount {
         cmd.args(["-icount", "shift=0"]);
     }
-    cmd.arg("-serial").arg(format!("file:{}", uart.display())).args(["-semihosting-config", "enable=on,target=native", "-kernel"]).arg(elf);
+    cmd.arg("-serial")
+        .arg(format!("file:{}", uart.display()))
+        .args(["-semihosting-config", "enable=on,target=native", "-kernel"])
+        .arg(elf);
     let what = format!("{} firmware under qemu-system-arm", board.name());
     let (ok, out) = run_with_timeout(&mut cmd, Duration::from_secs(300), &what);
     assert!(ok && out.contains("RSIM_DONE"), "{what} failed:\n{out}");
@@ -234,7 +252,10 @@ pub fn run_firmware(board: Board, elf: &Path, uart: &Path, icount: bool) -> Stri
 pub fn build_agent() -> PathBuf {
     let target_dir = workspace().join("target/cross");
     check(
-        cargo().current_dir(workspace()).args(["build", "--release", "-p", "rsim-agent", "--target", AARCH64, "--target-dir"]).arg(&target_dir),
+        cargo()
+            .current_dir(workspace())
+            .args(["build", "--release", "-p", "rsim-agent", "--target", AARCH64, "--target-dir"])
+            .arg(&target_dir),
         "building rsim-agent for aarch64",
     );
     target_dir.join(AARCH64).join("release/rsim-agent")
@@ -261,7 +282,17 @@ pub fn run_agent(exe: &Path, dir: &Path, csv: &Path) -> Vec<u8> {
             .arg(dir.join("frames"))
             .arg("--csv")
             .arg(csv)
-            .args(["--tile", &TILE.to_string(), "--top-k", &TOP_K.to_string(), "--deadline-ms", &DEADLINE_MS.to_string(), "--raw-output", "--tcp", &addr]),
+            .args([
+                "--tile",
+                &TILE.to_string(),
+                "--top-k",
+                &TOP_K.to_string(),
+                "--deadline-ms",
+                &DEADLINE_MS.to_string(),
+                "--raw-output",
+                "--tcp",
+                &addr,
+            ]),
         Duration::from_secs(300),
         "rsim-agent under qemu-aarch64",
     );

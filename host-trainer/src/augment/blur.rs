@@ -4,10 +4,12 @@ use crate::data::Img;
 
 pub fn gaussian_kernel(sigma: f32, radius: usize) -> Vec<f32> {
     let s2 = 2.0 * sigma * sigma;
-    let k: Vec<f32> = (0..=2 * radius).map(|i| {
-        let d = i as f32 - radius as f32;
-        (-d * d / s2).exp()
-    }).collect();
+    let k: Vec<f32> = (0..=2 * radius)
+        .map(|i| {
+            let d = i as f32 - radius as f32;
+            (-d * d / s2).exp()
+        })
+        .collect();
     let sum: f32 = k.iter().sum();
     k.into_iter().map(|v| v / sum).collect()
 }

@@ -67,7 +67,12 @@ impl ViewAug {
 
     /// TOV's linear-probe training view: RRC(scale 0.8-1) and both flips.
     pub fn probe_train(size: usize) -> Self {
-        ViewAug { crop: Crop::RandomResized { scale: (0.8, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) }, hflip: 0.5, vflip: 0.5, ..Self::eval(size) }
+        ViewAug {
+            crop: Crop::RandomResized { scale: (0.8, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) },
+            hflip: 0.5,
+            vflip: 0.5,
+            ..Self::eval(size)
+        }
     }
 
     /// SimCLR / MoCo v2 ("aug-plus") view; remote-sensing additions: v-flip and rot90, since
@@ -88,7 +93,10 @@ impl ViewAug {
 
     /// BYOL's asymmetric pair: view 0 always blurred, view 1 rarely blurred and sometimes solarized.
     pub fn byol(size: usize, second: bool) -> Self {
-        let base = ViewAug { jitter: Some(Jitter { brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }), ..Self::simclr(size) };
+        let base = ViewAug {
+            jitter: Some(Jitter { brightness: 0.4, contrast: 0.4, saturation: 0.2, hue: 0.1 }),
+            ..Self::simclr(size)
+        };
         if second {
             ViewAug { blur_p: 0.1, solarize_p: 0.2, ..base }
         } else {

@@ -19,10 +19,24 @@ pub struct PipelineBench {
 
 /// Runs the SimCLR two-view pipeline (size `size`, no cache, so every image is decoded) over the
 /// image folder at `root` for at least `images` images, with `workers` threads.
-pub fn bench_pipeline(root: &Path, images: usize, batch_size: usize, size: usize, workers: usize) -> Result<PipelineBench, DataError> {
+pub fn bench_pipeline(
+    root: &Path,
+    images: usize,
+    batch_size: usize,
+    size: usize,
+    workers: usize,
+) -> Result<PipelineBench, DataError> {
     let ds = Dataset::from_folder(root)?;
     let pipeline = Pipeline::two_views(ViewAug::simclr(size), ViewAug::simclr(size));
-    let cfg = LoaderConfig { batch_size, workers, prefetch: 2 * workers.max(1), cache: false, drop_last: true, seed: 1, ..LoaderConfig::default() };
+    let cfg = LoaderConfig {
+        batch_size,
+        workers,
+        prefetch: 2 * workers.max(1),
+        cache: false,
+        drop_last: true,
+        seed: 1,
+        ..LoaderConfig::default()
+    };
     let mut loader = Loader::new(&ds, pipeline, cfg)?;
     let t0 = Instant::now();
     let mut done = 0usize;

@@ -20,9 +20,7 @@ pub struct Dataset {
 }
 
 fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -95,8 +93,10 @@ impl Dataset {
     pub fn from_csv(csv_path: &Path, root: Option<&Path>) -> Result<Dataset, DataError> {
         let root = root.map(Path::to_path_buf).unwrap_or_else(|| csv_path.parent().unwrap_or(Path::new(".")).into());
         let bad = |r: String| DataError::layout(csv_path, r);
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_path(csv_path).map_err(|e| bad(e.to_string()))?;
-        let headers: Vec<String> = rdr.headers().map_err(|e| bad(e.to_string()))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let mut rdr =
+            csv::ReaderBuilder::new().has_headers(true).from_path(csv_path).map_err(|e| bad(e.to_string()))?;
+        let headers: Vec<String> =
+            rdr.headers().map_err(|e| bad(e.to_string()))?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
         let find = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
         let path_col = find(&["filename", "file", "path", "image", "filepath", "file_name"])
             .ok_or_else(|| bad(format!("no path column (filename/file/path/image) in header {headers:?}")))?;
@@ -110,12 +110,22 @@ impl Dataset {
                 return Err(bad(format!("row {}: empty path", line + 2)));
             }
             let label = match label_col {
-                Some(c) => Some(rec.get(c).unwrap_or("").trim().parse::<i64>().map_err(|e| bad(format!("row {}: label: {e}", line + 2)))?),
+                Some(c) => Some(
+                    rec.get(c)
+                        .unwrap_or("")
+                        .trim()
+                        .parse::<i64>()
+                        .map_err(|e| bad(format!("row {}: label: {e}", line + 2)))?,
+                ),
                 None => None,
             };
             let name = match name_col {
                 Some(c) => rec.get(c).unwrap_or("").trim().to_string(),
-                None => Path::new(rel).components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default(),
+                None => Path::new(rel)
+                    .components()
+                    .next()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
             };
             rows.push((root.join(rel), label, name));
         }

@@ -13,12 +13,8 @@ use std::path::Path;
 pub fn decode_file(path: &Path) -> Result<Tile, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::decode(path, e.to_string()))?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let tile = if ext == "tif" || ext == "tiff" {
-        decode_tiff(&bytes)
-    } else {
-        decode_image(&bytes)
-    }
-    .map_err(|r| DataError::decode(path, r))?;
+    let tile = if ext == "tif" || ext == "tiff" { decode_tiff(&bytes) } else { decode_image(&bytes) }
+        .map_err(|r| DataError::decode(path, r))?;
     if tile.height == 0 || tile.width == 0 || tile.bands == 0 {
         return Err(DataError::decode(path, "image has zero size"));
     }

@@ -4,12 +4,21 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum DataError {
     /// A file could not be read or decoded.
-    Decode { path: PathBuf, reason: String },
+    Decode {
+        path: PathBuf,
+        reason: String,
+    },
     /// A dataset description (folder, CSV, split file) is malformed.
-    Layout { path: PathBuf, reason: String },
+    Layout {
+        path: PathBuf,
+        reason: String,
+    },
     /// A configuration value is out of range.
     Config(String),
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl DataError {

@@ -122,10 +122,17 @@ impl Loader {
     /// Resume from a saved state. The seed must match the loader's configuration.
     pub fn set_state(&mut self, s: LoaderState) -> Result<(), DataError> {
         if s.seed != self.shared.cfg.seed {
-            return Err(DataError::Config(format!("checkpoint loader seed {} differs from --seed {}", s.seed, self.shared.cfg.seed)));
+            return Err(DataError::Config(format!(
+                "checkpoint loader seed {} differs from --seed {}",
+                s.seed, self.shared.cfg.seed
+            )));
         }
         if s.batch as usize > self.batches_per_epoch() {
-            return Err(DataError::Config(format!("checkpoint batch {} beyond the epoch's {} batches", s.batch, self.batches_per_epoch())));
+            return Err(DataError::Config(format!(
+                "checkpoint batch {} beyond the epoch's {} batches",
+                s.batch,
+                self.batches_per_epoch()
+            )));
         }
         self.state = s;
         Ok(())
@@ -137,7 +144,11 @@ impl Loader {
 
     pub fn batches_per_epoch(&self) -> usize {
         let (n, b) = (self.shared.samples.len(), self.shared.cfg.batch_size);
-        if self.shared.cfg.drop_last { n / b } else { n.div_ceil(b) }
+        if self.shared.cfg.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
     }
 
     /// Unreadable files met so far, with the reason (each reported once).
@@ -190,7 +201,9 @@ fn load_img(sh: &Shared, i: usize) -> Result<(usize, Img), DataError> {
     let n = sh.samples.len();
     for step in 0..n {
         let j = (i + step) % n;
-        let r = decode_cached(sh, j).and_then(|t| t.to_img(sh.cfg.bands, sh.cfg.scaling).map_err(|e| DataError::decode(&sh.samples[j].path, e)));
+        let r = decode_cached(sh, j).and_then(|t| {
+            t.to_img(sh.cfg.bands, sh.cfg.scaling).map_err(|e| DataError::decode(&sh.samples[j].path, e))
+        });
         match r {
             Ok(img) => return Ok((j, img)),
             Err(e) if sh.cfg.strict => return Err(e),
@@ -213,7 +226,10 @@ fn load_img(sh: &Shared, i: usize) -> Result<(usize, Img), DataError> {
 
 fn build_batch(sh: &Shared, order: &[usize], epoch: u64, batch: u64, per_epoch: u64) -> Result<Batch, DataError> {
     let bs = sh.cfg.batch_size;
-    let start = (batch as usize).checked_mul(bs).filter(|&s| s < order.len()).ok_or_else(|| DataError::Config(format!("batch {batch} is past the end of the epoch")))?;
+    let start = (batch as usize)
+        .checked_mul(bs)
+        .filter(|&s| s < order.len())
+        .ok_or_else(|| DataError::Config(format!("batch {batch} is past the end of the epoch")))?;
     let end = (start + bs).min(order.len());
     let mut indices = Vec::with_capacity(end - start);
     let mut imgs = Vec::with_capacity(end - start);
@@ -386,7 +402,10 @@ pub fn check_files(ds: &Dataset, workers: usize, strict: bool) -> Result<(Datase
         let chunks: Vec<_> = (0..workers)
             .map(|w| {
                 s.spawn(move || {
-                    (w..n).step_by(workers).map(|i| (i, decode_file(&ds.samples[i].path).err().map(|e| e.to_string()))).collect::<Vec<_>>()
+                    (w..n)
+                        .step_by(workers)
+                        .map(|i| (i, decode_file(&ds.samples[i].path).err().map(|e| e.to_string())))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();

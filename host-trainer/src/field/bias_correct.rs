@@ -37,22 +37,9 @@ fn targets(int8: &[u8]) -> Result<Vec<(u16, usize)>, String> {
     let mut out = Vec::new();
     for op in m.ops() {
         let op = op.map_err(|e| e.to_string())?;
-        if let Op::Conv2d {
-            output,
-            bias: Some(_),
-            ..
-        }
-        | Op::FullyConnected {
-            output,
-            bias: Some(_),
-            ..
-        } = &op
-        {
+        if let Op::Conv2d { output, bias: Some(_), .. } | Op::FullyConnected { output, bias: Some(_), .. } = &op {
             if let (DType::I8, Quant::PerTensor { .. }) = (output.dtype, output.quant) {
-                out.push((
-                    output.id,
-                    *output.shape.dims().last().unwrap_or(&1) as usize,
-                ));
+                out.push((output.id, *output.shape.dims().last().unwrap_or(&1) as usize));
             }
         }
     }
@@ -68,46 +55,27 @@ fn channel_means(
 ) -> Result<BTreeMap<u16, Vec<f64>>, String> {
     let (_, mut buf) = super::quantize::arena(model)?;
     let mut engine = Engine::new(model, &mut buf).map_err(|e| e.to_string())?;
-    let mut acc: BTreeMap<u16, ChannelMeans> = want
-        .iter()
-        .map(|&(id, c)| {
-            (
-                id,
-                ChannelMeans {
-                    sums: vec![0.0; c.max(1)],
-                    count: 0,
-                },
-            )
-        })
-        .collect();
+    let mut acc: BTreeMap<u16, ChannelMeans> =
+        want.iter().map(|&(id, c)| (id, ChannelMeans { sums: vec![0.0; c.max(1)], count: 0 })).collect();
     for im in images {
-        engine
-            .set_input_image_u8(&im.pixels, im.width, im.height, bands)
-            .map_err(|e| e.to_string())?;
+        engine.set_input_image_u8(&im.pixels, im.width, im.height, bands).map_err(|e| e.to_string())?;
         engine
             .invoke_observed(&mut |_, op, bytes| {
                 let t = op.output();
                 let Some(a) = acc.get_mut(&t.id) else { return };
                 match (t.dtype, t.quant) {
-                    (DType::F32, _) => a.add(
-                        bytes
-                            .chunks_exact(4)
-                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-                    ),
-                    (DType::I8, Quant::PerTensor { scale, zero_point }) => a.add(
-                        bytes
-                            .iter()
-                            .map(|&b| (b as i8 as i32 - zero_point) as f32 * scale),
-                    ),
+                    (DType::F32, _) => {
+                        a.add(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                    }
+                    (DType::I8, Quant::PerTensor { scale, zero_point }) => {
+                        a.add(bytes.iter().map(|&b| (b as i8 as i32 - zero_point) as f32 * scale))
+                    }
                     _ => {}
                 }
             })
             .map_err(|e| e.to_string())?;
     }
-    Ok(acc
-        .into_iter()
-        .map(|(id, a)| (id, a.means().collect()))
-        .collect())
+    Ok(acc.into_iter().map(|(id, a)| (id, a.means().collect())).collect())
 }
 
 /// Sequential bias correction: layer by layer in graph order, each layer's shift is measured with
@@ -128,14 +96,10 @@ pub fn correct(
     }
     let order = targets(&int8)?;
     let reference = channel_means(float, &order, images, bands)?;
-    let bar = if quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(order.len() as u64)
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "bias correction {bar:30} {pos}/{len} layers  [{elapsed_precise}]",
-    ) {
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(order.len() as u64) };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("bias correction {bar:30} {pos}/{len} layers  [{elapsed_precise}]")
+    {
         bar.set_style(style);
     }
     for &(id, c) in &order {

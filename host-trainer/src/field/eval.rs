@@ -107,15 +107,24 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
         eprintln!("note: dataset class names differ from the model's; matching them by index");
         (0..classes.len()).collect()
     } else {
-        return Err(format!("dataset has {} classes {:?}, the model {} {:?}", ds.classes.len(), ds.classes, classes.len(), classes));
+        return Err(format!(
+            "dataset has {} classes {:?}, the model {} {:?}",
+            ds.classes.len(),
+            ds.classes,
+            classes.len(),
+            classes
+        ));
     };
 
     let bands = model.info.input_spec.channels;
-    let mut arena = vec![0u8; rsim_edge::required_arena(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))? + 16];
+    let mut arena =
+        vec![0u8; rsim_edge::required_arena(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))? + 16];
     let mut engine = Engine::new(&bytes, &mut arena).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let n = a.limit.unwrap_or(usize::MAX).min(ds.len());
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n as u64) };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("evaluating {bar:30} {pos}/{len} images  [{elapsed_precise} < {eta_precise}]") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "evaluating {bar:30} {pos}/{len} images  [{elapsed_precise} < {eta_precise}]",
+    ) {
         bar.set_style(style);
     }
     let mut conf = Confusion::new(classes.len());
@@ -123,7 +132,9 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
     for s in ds.samples.iter().take(n) {
         let im = load_u8(&s.path, bands as usize)?;
         let t0 = Instant::now();
-        engine.set_input_image_u8(&im.pixels, im.width, im.height, bands).map_err(|e| format!("{}: {e}", s.path.display()))?;
+        engine
+            .set_input_image_u8(&im.pixels, im.width, im.height, bands)
+            .map_err(|e| format!("{}: {e}", s.path.display()))?;
         let t1 = Instant::now();
         engine.invoke().map_err(|e| format!("{}: {e}", s.path.display()))?;
         let t2 = Instant::now();
@@ -131,7 +142,10 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
         t_inv.push((t2 - t1).as_secs_f64() * 1e3);
         let mut top = [(0u16, 0f32)];
         engine.top_k(&mut top);
-        let truth = map.get(s.label as usize).copied().ok_or_else(|| format!("{}: label {} out of range", s.path.display(), s.label))?;
+        let truth = map
+            .get(s.label as usize)
+            .copied()
+            .ok_or_else(|| format!("{}: label {} out of range", s.path.display(), s.label))?;
         conf.add(truth as i64, top[0].0 as i64)?;
         bar.inc(1);
     }
@@ -162,13 +176,18 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
         arena_bytes: model.info.arena_size,
         invoke: latency(t_inv),
         preprocess: latency(t_pre),
-        machine: format!("{} {}, {threads} threads, one image at a time on one thread", std::env::consts::OS, std::env::consts::ARCH),
+        machine: format!(
+            "{} {}, {threads} threads, one image at a time on one thread",
+            std::env::consts::OS,
+            std::env::consts::ARCH
+        ),
     };
     print_results(&res);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let json = serde_json::to_vec_pretty(&res).map_err(|e| e.to_string())?;
-        rsim_model::write::write_atomic(&dir.join("results.json"), &json).map_err(|e| format!("cannot write results.json: {e}"))?;
+        rsim_model::write::write_atomic(&dir.join("results.json"), &json)
+            .map_err(|e| format!("cannot write results.json: {e}"))?;
         let title = format!("{} ({}) on {}", res.name, res.precision, res.split);
         crate::plots::plot_confusion(&conf, &classes, &dir.join("confusion.png"), &title)?;
         println!("wrote {} and {}", dir.join("results.json").display(), dir.join("confusion.png").display());

@@ -101,8 +101,14 @@ fn calibrate(calib: &[u8], images: &[U8Image], bands: u32, cal: Calibrator, quie
     let mut engine = Engine::new(calib, &mut buf).map_err(|e| e.to_string())?;
     let mut obs = Observer::new(cal);
     let passes = if obs.needs_second_pass() { 2 } else { 1 };
-    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new((passes * images.len()) as u64) };
-    if let Ok(style) = indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} images  {msg}  [{elapsed_precise}]") {
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new((passes * images.len()) as u64)
+    };
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("calibrating {bar:30} {pos}/{len} images  {msg}  [{elapsed_precise}]")
+    {
         bar.set_style(style);
     }
     for pass in 0..passes {
@@ -112,7 +118,9 @@ fn calibrate(calib: &[u8], images: &[U8Image], bands: u32, cal: Calibrator, quie
         bar.set_message(if pass == 0 { "min/max" } else { "histograms" });
         for im in images {
             engine.set_input_image_u8(&im.pixels, im.width, im.height, bands).map_err(|e| e.to_string())?;
-            engine.invoke_observed(&mut |_, op, out| obs.observe_le_f32(op.output().id, out)).map_err(|e| e.to_string())?;
+            engine
+                .invoke_observed(&mut |_, op, out| obs.observe_le_f32(op.output().id, out))
+                .map_err(|e| e.to_string())?;
             bar.inc(1);
         }
     }
@@ -124,7 +132,10 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
     let float = std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let fm = Model::parse(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let bands = fm.info.input_spec.channels;
-    let write = |bytes: &[u8]| rsim_model::write::write_atomic(&a.output, bytes).map_err(|e| format!("cannot write {}: {e}", a.output.display()));
+    let write = |bytes: &[u8]| {
+        rsim_model::write::write_atomic(&a.output, bytes)
+            .map_err(|e| format!("cannot write {}: {e}", a.output.display()))
+    };
 
     if a.f16 {
         let mut half = to_f16(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
@@ -134,7 +145,16 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
         write(&half)?;
         println!("f16: {} -> {}: {} -> {} bytes", a.model.display(), a.output.display(), float.len(), half.len());
         let arena = fm.info.arena_size;
-        return Ok(QuantizeSummary { float_bytes: float.len(), out_bytes: half.len(), float_arena: arena, out_arena: arena, images: 0, top1_agreement: None, mean_abs_delta: None, max_mean_shift: None });
+        return Ok(QuantizeSummary {
+            float_bytes: float.len(),
+            out_bytes: half.len(),
+            float_arena: arena,
+            out_arena: arena,
+            images: 0,
+            top1_agreement: None,
+            mean_abs_delta: None,
+            max_mean_shift: None,
+        });
     }
 
     let cal = Calibrator::parse(&a.calibrator, a.percentile)?;
@@ -142,7 +162,8 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
         return Err("--images must be at least 1".into());
     }
     let calib_path = a.calib.as_ref().ok_or("--calib is required for int8 (or pass --f16)")?;
-    let ds = select(calib_path, None, Part::parse("train", a.train_share)?).map_err(|e| format!("calibration data: {e}"))?;
+    let ds =
+        select(calib_path, None, Part::parse("train", a.train_share)?).map_err(|e| format!("calibration data: {e}"))?;
     let picked = round_robin(&ds, a.images);
     let mut images = Vec::with_capacity(picked.len());
     for &i in &picked {
@@ -150,7 +171,8 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
     }
     let calib = calibration_model(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let ranges = calibrate(&calib, &images, bands, cal, a.quiet)?;
-    let source = format!("{} train split ({} images, train share {})", calib_path.display(), images.len(), a.train_share);
+    let source =
+        format!("{} train split ({} images, train share {})", calib_path.display(), images.len(), a.train_share);
     let label = if a.bias_correction > 0 { format!("{}+bc", cal.label()) } else { cal.label() };
     let opts = PtqOptions { name: a.name.clone(), calibrator: label, data: Some(source), ..Default::default() };
     let corr_images = &images[..a.bias_correction.min(images.len())];
@@ -162,9 +184,11 @@ pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
     // Agreement on the calibration images (the test split stays for `rsim eval`).
     let (f, q) = (outputs(&float, &images, bands)?, outputs(&int8, &images, bands)?);
     let classes = fm.info.class_count();
-    let agree = (classes > 1).then(|| f.iter().zip(&q).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / f.len() as f64);
+    let agree =
+        (classes > 1).then(|| f.iter().zip(&q).filter(|(x, y)| argmax(x) == argmax(y)).count() as f64 / f.len() as f64);
     let n: usize = f.iter().map(Vec::len).sum();
-    let delta = f.iter().zip(&q).flat_map(|(x, y)| x.iter().zip(y).map(|(a, b)| (a - b).abs() as f64)).sum::<f64>() / n.max(1) as f64;
+    let delta = f.iter().zip(&q).flat_map(|(x, y)| x.iter().zip(y).map(|(a, b)| (a - b).abs() as f64)).sum::<f64>()
+        / n.max(1) as f64;
     let outs = f.first().map_or(0, Vec::len);
     let shift = (0..outs)
         .map(|j| f.iter().zip(&q).map(|(x, y)| (y[j] - x[j]) as f64).sum::<f64>().abs() / f.len().max(1) as f64)
@@ -214,7 +238,8 @@ fn print_layers(m: &Model<'_>, ranges: &Ranges) {
             Quant::PerTensor { scale, zero_point } => (scale, zero_point),
             _ => (f32::NAN, 0),
         };
-        let r = ranges.get(&t.id).map(|(lo, hi)| format!("[{lo:.4}, {hi:.4}]")).unwrap_or_else(|| "(from input)".into());
+        let r =
+            ranges.get(&t.id).map(|(lo, hi)| format!("[{lo:.4}, {hi:.4}]")).unwrap_or_else(|| "(from input)".into());
         println!("{i:>4}  {:<15} {:>6}  {r:>22}  {scale:>10.6} {zp:>5}", op.name(), t.id);
     }
 }

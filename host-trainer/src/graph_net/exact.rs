@@ -35,7 +35,8 @@ pub(super) fn mult_tensors(mult: &[i32], shift: &[i32], dim: usize, allow_left: 
     view.extend(std::iter::repeat_n(1, dim.saturating_sub(2)));
     let (view, c) = if mult.len() == 1 { (vec![1i64], 1) } else { (view, mult.len()) };
     let m = i64s(mult.iter().map(|&v| v as i64)).reshape(view.as_slice());
-    let l = i64s(shift.iter().take(c).map(|&s| if allow_left { 1i64 << s.clamp(0, 31) } else { 1 })).reshape(view.as_slice());
+    let l = i64s(shift.iter().take(c).map(|&s| if allow_left { 1i64 << s.clamp(0, 31) } else { 1 }))
+        .reshape(view.as_slice());
     let r = i64s(shift.iter().take(c).map(|&s| 1i64 << (-s).clamp(0, 31))).reshape(view.as_slice());
     (m, l, r)
 }

@@ -10,7 +10,10 @@ pub fn ci20() -> Option<PathBuf> {
     if p.is_dir() {
         Some(p)
     } else {
-        eprintln!("\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n", p.display());
+        eprintln!(
+            "\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n",
+            p.display()
+        );
         None
     }
 }

@@ -30,7 +30,15 @@ const SETTING: [(usize, usize, usize, usize); 7] =
     [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
 
 /// torchvision `InvertedResidual` at `features.{idx}`.
-fn inverted_residual<B: NetBuilder>(b: &mut B, idx: usize, x: &B::Value, inp: usize, oup: usize, stride: usize, t: usize) -> B::Value {
+fn inverted_residual<B: NetBuilder>(
+    b: &mut B,
+    idx: usize,
+    x: &B::Value,
+    inp: usize,
+    oup: usize,
+    stride: usize,
+    t: usize,
+) -> B::Value {
     let hidden = inp * t;
     let base = format!("features.{idx}.conv");
     let mut k = 0;

@@ -83,7 +83,8 @@ pub fn mobilenet_v3_small<B: NetBuilder>(
     input: &B::Value,
 ) -> (B::Value, Option<B::Value>) {
     let first = SMALL[0].inp;
-    let mut x = conv_bn_act(b, "features.0", input, ConvSpec::new(bands, first, 3, 2), Activation::HardSwish, BN_EPS_V3);
+    let mut x =
+        conv_bn_act(b, "features.0", input, ConvSpec::new(bands, first, 3, 2), Activation::HardSwish, BN_EPS_V3);
     for (i, c) in SMALL.iter().enumerate() {
         x = inverted_residual(b, i + 1, &x, c);
     }

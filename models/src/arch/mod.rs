@@ -27,7 +27,16 @@ pub struct ConvSpec {
 impl ConvSpec {
     /// `k x k` conv with "same"-style padding `(k - 1) / 2`, no bias (a BatchNorm follows).
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize, stride: usize) -> ConvSpec {
-        ConvSpec { in_channels, out_channels, kernel, stride, padding: (kernel - 1) / 2, dilation: 1, groups: 1, bias: false }
+        ConvSpec {
+            in_channels,
+            out_channels,
+            kernel,
+            stride,
+            padding: (kernel - 1) / 2,
+            dilation: 1,
+            groups: 1,
+            bias: false,
+        }
     }
     pub fn depthwise(channels: usize, kernel: usize, stride: usize) -> ConvSpec {
         ConvSpec { groups: channels, ..ConvSpec::new(channels, channels, kernel, stride) }
@@ -86,7 +95,9 @@ pub enum Arch {
     ResNet18,
     ResNet50,
     /// MobileNetV2 with a width multiplier (0.35, 0.5, 0.75, 1.0, ...).
-    MobileNetV2 { width: f32 },
+    MobileNetV2 {
+        width: f32,
+    },
     MobileNetV3Small,
 }
 

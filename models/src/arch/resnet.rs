@@ -13,7 +13,14 @@ fn conv_bn<B: NetBuilder>(b: &mut B, conv: &str, bn: &str, x: &B::Value, spec: C
 }
 
 /// torchvision `BasicBlock`: two 3x3 convs, projection shortcut `downsample.{0,1}` when the shape changes.
-fn basic_block<B: NetBuilder>(b: &mut B, name: &str, x: &B::Value, inp: usize, planes: usize, stride: usize) -> B::Value {
+fn basic_block<B: NetBuilder>(
+    b: &mut B,
+    name: &str,
+    x: &B::Value,
+    inp: usize,
+    planes: usize,
+    stride: usize,
+) -> B::Value {
     let y = conv_bn(b, &format!("{name}.conv1"), &format!("{name}.bn1"), x, ConvSpec::new(inp, planes, 3, stride));
     let y = b.activation(&y, Activation::Relu);
     let y = conv_bn(b, &format!("{name}.conv2"), &format!("{name}.bn2"), &y, ConvSpec::new(planes, planes, 3, 1));
@@ -28,7 +35,14 @@ fn basic_block<B: NetBuilder>(b: &mut B, name: &str, x: &B::Value, inp: usize, p
 }
 
 /// torchvision `Bottleneck` (ResNet v1.5: the stride sits on the 3x3 conv), expansion 4.
-fn bottleneck<B: NetBuilder>(b: &mut B, name: &str, x: &B::Value, inp: usize, planes: usize, stride: usize) -> B::Value {
+fn bottleneck<B: NetBuilder>(
+    b: &mut B,
+    name: &str,
+    x: &B::Value,
+    inp: usize,
+    planes: usize,
+    stride: usize,
+) -> B::Value {
     let out = planes * 4;
     let y = conv_bn(b, &format!("{name}.conv1"), &format!("{name}.bn1"), x, ConvSpec::new(inp, planes, 1, 1));
     let y = b.activation(&y, Activation::Relu);
@@ -80,11 +94,21 @@ fn resnet<B: NetBuilder>(
     (features, logits)
 }
 
-pub fn resnet18<B: NetBuilder>(b: &mut B, bands: usize, num_classes: Option<usize>, input: &B::Value) -> (B::Value, Option<B::Value>) {
+pub fn resnet18<B: NetBuilder>(
+    b: &mut B,
+    bands: usize,
+    num_classes: Option<usize>,
+    input: &B::Value,
+) -> (B::Value, Option<B::Value>) {
     resnet(b, false, [2, 2, 2, 2], bands, num_classes, input)
 }
 
-pub fn resnet50<B: NetBuilder>(b: &mut B, bands: usize, num_classes: Option<usize>, input: &B::Value) -> (B::Value, Option<B::Value>) {
+pub fn resnet50<B: NetBuilder>(
+    b: &mut B,
+    bands: usize,
+    num_classes: Option<usize>,
+    input: &B::Value,
+) -> (B::Value, Option<B::Value>) {
     resnet(b, true, [3, 4, 6, 3], bands, num_classes, input)
 }
 
@@ -94,7 +118,12 @@ pub fn resnet50<B: NetBuilder>(b: &mut B, bands: usize, num_classes: Option<usiz
 /// Names follow torchvision's ResNet scheme (`conv1`, `layerN.0.conv1`, `layerN.0.downsample.0`).
 /// One deliberate difference: padding is PyTorch's symmetric 1 where Keras's "same" pads stride-2
 /// convs only at the bottom/right, since the trainer is PyTorch.
-pub fn resnet8<B: NetBuilder>(b: &mut B, bands: usize, num_classes: Option<usize>, input: &B::Value) -> (B::Value, Option<B::Value>) {
+pub fn resnet8<B: NetBuilder>(
+    b: &mut B,
+    bands: usize,
+    num_classes: Option<usize>,
+    input: &B::Value,
+) -> (B::Value, Option<B::Value>) {
     let x = conv_bn(b, "conv1", "bn1", input, ConvSpec::new(bands, 16, 3, 1));
     let mut x = b.activation(&x, Activation::Relu);
     let mut inp = 16;

@@ -22,7 +22,8 @@ impl NetBuilder for Counter {
     fn conv2d(&mut self, name: &str, x: &[usize; 3], s: ConvSpec) -> [usize; 3] {
         self.name(name);
         assert_eq!(x[0], s.in_channels, "{name}: input channels");
-        self.params += s.out_channels * s.in_channels / s.groups * s.kernel * s.kernel + if s.bias { s.out_channels } else { 0 };
+        self.params +=
+            s.out_channels * s.in_channels / s.groups * s.kernel * s.kernel + if s.bias { s.out_channels } else { 0 };
         let o = |d: usize| (d + 2 * s.padding - s.dilation * (s.kernel - 1) - 1) / s.stride + 1;
         [s.out_channels, o(x[1]), o(x[2])]
     }
@@ -92,7 +93,8 @@ fn resnet8_matches_mlperf_tiny_shape() {
 
 #[test]
 fn names_round_trip() {
-    for a in [Arch::ResNet8, Arch::ResNet18, Arch::ResNet50, Arch::MobileNetV2 { width: 0.35 }, Arch::MobileNetV3Small] {
+    for a in [Arch::ResNet8, Arch::ResNet18, Arch::ResNet50, Arch::MobileNetV2 { width: 0.35 }, Arch::MobileNetV3Small]
+    {
         assert_eq!(Arch::parse(&a.name()).unwrap(), a);
     }
     assert!(Arch::parse("vgg16").unwrap_err().contains("vgg16"));

@@ -35,7 +35,9 @@ impl Rng {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Init {
     /// N(0, 2 / fan_in): Kaiming normal for ReLU nets.
-    He { fan_in: usize },
+    He {
+        fan_in: usize,
+    },
     Bias,
     BnGamma,
     BnBeta,

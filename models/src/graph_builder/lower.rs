@@ -80,7 +80,10 @@ pub fn export(opts: &ExportOptions) -> Result<Exported, BuildError> {
     if opts.bands == 0 || opts.bands > MAX_BANDS {
         return Err(BuildError::BadOptions(format!("{} bands (1..={MAX_BANDS} supported)", opts.bands)));
     }
-    if opts.mean.len() != opts.bands || opts.std.len() != opts.bands || opts.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+    if opts.mean.len() != opts.bands
+        || opts.std.len() != opts.bands
+        || opts.std.iter().any(|s| *s == 0.0 || !s.is_finite())
+    {
         return Err(BuildError::BadOptions(format!("mean/std need {} finite values each (std non-zero)", opts.bands)));
     }
     let classes: Vec<String> = match opts.num_classes {
@@ -141,7 +144,13 @@ struct Lowering<'a> {
 
 impl Lowering<'_> {
     fn act(&self, v: usize) -> Tensor {
-        Tensor { id: v as u16, dtype: DType::F32, shape: shape_of(self.b.vals[v].shape), storage: Storage::Arena { offset: 0 }, quant: Quant::None }
+        Tensor {
+            id: v as u16,
+            dtype: DType::F32,
+            shape: shape_of(self.b.vals[v].shape),
+            storage: Storage::Arena { offset: 0 },
+            quant: Quant::None,
+        }
     }
     fn constant(&mut self, dims: &[usize], data: &[f32], dtype: DType) -> Result<Tensor, BuildError> {
         let id = u16::try_from(self.next_id).map_err(|_| BuildError::Unsupported("more than 65535 tensors".into()))?;
@@ -157,11 +166,20 @@ impl Lowering<'_> {
 
 fn pool(k: usize, s: usize, p: usize) -> PoolParams {
     let p = p as u16;
-    PoolParams { kernel: [k as u16; 2], stride: [s as u16; 2], padding: Padding { top: p, bottom: p, left: p, right: p } }
+    PoolParams {
+        kernel: [k as u16; 2],
+        stride: [s as u16; 2],
+        padding: Padding { top: p, bottom: p, left: p, right: p },
+    }
 }
 
 /// Turns the nodes that feed `out` into ops. Tensor ids: value index for activations, then constants.
-fn lower(b: &GraphBuilder, input: Val, out: Val, dtype: DType) -> Result<(Vec<Op>, WeightsBuilder, Tensor, Tensor), BuildError> {
+fn lower(
+    b: &GraphBuilder,
+    input: Val,
+    out: Val,
+    dtype: DType,
+) -> Result<(Vec<Op>, WeightsBuilder, Tensor, Tensor), BuildError> {
     if b.vals.len() >= u16::MAX as usize {
         return Err(BuildError::Unsupported("more than 65535 tensors".into()));
     }
@@ -197,7 +215,10 @@ fn lower(b: &GraphBuilder, input: Val, out: Val, dtype: DType) -> Result<(Vec<Op
                     }
                     ([1, k, k, o], v)
                 } else {
-                    return Err(BuildError::Unsupported(format!("grouped conv with {} groups (only dense and depthwise)", spec.groups)));
+                    return Err(BuildError::Unsupported(format!(
+                        "grouped conv with {} groups (only dense and depthwise)",
+                        spec.groups
+                    )));
                 };
                 let weights = l.constant(&dims, &data, l.dtype)?;
                 let bias = bias.as_ref().map(|bv| l.constant(&[o], bv, DType::F32)).transpose()?;
@@ -215,20 +236,45 @@ fn lower(b: &GraphBuilder, input: Val, out: Val, dtype: DType) -> Result<(Vec<Op
                 let (o, i) = (bias.len(), w.len() / bias.len().max(1));
                 let weights = l.constant(&[o, i], w, l.dtype)?;
                 let bias = Some(l.constant(&[o], bias, DType::F32)?);
-                Op::FullyConnected { input: l.act(*input), weights, bias, output: l.act(*output), activation: *act, requant: None }
+                Op::FullyConnected {
+                    input: l.act(*input),
+                    weights,
+                    bias,
+                    output: l.act(*output),
+                    activation: *act,
+                    requant: None,
+                }
             }
-            Node::Add { a, b, output, act } => Op::Add { a: l.act(*a), b: l.act(*b), output: l.act(*output), activation: *act, quant: None },
-            Node::Mul { a, b, output, act } => Op::Mul { a: l.act(*a), b: l.act(*b), output: l.act(*output), activation: *act, quant: None },
-            Node::MaxPool { input, output, k, s, p } => {
-                Op::MaxPool2d { input: l.act(*input), output: l.act(*output), params: pool(*k, *s, *p), act_min: i32::MIN, act_max: i32::MAX }
+            Node::Add { a, b, output, act } => {
+                Op::Add { a: l.act(*a), b: l.act(*b), output: l.act(*output), activation: *act, quant: None }
             }
-            Node::AvgPool { input, output, k, s } => {
-                Op::AvgPool2d { input: l.act(*input), output: l.act(*output), params: pool(*k, *s, 0), act_min: i32::MIN, act_max: i32::MAX }
+            Node::Mul { a, b, output, act } => {
+                Op::Mul { a: l.act(*a), b: l.act(*b), output: l.act(*output), activation: *act, quant: None }
             }
-            Node::GlobalAvgPool { input, output } => Op::GlobalAvgPool { input: l.act(*input), output: l.act(*output), requant: None },
+            Node::MaxPool { input, output, k, s, p } => Op::MaxPool2d {
+                input: l.act(*input),
+                output: l.act(*output),
+                params: pool(*k, *s, *p),
+                act_min: i32::MIN,
+                act_max: i32::MAX,
+            },
+            Node::AvgPool { input, output, k, s } => Op::AvgPool2d {
+                input: l.act(*input),
+                output: l.act(*output),
+                params: pool(*k, *s, 0),
+                act_min: i32::MIN,
+                act_max: i32::MAX,
+            },
+            Node::GlobalAvgPool { input, output } => {
+                Op::GlobalAvgPool { input: l.act(*input), output: l.act(*output), requant: None }
+            }
             Node::Reshape { input, output } => Op::Reshape { input: l.act(*input), output: l.act(*output) },
-            Node::Act { input, output, act } => Op::Activation { input: l.act(*input), output: l.act(*output), activation: *act },
-            Node::Softmax { input, output } => Op::Softmax { input: l.act(*input), output: l.act(*output), beta: 1.0, quant: None },
+            Node::Act { input, output, act } => {
+                Op::Activation { input: l.act(*input), output: l.act(*output), activation: *act }
+            }
+            Node::Softmax { input, output } => {
+                Op::Softmax { input: l.act(*input), output: l.act(*output), beta: 1.0, quant: None }
+            }
         });
     }
     if ops.is_empty() {

@@ -10,8 +10,12 @@ impl Writer<'_, '_> {
     /// OIHW conv weights: an f32 initializer, or int8 with its per-channel DequantizeLinear.
     pub(super) fn conv_weights(&mut self, weights: &Tensor, groups: u32, cin: usize) -> Result<String, OnnxError> {
         let shape = weights.shape.nhwc();
-        let bad =
-            || self.err(format!("conv with {groups} groups over {cin} channels (weights {:?}) is neither dense nor depthwise", weights.shape.dims()));
+        let bad = || {
+            self.err(format!(
+                "conv with {groups} groups over {cin} channels (weights {:?}) is neither dense nor depthwise",
+                weights.shape.dims()
+            ))
+        };
         let name = format!("w{}", weights.id);
         if weights.dtype == DType::I8 {
             let (dims, data) = conv_oihw(&self.const_i8(weights)?, shape, groups, cin).ok_or_else(bad)?;
@@ -28,7 +32,12 @@ impl Writer<'_, '_> {
 /// Dense OHWI or depthwise 1HW(C*M) weights (`wshape` = the `.rsm` dims, `groups`, input channels
 /// `cin`) as OIHW: `Some((dims, values))`, or `None` when the conv is neither dense nor depthwise or
 /// the data does not fill the shape.
-pub fn conv_oihw<T: Copy + Default>(w: &[T], wshape: [usize; 4], groups: u32, cin: usize) -> Option<([usize; 4], Vec<T>)> {
+pub fn conv_oihw<T: Copy + Default>(
+    w: &[T],
+    wshape: [usize; 4],
+    groups: u32,
+    cin: usize,
+) -> Option<([usize; 4], Vec<T>)> {
     let [wo, kh, kw, wi] = wshape;
     if w.len() != wo.checked_mul(kh)?.checked_mul(kw)?.checked_mul(wi)? {
         return None;
@@ -69,7 +78,8 @@ mod tests {
     #[test]
     fn dense_and_depthwise_by_hand() {
         // O=2, H=1, W=2, I=2: w[o][x][i] = 100 o + 10 x + i -> OIHW w[o][i][0][x].
-        let w: Vec<i32> = (0..2).flat_map(|o| (0..2).flat_map(move |x| (0..2).map(move |i| 100 * o + 10 * x + i))).collect();
+        let w: Vec<i32> =
+            (0..2).flat_map(|o| (0..2).flat_map(move |x| (0..2).map(move |i| 100 * o + 10 * x + i))).collect();
         let (dims, v) = conv_oihw(&w, [2, 1, 2, 2], 1, 2).unwrap();
         assert_eq!(dims, [2, 2, 1, 2]);
         assert_eq!(v, [0, 10, 1, 11, 100, 110, 101, 111]);

@@ -48,11 +48,15 @@ impl Writer<'_, '_> {
 
     /// A constant's values as f32 (F16 widened).
     pub(super) fn const_f32(&self, t: &Tensor) -> Result<Vec<f32>, OnnxError> {
-        let bytes = self.model.const_bytes(t).ok_or_else(|| self.err(format!("tensor {} is not a readable constant", t.id)))?;
+        let bytes =
+            self.model.const_bytes(t).ok_or_else(|| self.err(format!("tensor {} is not a readable constant", t.id)))?;
         match t.dtype {
             DType::F32 => Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
             DType::F16 => Ok(bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-            other => Err(self.err(format!("constant {} is {other:?} without per-channel quantization; no float value to write", t.id))),
+            other => Err(self.err(format!(
+                "constant {} is {other:?} without per-channel quantization; no float value to write",
+                t.id
+            ))),
         }
     }
 
@@ -81,7 +85,10 @@ impl Writer<'_, '_> {
                     return Ok(n.clone());
                 }
                 if !matches!(t.dtype, DType::F32 | DType::I8) {
-                    return Err(self.err(format!("activation {} is {:?}; ONNX export takes f32 and int8 activations", t.id, t.dtype)));
+                    return Err(self.err(format!(
+                        "activation {} is {:?}; ONNX export takes f32 and int8 activations",
+                        t.id, t.dtype
+                    )));
                 }
                 Ok(format!("t{}", t.id))
             }
@@ -299,7 +306,12 @@ impl Writer<'_, '_> {
             }
             Op::LayerNorm { input, gamma, beta, output, eps } => {
                 let (x, g, b, tmp) = (self.nhwc(input)?, self.nhwc(gamma)?, self.nhwc(beta)?, self.fresh());
-                self.push("LayerNormalization", &[&x, &g, &b], &tmp, vec![attr_int("axis", -1), attr_float("epsilon", *eps)]);
+                self.push(
+                    "LayerNormalization",
+                    &[&x, &g, &b],
+                    &tmp,
+                    vec![attr_int("axis", -1), attr_float("epsilon", *eps)],
+                );
                 self.from_nhwc(&tmp, output)?;
             }
             Op::MatMul { a, b, output } => {
@@ -344,7 +356,10 @@ pub(super) fn convert(model: &Model<'_>) -> Result<pb::ModelProto, OnnxError> {
     let io_type = |t: &Tensor| match t.dtype {
         DType::F32 => Ok(DataType::Float),
         DType::I8 => Ok(DataType::Int8),
-        other => Err(OnnxError { op: None, reason: format!("graph input/output tensor {} is {other:?}; ONNX export takes f32 or int8", t.id) }),
+        other => Err(OnnxError {
+            op: None,
+            reason: format!("graph input/output tensor {} is {other:?}; ONNX export takes f32 or int8", t.id),
+        }),
     };
     let (in_type, out_type) = (io_type(&tin)?, io_type(&tout)?);
     if tin.dtype == DType::I8 {

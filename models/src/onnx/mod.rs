@@ -61,5 +61,6 @@ pub fn to_onnx(model: &Model<'_>) -> Result<Vec<u8>, OnnxError> {
 /// Writes the ONNX form of `model` to `path` (temp file + rename).
 pub fn write_onnx(model: &Model<'_>, path: &Path) -> Result<(), OnnxError> {
     let bytes = to_onnx(model)?;
-    crate::write::write_atomic(path, &bytes).map_err(|e| OnnxError { op: None, reason: format!("writing {}: {e}", path.display()) })
+    crate::write::write_atomic(path, &bytes)
+        .map_err(|e| OnnxError { op: None, reason: format!("writing {}: {e}", path.display()) })
 }

@@ -14,7 +14,13 @@ pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f: v, ..Default::default() }
 }
 
-pub fn node(op: &str, name: String, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
+pub fn node(
+    op: &str,
+    name: String,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         input: inputs.iter().map(|s| s.to_string()).collect(),
         output: outputs.iter().map(|s| s.to_string()).collect(),
@@ -48,11 +54,16 @@ pub fn tensor_i32(name: &str, dims: &[i64], data: &[i32]) -> pb::TensorProto {
 
 pub fn value_info(name: &str, dims: &[i64], dtype: DataType) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let shape = pb::TensorShapeProto { dim: dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() }).collect() };
+    let shape = pb::TensorShapeProto {
+        dim: dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d)), ..Default::default() }).collect(),
+    };
     pb::ValueInfoProto {
         name: name.into(),
         r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: dtype as i32, shape: Some(shape) })),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: dtype as i32,
+                shape: Some(shape),
+            })),
             ..Default::default()
         }),
         ..Default::default()

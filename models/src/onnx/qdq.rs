@@ -27,17 +27,22 @@ fn float_form(op: &Op) -> (Op, Option<(i32, i32)>) {
             params.activation = Activation::None; // int8 graphs clamp in the requant stage instead
             (Op::Conv2d { input, weights, bias, output, params, requant: None }, stage(&requant))
         }
-        Op::FullyConnected { input, weights, bias, output, requant, .. } => {
-            (Op::FullyConnected { input, weights, bias, output, activation: Activation::None, requant: None }, stage(&requant))
-        }
+        Op::FullyConnected { input, weights, bias, output, requant, .. } => (
+            Op::FullyConnected { input, weights, bias, output, activation: Activation::None, requant: None },
+            stage(&requant),
+        ),
         Op::Add { a, b, output, quant, .. } => {
             (Op::Add { a, b, output, activation: Activation::None, quant: None }, quant.map(|q| (q.act_min, q.act_max)))
         }
         Op::Mul { a, b, output, quant, .. } => {
             (Op::Mul { a, b, output, activation: Activation::None, quant: None }, quant.map(|q| (q.act_min, q.act_max)))
         }
-        Op::AvgPool2d { act_min, act_max, .. } | Op::MaxPool2d { act_min, act_max, .. } => (*op, Some((act_min, act_max))),
-        Op::GlobalAvgPool { input, output, requant } => (Op::GlobalAvgPool { input, output, requant: None }, stage(&requant)),
+        Op::AvgPool2d { act_min, act_max, .. } | Op::MaxPool2d { act_min, act_max, .. } => {
+            (*op, Some((act_min, act_max)))
+        }
+        Op::GlobalAvgPool { input, output, requant } => {
+            (Op::GlobalAvgPool { input, output, requant: None }, stage(&requant))
+        }
         Op::Softmax { input, output, beta, .. } => (Op::Softmax { input, output, beta, quant: None }, None),
         _ => (*op, None),
     }
@@ -75,7 +80,10 @@ impl Writer<'_, '_> {
             Quant::PerTensor { scale, zero_point } if scale.is_finite() && scale > 0.0 => i8::try_from(zero_point)
                 .map(|z| (scale, z))
                 .map_err(|_| self.err(format!("tensor {} has zero point {zero_point} outside int8", t.id))),
-            q => Err(self.err(format!("int8 activation {} needs a per-tensor scale > 0 and zero point, has {q:?}", t.id))),
+            q => {
+                Err(self
+                    .err(format!("int8 activation {} needs a per-tensor scale > 0 and zero point, has {q:?}", t.id)))
+            }
         }
     }
 
@@ -102,7 +110,9 @@ impl Writer<'_, '_> {
     /// QuantizeLinear of the float value `x` onto `t`'s grid, as `q<id>`.
     fn quantize_to(&mut self, x: &str, t: &Tensor) -> Result<(), OnnxError> {
         if t.dtype != DType::I8 || !matches!(t.storage, Storage::Arena { .. }) {
-            return Err(self.err(format!("op output {} is {:?}; an int8 op must write an int8 activation", t.id, t.dtype)));
+            return Err(
+                self.err(format!("op output {} is {:?}; an int8 op must write an int8 activation", t.id, t.dtype))
+            );
         }
         let (s, z) = self.qparams(t)?;
         let q = format!("q{}", t.id);
@@ -148,14 +158,16 @@ impl Writer<'_, '_> {
                 self.push("Identity", &[&x], &out, vec![]);
                 return Ok(());
             }
-            Op::GlobalAvgPool { input, output, requant: None } if is4(&input) => return self.integer_mean(&input, &output),
+            Op::GlobalAvgPool { input, output, requant: None } if is4(&input) => {
+                return self.integer_mean(&input, &output)
+            }
             Op::Softmax { input, output, beta, .. } => return self.softmax(&input, &output, beta),
             Op::LayerNorm { .. } | Op::MatMul { .. } | Op::Activation { .. } => {
                 return Err(self.err(format!(
-                    "{} has no int8 form in the QDQ export (int8 graphs take Conv2d, FullyConnected, Add, Mul, AvgPool2d, \
+                "{} has no int8 form in the QDQ export (int8 graphs take Conv2d, FullyConnected, Add, Mul, AvgPool2d, \
                      MaxPool2d, GlobalAvgPool, Reshape, Softmax, Concat, Transpose, Lut, Quantize, Dequantize)",
-                    op.name()
-                )))
+                op.name()
+            )))
             }
             _ => {}
         }
@@ -236,7 +248,8 @@ impl Writer<'_, '_> {
     /// table itself as an int8 Gather, exact either way up to rounding ties.
     fn lut(&mut self, input: &Tensor, output: &Tensor, table: Blob) -> Result<(), OnnxError> {
         let bytes = self.model.blob(table).filter(|b| b.len() == 256);
-        let bytes = bytes.ok_or_else(|| self.err(format!("lookup table of tensor {} is not 256 bytes in the weights", output.id)))?;
+        let bytes = bytes
+            .ok_or_else(|| self.err(format!("lookup table of tensor {} is not 256 bytes in the weights", output.id)))?;
         let (si, zi) = self.per_tensor(input)?;
         let (so, zo) = self.per_tensor(output)?;
         if let Some(act) = identify_lut(bytes, (si, zi as i32), (so, zo as i32)) {
@@ -259,7 +272,10 @@ impl Writer<'_, '_> {
     fn weight_scales(&self, w: &Tensor) -> Result<(Vec<f32>, i64), OnnxError> {
         match w.quant {
             Quant::PerChannel { axis, scales } => {
-                let b = self.model.blob(scales).ok_or_else(|| self.err(format!("scales of weights {} are outside the weights", w.id)))?;
+                let b = self
+                    .model
+                    .blob(scales)
+                    .ok_or_else(|| self.err(format!("scales of weights {} are outside the weights", w.id)))?;
                 Ok((b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), axis as i64))
             }
             Quant::PerTensor { scale, zero_point: 0 } => Ok((vec![scale], 0)),
@@ -270,12 +286,22 @@ impl Writer<'_, '_> {
     /// int8 values of a constant.
     pub(super) fn const_i8(&self, t: &Tensor) -> Result<Vec<i8>, OnnxError> {
         let b = self.model.const_bytes(t).filter(|_| t.dtype == DType::I8);
-        Ok(b.ok_or_else(|| self.err(format!("tensor {} is not a readable int8 constant", t.id)))?.iter().map(|&v| v as i8).collect())
+        Ok(b.ok_or_else(|| self.err(format!("tensor {} is not a readable int8 constant", t.id)))?
+            .iter()
+            .map(|&v| v as i8)
+            .collect())
     }
 
     /// `data` (dims `dims`, int8 values of the weights `w`) as an initializer and its
     /// DequantizeLinear along `axis` (the output channel in `dims`); returns the float name.
-    pub(super) fn int8_const(&mut self, name: &str, dims: &[i64], data: &[i8], w: &Tensor, axis: i64) -> Result<String, OnnxError> {
+    pub(super) fn int8_const(
+        &mut self,
+        name: &str,
+        dims: &[i64],
+        data: &[i8],
+        w: &Tensor,
+        axis: i64,
+    ) -> Result<String, OnnxError> {
         let dq = format!("{name}_dq");
         if !self.consts.insert(dq.clone()) {
             return Ok(dq);
@@ -312,7 +338,8 @@ impl Writer<'_, '_> {
             Some(bytes) => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
             None => return Err(self.err(format!("bias {} is not a readable constant", b.id))),
         };
-        let scales: Vec<f32> = (0..vals.len()).map(|c| s_in * ws.get(c).or(ws.first()).copied().unwrap_or(1.0)).collect();
+        let scales: Vec<f32> =
+            (0..vals.len()).map(|c| s_in * ws.get(c).or(ws.first()).copied().unwrap_or(1.0)).collect();
         if ws.len() != 1 && ws.len() != vals.len() {
             return Err(self.err(format!("bias {} has {} values for {} weight scales", b.id, vals.len(), ws.len())));
         }
@@ -322,7 +349,12 @@ impl Writer<'_, '_> {
             self.inits.push(tensor_i32(&name, &[n], &vals));
             self.inits.push(tensor_f32(&format!("{name}_scale"), &[n], &scales));
             self.inits.push(tensor_i32(&format!("{name}_zp"), &[n], &vec![0; vals.len()]));
-            self.push("DequantizeLinear", &[&name, &format!("{name}_scale"), &format!("{name}_zp")], &dq, vec![attr_int("axis", 0)]);
+            self.push(
+                "DequantizeLinear",
+                &[&name, &format!("{name}_scale"), &format!("{name}_zp")],
+                &dq,
+                vec![attr_int("axis", 0)],
+            );
         }
         Ok(dq)
     }

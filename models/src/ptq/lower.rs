@@ -80,16 +80,36 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                 let oc = output.shape.nhwc()[3];
                 let wd = weights.shape.nhwc();
                 let depthwise = params.groups > 1 && wd[0] == 1 && wd[3] == oc;
-                let (weights, bias, requant) =
-                    self.weighted(index, op, &input, &weights, bias.as_ref(), &output, params.activation, oc, depthwise, quant::conv_multiplier)?;
+                let (weights, bias, requant) = self.weighted(
+                    index,
+                    op,
+                    &input,
+                    &weights,
+                    bias.as_ref(),
+                    &output,
+                    params.activation,
+                    oc,
+                    depthwise,
+                    quant::conv_multiplier,
+                )?;
                 Op::Conv2d { input, weights, bias, output, params, requant: Some(requant) }
             }
             Op::FullyConnected { input, weights, bias, output, activation, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_from_range(&output, index)?;
                 let units = *weights.shape.dims().first().unwrap_or(&1) as usize;
-                let (weights, bias, requant) =
-                    self.weighted(index, op, &input, &weights, bias.as_ref(), &output, activation, units, false, quant::fc_multiplier)?;
+                let (weights, bias, requant) = self.weighted(
+                    index,
+                    op,
+                    &input,
+                    &weights,
+                    bias.as_ref(),
+                    &output,
+                    activation,
+                    units,
+                    false,
+                    quant::fc_multiplier,
+                )?;
                 Op::FullyConnected { input, weights, bias, output, activation, requant: Some(requant) }
             }
             Op::Add { a, b, output, activation, .. } | Op::Mul { a, b, output, activation, .. } => {
@@ -113,7 +133,17 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                     Op::Add { a, b, output, activation, quant: Some(quant) }
                 } else {
                     let (m, s) = quant::mul_multiplier(sa, sb, so).map_err(|e| qerr(index, op, "mul multiplier", e))?;
-                    let quant = BinaryQuant { left_shift: 0, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m, out_shift: s, act_min, act_max };
+                    let quant = BinaryQuant {
+                        left_shift: 0,
+                        a_mult: 0,
+                        a_shift: 0,
+                        b_mult: 0,
+                        b_shift: 0,
+                        out_mult: m,
+                        out_shift: s,
+                        act_min,
+                        act_max,
+                    };
                     Op::Mul { a, b, output, activation, quant: Some(quant) }
                 }
             }
@@ -140,16 +170,25 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                 } else {
                     let (m, s) = quant::mean_multiplier(Self::pt(&input).0, Self::pt(&output).0)
                         .map_err(|e| qerr(index, op, "mean multiplier", e))?;
-                    Some(Requant { multiplier: Multiplier::PerTensor { mult: m, shift: s }, act_min: -128, act_max: 127 })
+                    Some(Requant {
+                        multiplier: Multiplier::PerTensor { mult: m, shift: s },
+                        act_min: -128,
+                        act_max: 127,
+                    })
                 };
                 Op::GlobalAvgPool { input, output, requant }
             }
             Op::Softmax { input, output, beta, .. } => {
                 let input = self.activation(&input, index)?;
                 let output = self.output_with(&output, (1.0 / 256.0, -128))?;
-                let (m, ls, diff_min) =
-                    quant::softmax_params(beta, Self::pt(&input).0).map_err(|e| qerr(index, op, "softmax parameters", e))?;
-                Op::Softmax { input, output, beta, quant: Some(SoftmaxQuant { input_multiplier: m, input_left_shift: ls, diff_min }) }
+                let (m, ls, diff_min) = quant::softmax_params(beta, Self::pt(&input).0)
+                    .map_err(|e| qerr(index, op, "softmax parameters", e))?;
+                Op::Softmax {
+                    input,
+                    output,
+                    beta,
+                    quant: Some(SoftmaxQuant { input_multiplier: m, input_left_shift: ls, diff_min }),
+                }
             }
             Op::Concat { inputs, output, axis } => {
                 let mut q = [None; 4];
@@ -180,9 +219,12 @@ impl<'m, 'r> Quantizer<'m, 'r> {
                 let table = self.weights.push_bytes(&quant::build_lut_i8(si, zi, so, zo, f));
                 Op::Lut { input, output, table }
             }
-            Op::LayerNorm { .. } | Op::MatMul { .. } | Op::Transpose { .. } | Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. } => {
-                return Err(unsupported())
-            }
+            Op::LayerNorm { .. }
+            | Op::MatMul { .. }
+            | Op::Transpose { .. }
+            | Op::Lut { .. }
+            | Op::Quantize { .. }
+            | Op::Dequantize { .. } => return Err(unsupported()),
         })
     }
 
@@ -237,16 +279,21 @@ impl<'m, 'r> Quantizer<'m, 'r> {
             .collect();
         let scale_blob = self.weights.push_f32(&scales);
         let axis = if depthwise { 3 } else { 0 };
-        let wq = self.weights.tensor(w.id, DType::I8, w.shape.dims(), &q.iter().map(|&v| v as u8).collect::<Vec<_>>(), Quant::PerChannel {
-            axis,
-            scales: scale_blob,
-        });
+        let wq = self.weights.tensor(
+            w.id,
+            DType::I8,
+            w.shape.dims(),
+            &q.iter().map(|&v| v as u8).collect::<Vec<_>>(),
+            Quant::PerChannel { axis, scales: scale_blob },
+        );
         let bq = match (bias, &bv) {
             (Some(bt), Some(b)) => {
                 let ints: Vec<i32> = b
                     .iter()
                     .zip(&scales)
-                    .map(|(&bc, &s)| round_half_away_f64(bc as f64 / (s_in as f64 * s as f64)).clamp(-BIAS_LIMIT, BIAS_LIMIT) as i32)
+                    .map(|(&bc, &s)| {
+                        round_half_away_f64(bc as f64 / (s_in as f64 * s as f64)).clamp(-BIAS_LIMIT, BIAS_LIMIT) as i32
+                    })
                     .collect();
                 let bytes: Vec<u8> = ints.iter().flat_map(|v| v.to_le_bytes()).collect();
                 Some(self.weights.tensor(bt.id, DType::I32, bt.shape.dims(), &bytes, Quant::None))
@@ -260,7 +307,8 @@ impl<'m, 'r> Quantizer<'m, 'r> {
             shifts.push(sh);
         }
         let (act_min, act_max) = activation_range_i8(act, s_out, z_out);
-        let multiplier = Multiplier::PerChannel { mult: self.weights.push_i32(&mults), shift: self.weights.push_i32(&shifts) };
+        let multiplier =
+            Multiplier::PerChannel { mult: self.weights.push_i32(&mults), shift: self.weights.push_i32(&shifts) };
         Ok((wq, bq, Requant { multiplier, act_min, act_max }))
     }
 }

@@ -19,7 +19,8 @@ pub(crate) fn check_float(model: &Model<'_>) -> Result<(), PtqError> {
         op.for_each_tensor(|t| {
             let act = matches!(t.storage, Storage::Arena { .. });
             if bad.is_none() && ((act && t.dtype != DType::F32) || !matches!(t.quant, Quant::None)) {
-                bad = Some(format!("op #{i} ({}) has tensor {} of type {:?} / {:?}", op.name(), t.id, t.dtype, t.quant));
+                bad =
+                    Some(format!("op #{i} ({}) has tensor {} of type {:?} / {:?}", op.name(), t.id, t.dtype, t.quant));
             }
         });
         if let Some(reason) = bad {
@@ -37,9 +38,9 @@ pub(crate) fn is_clamp(a: Activation) -> bool {
 fn fused_mut(op: &mut Op) -> Option<(&mut Activation, &mut Tensor)> {
     match op {
         Op::Conv2d { params, output, .. } => Some((&mut params.activation, output)),
-        Op::FullyConnected { activation, output, .. } | Op::Add { activation, output, .. } | Op::Mul { activation, output, .. } => {
-            Some((activation, output))
-        }
+        Op::FullyConnected { activation, output, .. }
+        | Op::Add { activation, output, .. }
+        | Op::Mul { activation, output, .. } => Some((activation, output)),
         _ => None,
     }
 }
@@ -62,7 +63,8 @@ pub(crate) fn split_fused(model: &Model<'_>) -> Result<Vec<Op>, PtqError> {
         let mut extra = None;
         if let Some((act, output)) = fused_mut(&mut op) {
             if !is_clamp(*act) {
-                let id = u16::try_from(next).map_err(|_| PtqError::Plan("more than 65535 tensors after splitting activations".into()))?;
+                let id = u16::try_from(next)
+                    .map_err(|_| PtqError::Plan("more than 65535 tensors after splitting activations".into()))?;
                 next += 1;
                 let orig = *output;
                 let pre = Tensor { id, ..orig };

@@ -148,7 +148,7 @@ mod tests {
         b[12..16].copy_from_slice(&(-12i32).to_le_bytes());
         b[16..20].copy_from_slice(&7i32.to_le_bytes()); // field 0 at table+4
         b[20..24].copy_from_slice(&16u32.to_le_bytes()); // field 2 at table+8 -> vector at 36
-        // vtable at 24: len 10, table size 12, field0 off 4, field1 0, field2 off 8
+                                                         // vtable at 24: len 10, table size 12, field0 off 4, field1 0, field2 off 8
         for (i, v) in [10u16, 12, 4, 0, 8].iter().enumerate() {
             b[24 + 2 * i..26 + 2 * i].copy_from_slice(&v.to_le_bytes());
         }

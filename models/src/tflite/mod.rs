@@ -28,7 +28,9 @@ impl fmt::Display for TfliteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TfliteError::Malformed(what) => write!(f, "malformed .tflite file: {what}"),
-            TfliteError::Unsupported { index, op, reason } => write!(f, "TFLite op #{index} ({op}) is not supported: {reason}"),
+            TfliteError::Unsupported { index, op, reason } => {
+                write!(f, "TFLite op #{index} ({op}) is not supported: {reason}")
+            }
             TfliteError::Plan(e) => write!(f, "arena planning failed: {e}"),
         }
     }
@@ -96,7 +98,10 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn tf(&self, idx: i32) -> Result<&TfTensor, String> {
-        usize::try_from(idx).ok().and_then(|i| self.tensors.get(i)).ok_or_else(|| format!("tensor index {idx} out of range"))
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.tensors.get(i))
+            .ok_or_else(|| format!("tensor index {idx} out of range"))
     }
 
     /// The rsim descriptor of TFLite tensor `idx`: constants go into the weights blob (once),
@@ -112,8 +117,11 @@ impl Ctx {
         if t.dims.len() > 4 {
             return Err(format!("tensor {i} ({}) has rank {} > 4", t.name, t.dims.len()));
         }
-        let dims: Vec<u32> =
-            t.dims.iter().map(|&d| u32::try_from(d).map_err(|_| format!("tensor {i} has a negative dim"))).collect::<Result<_, _>>()?;
+        let dims: Vec<u32> = t
+            .dims
+            .iter()
+            .map(|&d| u32::try_from(d).map_err(|_| format!("tensor {i} has a negative dim")))
+            .collect::<Result<_, _>>()?;
         let quant = match t.scales.len() {
             0 => Quant::None,
             1 => Quant::PerTensor { scale: t.scales[0], zero_point: *t.zero_points.first().unwrap_or(&0) as i32 },
@@ -161,9 +169,13 @@ fn read_tensors(model: &fb::Table<'_>, sub: &fb::Table<'_>) -> Result<Vec<TfTens
     for i in 0..tensors.len() {
         let t = tensors.table(i).ok_or_else(|| malformed("tensor table"))?;
         let buf_idx = t.u32(2, 0) as usize;
-        let buffer = buffers.table(buf_idx).ok_or_else(|| TfliteError::Malformed(format!("tensor {i}: buffer {buf_idx} missing")))?;
+        let buffer = buffers
+            .table(buf_idx)
+            .ok_or_else(|| TfliteError::Malformed(format!("tensor {i}: buffer {buf_idx} missing")))?;
         if buffer.vector(0, 1).is_none() && buffer.u32(1, 0) != 0 {
-            return Err(TfliteError::Malformed(format!("tensor {i}: data stored outside the flatbuffer is not supported")));
+            return Err(TfliteError::Malformed(format!(
+                "tensor {i}: data stored outside the flatbuffer is not supported"
+            )));
         }
         let data = buffer.vector(0, 1).map(|v| v.bytes().to_vec()).filter(|d| !d.is_empty());
         let q = t.table(4);
@@ -199,7 +211,8 @@ fn derive_input_spec(input: &Tensor) -> InputSpec {
 
 /// Converts a `.tflite` flatbuffer (schema 3, one subgraph used) into `.rsm` bytes.
 pub fn convert(tflite: &[u8], opts: &ConvertOptions) -> Result<Converted, TfliteError> {
-    let model = fb::root(tflite, Some(b"TFL3")).ok_or_else(|| malformed("not a TFLite flatbuffer (identifier TFL3 missing)"))?;
+    let model = fb::root(tflite, Some(b"TFL3"))
+        .ok_or_else(|| malformed("not a TFLite flatbuffer (identifier TFL3 missing)"))?;
     let version = model.u32(0, 0);
     if version != 3 {
         return Err(TfliteError::Malformed(format!("schema version {version}, expected 3")));
@@ -214,7 +227,9 @@ pub fn convert(tflite: &[u8], opts: &ConvertOptions) -> Result<Converted, Tflite
     for i in 0..operators.len() {
         let op = operators.table(i).ok_or_else(|| malformed("operator table"))?;
         let code_idx = op.u32(0, 0) as usize;
-        let code = codes.table(code_idx).ok_or_else(|| TfliteError::Malformed(format!("op #{i}: opcode {code_idx} missing")))?;
+        let code = codes
+            .table(code_idx)
+            .ok_or_else(|| TfliteError::Malformed(format!("op #{i}: opcode {code_idx} missing")))?;
         // deprecated_builtin_code (byte) and builtin_code (int): the larger is the real one.
         let builtin = (code.u8(0, 0) as i32).max(code.i32(3, 0));
         let io = ops::OpIo {
@@ -244,7 +259,12 @@ pub fn convert(tflite: &[u8], opts: &ConvertOptions) -> Result<Converted, Tflite
         output,
         arena_size: u32::try_from(plan.arena_size).map_err(|_| TfliteError::Plan("arena above 4 GiB".into()))?,
         op_count: graph.len() as u32,
-        provenance: Provenance { method: "tflite-import", data: &opts.source, commit: env!("CARGO_PKG_VERSION"), metrics: "" },
+        provenance: Provenance {
+            method: "tflite-import",
+            data: &opts.source,
+            commit: env!("CARGO_PKG_VERSION"),
+            metrics: "",
+        },
     };
     let bytes = encode(&info, &graph, &ctx.weights.bytes, None);
     Ok(Converted { bytes, arena_size: plan.arena_size, arena_lower_bound: plan.lower_bound, op_count: graph.len() })

@@ -111,7 +111,14 @@ fn q(r: Result<(i32, i32), quant::QuantError>, what: &str) -> Result<(i32, i32),
 
 /// TFLite `ComputePaddingHeightWidth` along one axis: (before, after), the odd extra after.
 /// Also checks the output size TFLite would compute.
-fn padding(same: bool, in_size: usize, k: usize, stride: usize, dilation: usize, out_size: usize) -> Result<(u16, u16), String> {
+fn padding(
+    same: bool,
+    in_size: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    out_size: usize,
+) -> Result<(u16, u16), String> {
     let eff = (k.max(1) - 1) * dilation + 1;
     let expect = if same { in_size.div_ceil(stride) } else { (in_size + stride).saturating_sub(eff) / stride };
     if expect != out_size {
@@ -132,7 +139,14 @@ fn stride(io: &OpIo<'_>, w_field: usize, h_field: usize) -> Result<[u16; 2], Str
 }
 
 /// Per-output-channel conv multipliers as blobs (per-tensor weight scales are broadcast).
-fn conv_requant(ctx: &mut Ctx, input: &Tensor, weights: &Tensor, output: &Tensor, act: Activation, channels: usize) -> Result<Requant, String> {
+fn conv_requant(
+    ctx: &mut Ctx,
+    input: &Tensor,
+    weights: &Tensor,
+    output: &Tensor,
+    act: Activation,
+    channels: usize,
+) -> Result<Requant, String> {
     let (in_scale, _) = int8(input, "input")?;
     let (out_scale, out_zp) = int8(output, "output")?;
     let w = ctx.tf(weights.id as i32)?;
@@ -204,7 +218,13 @@ fn conv(ctx: &mut Ctx, io: &OpIo<'_>, depthwise: bool) -> Result<Op, String> {
     let (top, bottom) = padding(same, i[1], w[1], strides[0] as usize, dilation[0] as usize, o[1])?;
     let (left, right) = padding(same, i[2], w[2], strides[1] as usize, dilation[1] as usize, o[2])?;
     let requant = conv_requant(ctx, &input, &weights, &output, act, o[3])?;
-    let params = Conv2dParams { stride: strides, dilation, padding: Padding { top, bottom, left, right }, groups, activation: act };
+    let params = Conv2dParams {
+        stride: strides,
+        dilation,
+        padding: Padding { top, bottom, left, right },
+        groups,
+        activation: act,
+    };
     Ok(Op::Conv2d { input, weights, bias, output, params, requant: Some(requant) })
 }
 
@@ -223,7 +243,8 @@ fn fully_connected(ctx: &mut Ctx, io: &OpIo<'_>) -> Result<Op, String> {
     if weights.dtype != DType::I8 || weights.shape.rank != 2 {
         return Err("weights must be 2-D int8".into());
     }
-    let (w_scale, _) = pt(&weights, "per-channel fully connected is not supported; weights").map_err(|e| e.to_string())?;
+    let (w_scale, _) =
+        pt(&weights, "per-channel fully connected is not supported; weights").map_err(|e| e.to_string())?;
     let (m, s) = q(quant::fc_multiplier(in_scale, w_scale, out_scale), "fc multiplier")?;
     let (act_min, act_max) = activation_range_i8(act, out_scale, out_zp);
     let requant = Requant { multiplier: Multiplier::PerTensor { mult: m, shift: s }, act_min, act_max };
@@ -253,7 +274,17 @@ fn binary(ctx: &mut Ctx, io: &OpIo<'_>, is_add: bool) -> Result<Op, String> {
         Ok(Op::Add { a, b, output, activation: act, quant: Some(quant) })
     } else {
         let (m, s) = q(quant::mul_multiplier(sa, sb, so), "mul multiplier")?;
-        let quant = BinaryQuant { left_shift: 0, a_mult: 0, a_shift: 0, b_mult: 0, b_shift: 0, out_mult: m, out_shift: s, act_min, act_max };
+        let quant = BinaryQuant {
+            left_shift: 0,
+            a_mult: 0,
+            a_shift: 0,
+            b_mult: 0,
+            b_shift: 0,
+            out_mult: m,
+            out_shift: s,
+            act_min,
+            act_max,
+        };
         Ok(Op::Mul { a, b, output, activation: act, quant: Some(quant) })
     }
 }
@@ -316,7 +347,12 @@ fn softmax(ctx: &mut Ctx, io: &OpIo<'_>) -> Result<Op, String> {
         return Err(format!("int8 softmax output must have scale 1/256 and zero point -128 (has {so}, {zo})"));
     }
     let (m, ls, diff_min) = quant::softmax_params(beta, si).map_err(|e| format!("softmax parameters: {e}"))?;
-    Ok(Op::Softmax { input, output, beta, quant: Some(SoftmaxQuant { input_multiplier: m, input_left_shift: ls, diff_min }) })
+    Ok(Op::Softmax {
+        input,
+        output,
+        beta,
+        quant: Some(SoftmaxQuant { input_multiplier: m, input_left_shift: ls, diff_min }),
+    })
 }
 
 fn concat(ctx: &mut Ctx, io: &OpIo<'_>) -> Result<Op, String> {
@@ -478,7 +514,8 @@ mod tests {
         assert!(matches!(map_op(&mut c, code::MEAN, &io(&[0, 1], 2)), Ok(Op::GlobalAvgPool { requant: None, .. })));
         match map_op(&mut c, code::MEAN, &io(&[0, 1], 3)) {
             Ok(Op::GlobalAvgPool { requant: Some(r), .. }) => {
-                assert_eq!(r.multiplier, Multiplier::PerTensor { mult: 1 << 30, shift: 2 }) // 0.5/0.25 = 2
+                assert_eq!(r.multiplier, Multiplier::PerTensor { mult: 1 << 30, shift: 2 })
+                // 0.5/0.25 = 2
             }
             other => panic!("{other:?}"),
         }

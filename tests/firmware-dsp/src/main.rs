@@ -15,9 +15,9 @@ use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
 use rsim_edge::kernels::fast::cortex_m as dsp;
 use rsim_edge::kernels::fast::gemm::GemmGeom;
+use rsim_edge::kernels::fast::requant::split_shift;
 use rsim_edge::kernels::int8::conv::{conv, ConvGeom};
 use rsim_edge::kernels::int8::fc::fully_connected;
-use rsim_edge::kernels::fast::requant::split_shift;
 use rsim_edge::kernels::int8::fixedpoint::multiply_by_quantized_multiplier;
 use rsim_edge::kernels::int8::{Mults, OutStage};
 
@@ -200,9 +200,10 @@ fn random_shape(rng: &mut Rng, case: u32) -> Shape {
             ih = 1;
             iw = 1;
         }
-        let (Some(oh), Some(ow)) =
-            (out_size(ih, pads[0], pads[1], kh, stride[0], dil[0]), out_size(iw, pads[2], pads[3], kw, stride[1], dil[1]))
-        else {
+        let (Some(oh), Some(ow)) = (
+            out_size(ih, pads[0], pads[1], kh, stride[0], dil[0]),
+            out_size(iw, pads[2], pads[3], kw, stride[1], dil[1]),
+        ) else {
             continue;
         };
         let s = Shape { fc, n, ih, iw, ic, oh, ow, oc, kh, kw, stride, dil, pad: [pads[0], pads[2]] };
@@ -253,7 +254,15 @@ fn put_i32(dst: &mut [u8], i: usize, v: i32) {
 
 /// The reference's output for the case (conv or FC).
 #[allow(clippy::too_many_arguments)]
-fn reference(s: &Shape, x: &[u8], w: &[u8], in_zp: i32, bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> Result<(), &'static str> {
+fn reference(
+    s: &Shape,
+    x: &[u8],
+    w: &[u8],
+    in_zp: i32,
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> Result<(), &'static str> {
     if s.fc {
         fully_connected(s.n, s.ic, s.oc, x, in_zp, w, 0, bias, stage, out)
     } else {
@@ -285,7 +294,15 @@ fn check_requantize(rng: &mut Rng) -> (u32, u32) {
 }
 
 fn run(o: &mut Option<hio::HostStream>) -> Result<Tally, &'static str> {
-    let mut b = Buffers { x: [0; XN], w: [0; WN], bias: [0; CN * 4], mult: [0; CN * 4], shift: [0; CN * 4], out_ref: [0; ON], out_dsp: [0; ON] };
+    let mut b = Buffers {
+        x: [0; XN],
+        w: [0; WN],
+        bias: [0; CN * 4],
+        mult: [0; CN * 4],
+        shift: [0; CN * 4],
+        out_ref: [0; ON],
+        out_dsp: [0; ON],
+    };
     let mut t = Tally::default();
     let mut rng = Rng(SEED as u64);
     let (pairs, bad) = check_requantize(&mut rng);

@@ -20,12 +20,16 @@ pub struct Tile {
 /// (calibration tiles: first 8 per class by sorted name, all 200 tiles), or None (loud skip).
 pub fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
     let root = rsim_tests::require(rsim_tests::datasets_dir().join("eurosat-rgb-ci20"), "eurosat-rgb-ci20")?;
-    let mut classes: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    let mut classes: Vec<_> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     classes.sort();
     let (mut cal, mut all) = (Vec::new(), Vec::new());
     for c in classes {
-        let mut files: Vec<_> =
-            std::fs::read_dir(&c).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "jpg")).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&c)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+            .collect();
         files.sort();
         for (i, f) in files.iter().enumerate() {
             let img = image::open(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())).to_rgb8();
@@ -166,8 +170,12 @@ fn to_onnx_layout(t: &Tensor, v: &[i8]) -> Vec<i8> {
 
 fn value_info_i8(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() }).collect();
-    let tensor = pb::type_proto::Tensor { elem_type: pb::tensor_proto::DataType::Int8 as i32, shape: Some(pb::TensorShapeProto { dim }) };
+    let dim =
+        dims.iter().map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), ..Default::default() }).collect();
+    let tensor = pb::type_proto::Tensor {
+        elem_type: pb::tensor_proto::DataType::Int8 as i32,
+        shape: Some(pb::TensorShapeProto { dim }),
+    };
     pb::ValueInfoProto {
         name: name.into(),
         r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(tensor)), ..Default::default() }),
@@ -202,7 +210,8 @@ pub fn per_op(int8: &[u8], inputs: &[Vec<i8>]) -> Vec<(usize, &'static str, i32,
         let op = op.unwrap();
         let mut ins: Vec<Tensor> = Vec::new();
         op.for_each_tensor(|t| {
-            if matches!(t.storage, Storage::Arena { .. }) && t.id != op.output().id && !ins.iter().any(|u| u.id == t.id) {
+            if matches!(t.storage, Storage::Arena { .. }) && t.id != op.output().id && !ins.iter().any(|u| u.id == t.id)
+            {
                 ins.push(*t);
             }
         });

@@ -110,8 +110,7 @@ fn conv_parts(
 fn softmax_quant(input_scale: f32) -> SoftmaxQuant {
     let real = (input_scale as f64 * (1u64 << 26) as f64).min(((1u64 << 31) - 1) as f64);
     let (input_multiplier, input_left_shift) = quantize_multiplier(real);
-    let max_input_rescaled =
-        ((1i64 << 5) - 1) as f64 * (1i64 << (31 - 5)) as f64 / (1i64 << input_left_shift) as f64;
+    let max_input_rescaled = ((1i64 << 5) - 1) as f64 * (1i64 << (31 - 5)) as f64 / (1i64 << input_left_shift) as f64;
     SoftmaxQuant { input_multiplier, input_left_shift, diff_min: -(max_input_rescaled.floor() as i32) }
 }
 
@@ -130,7 +129,13 @@ pub fn int8_model(seed: u64) -> (Vec<u8>, Vec<u8>) {
         weights: c1.weights,
         bias: Some(c1.bias),
         output: t3,
-        params: Conv2dParams { stride: [2, 2], dilation: [1, 1], padding: PAD1, groups: 1, activation: Activation::Relu },
+        params: Conv2dParams {
+            stride: [2, 2],
+            dilation: [1, 1],
+            padding: PAD1,
+            groups: 1,
+            activation: Activation::Relu,
+        },
         requant: Some(c1.requant),
     };
     let dw = conv_parts(&mut w, &mut rng, (4, 5), &[1, 3, 3, 8], 3, s_c1, s_c2);
@@ -140,7 +145,13 @@ pub fn int8_model(seed: u64) -> (Vec<u8>, Vec<u8>) {
         weights: dw.weights,
         bias: Some(dw.bias),
         output: t6,
-        params: Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: PAD1, groups: 8, activation: Activation::Relu },
+        params: Conv2dParams {
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: PAD1,
+            groups: 8,
+            activation: Activation::Relu,
+        },
         requant: Some(dw.requant),
     };
     let t7 = arena(7, &[1, 128], 128, s_c2, -128);
@@ -201,7 +212,13 @@ pub fn f32_model(seed: u64) -> (Vec<u8>, Vec<u8>) {
         weights: w.tensor(1, DType::F32, &[4, 3, 3, 3], &cw, Quant::None),
         bias: Some(w.tensor(2, DType::F32, &[4], &cb, Quant::None)),
         output: f(3, &[1, 6, 6, 4], 448),
-        params: Conv2dParams { stride: [1, 1], dilation: [1, 1], padding: PAD1, groups: 1, activation: Activation::Relu },
+        params: Conv2dParams {
+            stride: [1, 1],
+            dilation: [1, 1],
+            padding: PAD1,
+            groups: 1,
+            activation: Activation::Relu,
+        },
         requant: None,
     };
     let gap = Op::GlobalAvgPool { input: f(3, &[1, 6, 6, 4], 448), output: f(4, &[1, 1, 1, 4], 0), requant: None };

@@ -12,7 +12,14 @@ use rsim_model::*;
 
 /// Which mutation made a case (reported with the seed when a case panics).
 pub const KINDS: [&str; 9] = [
-    "truncate", "bit-flips", "header-field", "section-entry", "section-table", "splice", "op-field", "meta-field",
+    "truncate",
+    "bit-flips",
+    "header-field",
+    "section-entry",
+    "section-table",
+    "splice",
+    "op-field",
+    "meta-field",
     "op-list",
 ];
 
@@ -116,8 +123,26 @@ fn set_u16(b: &mut [u8], at: usize, v: u16) {
 /// Boundary values that break naive offset and length arithmetic.
 fn interesting_u32(rng: &mut Rng, file_len: u32) -> u32 {
     let pick = [
-        0, 1, 2, 3, 15, 16, 17, 31, 32, 33, 64, 255, 0x7fff, 0x8000, 0xffff, 0x7fff_ffff, 0x8000_0000,
-        u32::MAX, u32::MAX - 3, u32::MAX - 15,
+        0,
+        1,
+        2,
+        3,
+        15,
+        16,
+        17,
+        31,
+        32,
+        33,
+        64,
+        255,
+        0x7fff,
+        0x8000,
+        0xffff,
+        0x7fff_ffff,
+        0x8000_0000,
+        u32::MAX,
+        u32::MAX - 3,
+        u32::MAX - 15,
     ];
     match rng.below(4) {
         0 => file_len.wrapping_add(rng.below(33) as u32).wrapping_sub(16),
@@ -147,7 +172,7 @@ fn section_table_edit(bytes: &mut Vec<u8>, rng: &mut Rng) {
         }
         2 => set_u32(bytes, 16, (count as u32).saturating_sub(1)), // the last section disappears
         3 => set_u32(bytes, entry(i), SECTION_OPTIONAL_BASE + rng.below(16) as u32), // now skipped
-        _ => set_u32(bytes, entry(i), 5 + rng.below(100) as u32), // unknown required kind
+        _ => set_u32(bytes, entry(i), 5 + rng.below(100) as u32),  // unknown required kind
     }
 }
 
@@ -167,7 +192,9 @@ fn structured(kind: usize, bytes: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
             1 => mutate_tensor(&mut info.input, rng, info.arena_size, weights_len),
             2 => mutate_tensor(&mut info.output, rng, info.arena_size, weights_len),
             3 => info.input_spec.channels = interesting_u32(rng, 3),
-            4 => info.input_spec.std[rng.below(4) as usize] = [0.0, f32::NAN, -1.0, f32::INFINITY][rng.below(4) as usize],
+            4 => {
+                info.input_spec.std[rng.below(4) as usize] = [0.0, f32::NAN, -1.0, f32::INFINITY][rng.below(4) as usize]
+            }
             _ => info.op_count = info.op_count.wrapping_add(1), // count disagrees with the graph (see below)
         },
         _ => match rng.below(3) {
@@ -188,7 +215,11 @@ fn structured(kind: usize, bytes: &[u8], rng: &mut Rng) -> Option<Vec<u8>> {
     if kind == 7 && info.op_count != model.info.op_count && !ops.is_empty() {
         // encode() sets op_count from the list; pair this metadata with a graph one op shorter or longer.
         let mut other = ops.clone();
-        if rng.below(2) == 0 { other.pop(); } else { other.push(ops[0]); }
+        if rng.below(2) == 0 {
+            other.pop();
+        } else {
+            other.push(ops[0]);
+        }
         let graph = raw_sections(&rsim_model::write::encode(&info, &other, model.weights, None))
             .into_iter()
             .find(|s| s.0 == SECTION_GRAPH)?;
@@ -274,7 +305,13 @@ fn wild_i32(rng: &mut Rng) -> i32 {
 
 fn mutate_requant(r: &mut Option<Requant>, rng: &mut Rng, weights: u32) {
     match r {
-        None => *r = Some(Requant { multiplier: Multiplier::PerTensor { mult: wild_i32(rng), shift: wild_i32(rng) }, act_min: -128, act_max: 127 }),
+        None => {
+            *r = Some(Requant {
+                multiplier: Multiplier::PerTensor { mult: wild_i32(rng), shift: wild_i32(rng) },
+                act_min: -128,
+                act_max: 127,
+            })
+        }
         Some(q) => match rng.below(4) {
             0 => q.multiplier = Multiplier::PerTensor { mult: wild_i32(rng), shift: wild_i32(rng) },
             1 => {
@@ -312,7 +349,19 @@ fn mutate_op(op: &mut Op, rng: &mut Rng, arena: u32, weights: u32) {
                 2 => q.out_shift = wild_i32(rng),
                 _ => q.act_min = wild_i32(rng),
             },
-            None => *quant = Some(BinaryQuant { left_shift: 20, a_mult: 1 << 30, a_shift: 0, b_mult: 1 << 30, b_shift: 0, out_mult: 1 << 30, out_shift: 0, act_min: -128, act_max: 127 }),
+            None => {
+                *quant = Some(BinaryQuant {
+                    left_shift: 20,
+                    a_mult: 1 << 30,
+                    a_shift: 0,
+                    b_mult: 1 << 30,
+                    b_shift: 0,
+                    out_mult: 1 << 30,
+                    out_shift: 0,
+                    act_min: -128,
+                    act_max: 127,
+                })
+            }
         },
         Op::AvgPool2d { params, act_min, .. } | Op::MaxPool2d { params, act_min, .. } => match rng.below(3) {
             0 => params.kernel[rng.below(2) as usize] = small(rng),
@@ -325,11 +374,19 @@ fn mutate_op(op: &mut Op, rng: &mut Rng, arena: u32, weights: u32) {
                 q.input_left_shift = wild_i32(rng);
                 q.diff_min = wild_i32(rng);
             }
-            (_, q) => *q = Some(SoftmaxQuant { input_multiplier: wild_i32(rng), input_left_shift: wild_i32(rng), diff_min: wild_i32(rng) }),
+            (_, q) => {
+                *q = Some(SoftmaxQuant {
+                    input_multiplier: wild_i32(rng),
+                    input_left_shift: wild_i32(rng),
+                    diff_min: wild_i32(rng),
+                })
+            }
         },
         Op::Concat { axis, .. } => *axis = rng.below(6) as u8,
         Op::Transpose { perm, .. } => perm[rng.below(4) as usize] = rng.below(6) as u8,
-        Op::Lut { table, .. } => *table = Blob { offset: interesting_u32(rng, weights), len: interesting_u32(rng, 256) },
+        Op::Lut { table, .. } => {
+            *table = Blob { offset: interesting_u32(rng, weights), len: interesting_u32(rng, 256) }
+        }
         Op::LayerNorm { eps, .. } => *eps = [0.0, -1.0, f32::NAN][rng.below(3) as usize],
         _ => {
             let mut ts = tensors_mut(op);

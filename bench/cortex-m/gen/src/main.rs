@@ -37,7 +37,8 @@ fn main() {
         source: tflite.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         ..Default::default()
     };
-    let converted = rsim_model::tflite::convert(&read(&tflite), &opts).unwrap_or_else(|e| fail(&format!("convert: {e}")));
+    let converted =
+        rsim_model::tflite::convert(&read(&tflite), &opts).unwrap_or_else(|e| fail(&format!("convert: {e}")));
     let model = Model::parse(&converted.bytes).unwrap_or_else(|e| fail(&format!("converted model: {e}")));
     let input = read(&input);
     if Some(input.len()) != model.info.input.byte_len() {
@@ -59,7 +60,13 @@ fn main() {
     write("ic.rsm", &converted.bytes);
     write("net.c", g.c.as_bytes());
     write("ops.tsv", g.tsv.as_bytes());
-    eprintln!("gen: {} ops, arena {} B, model {} B -> {}", g.ops.len(), model.info.arena_size, converted.bytes.len(), out.display());
+    eprintln!(
+        "gen: {} ops, arena {} B, model {} B -> {}",
+        g.ops.len(),
+        model.info.arena_size,
+        converted.bytes.len(),
+        out.display()
+    );
 }
 
 struct Gen<'m> {
@@ -151,7 +158,13 @@ impl Gen<'_> {
     /// One ops.tsv row: index, type, output tensor id, MACs, shapes, multipliers, shifts.
     #[allow(clippy::too_many_arguments)]
     fn row(&mut self, i: usize, kind: &str, out: u16, macs: u64, desc: String, mult: &[i32], shift: &[i32]) {
-        let join = |v: &[i32]| if v.is_empty() { "-".to_string() } else { v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",") };
+        let join = |v: &[i32]| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+            }
+        };
         let _ = writeln!(self.tsv, "{i}\t{kind}\t{out}\t{macs}\t{desc}\t{}\t{}", join(mult), join(shift));
     }
 
@@ -229,7 +242,15 @@ impl Gen<'_> {
                     fail(&format!("op {i}: average pool with requantization is not in this harness"));
                 }
                 let (a, o) = (self.activation(input), self.activation(output));
-                self.row(i, "AVERAGE_POOL_2D", o, 0, format!("{}x{} {}->{}", params.kernel[0], params.kernel[1], hwc(input), hwc(output)), &[], &[]);
+                self.row(
+                    i,
+                    "AVERAGE_POOL_2D",
+                    o,
+                    0,
+                    format!("{}x{} {}->{}", params.kernel[0], params.kernel[1], hwc(input), hwc(output)),
+                    &[],
+                    &[],
+                );
                 format!(
                     "{{.kind = NET_AVGPOOL, .in0 = {a}, .in1 = -1, .out = {o}, .in_shape = {}, .out_shape = {}, .kh = {}, .kw = {}, \
                      .stride_h = {}, .stride_w = {}, .pad_top = {}, .pad_left = {}, .act_min = {act_min}, .act_max = {act_max}}}",
@@ -246,7 +267,11 @@ impl Gen<'_> {
             Op::Reshape { input, output } => {
                 let (a, o) = (self.activation(input), self.activation(output));
                 self.row(i, "RESHAPE", o, 0, format!("{}->{}", hwc(input), hwc(output)), &[], &[]);
-                format!("{{.kind = NET_RESHAPE, .in0 = {a}, .in1 = -1, .out = {o}, .in_shape = {}, .out_shape = {}}}", shape(input), shape(output))
+                format!(
+                    "{{.kind = NET_RESHAPE, .in0 = {a}, .in1 = -1, .out = {o}, .in_shape = {}, .out_shape = {}}}",
+                    shape(input),
+                    shape(output)
+                )
             }
             Op::FullyConnected { input, weights, bias, output, requant, .. } => {
                 let rq = requant.as_ref().unwrap_or_else(|| fail(&format!("op {i}: float fully connected")));

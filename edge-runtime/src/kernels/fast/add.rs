@@ -29,7 +29,9 @@ pub fn plan(op: &Op) -> Option<AddPlan> {
     let Op::Add { a, b, output, quant, .. } = op else { return None };
     let q = quant.as_ref()?;
     let zp = |t: &rsim_model::Tensor| match t.quant {
-        Quant::PerTensor { zero_point, .. } if t.dtype == DType::I8 && (-128..=127).contains(&zero_point) => Some(zero_point),
+        Quant::PerTensor { zero_point, .. } if t.dtype == DType::I8 && (-128..=127).contains(&zero_point) => {
+            Some(zero_point)
+        }
         _ => None,
     };
     if a.shape.nhwc() != output.shape.nhwc() || b.shape.nhwc() != output.shape.nhwc() {

@@ -237,7 +237,17 @@ fn put_run(a: &mut [u32; KC], r: usize, mut d: usize, len: usize, src: Option<&[
 /// Gathers elements `k0 .. k0 + kc` (`kc` a multiple of 4) of pixels `p0`, `p0 + 1` (the second
 /// only when `nr == 2`) into the block; padding taps, elements past `k` and absent pixels are 0.
 #[allow(clippy::too_many_arguments)]
-fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x: &[u8], off: i16, a: &mut [u32; KC]) -> KResult<()> {
+fn gather(
+    g: &GemmGeom,
+    k: usize,
+    p0: usize,
+    nr: usize,
+    k0: usize,
+    kc: usize,
+    x: &[u8],
+    off: i16,
+    a: &mut [u32; KC],
+) -> KResult<()> {
     const E: &str = "conv input shorter than its shape";
     let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
     let (oh, ow) = (g.out_h as usize, g.out_w as usize);
@@ -289,7 +299,16 @@ fn gather(g: &GemmGeom, k: usize, p0: usize, nr: usize, k0: usize, kc: usize, x:
 /// [`gather`] for a whole reduction in one chunk (`k0 = 0`, `kq = k` rounded up to 4 <= KC): taps
 /// walked in order without divisions.
 #[allow(clippy::too_many_arguments)]
-fn gather_whole(g: &GemmGeom, k: usize, kq: usize, p0: usize, nr: usize, x: &[u8], off: i16, a: &mut [u32; KC]) -> KResult<()> {
+fn gather_whole(
+    g: &GemmGeom,
+    k: usize,
+    kq: usize,
+    p0: usize,
+    nr: usize,
+    x: &[u8],
+    off: i16,
+    a: &mut [u32; KC],
+) -> KResult<()> {
     const E: &str = "conv input shorter than its shape";
     let (ih, iw, ic) = (g.in_h as isize, g.in_w as isize, g.in_c as usize);
     let (oh, ow) = (g.out_h as usize, g.out_w as usize);
@@ -421,9 +440,23 @@ pub fn requantize(x: i32, m: i32, left: i32, right: i32) -> i32 {
 /// Dense int8 convolution (groups 1; weights OHWI `[oc, kh, kw, ic]`, read in place) or, with a 1x1
 /// geometry, fully connected: byte-identical to `kernels::int8::conv::conv(.., groups 1, ..)` with
 /// `in_zp = -in_offset` (`|in_offset| <= 256`) for any shapes, strides, paddings and dilations.
-pub fn conv(g: &GemmGeom, in_offset: i32, x: &[u8], w: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
-    let off = i16::try_from(in_offset).ok().filter(|o| (-256..=256).contains(o)).ok_or("input offset out of the i16 range")?;
-    let pixels = (g.batch as usize).checked_mul(g.out_h as usize).and_then(|v| v.checked_mul(g.out_w as usize)).ok_or("shape overflows")?;
+pub fn conv(
+    g: &GemmGeom,
+    in_offset: i32,
+    x: &[u8],
+    w: &[u8],
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
+    let off = i16::try_from(in_offset)
+        .ok()
+        .filter(|o| (-256..=256).contains(o))
+        .ok_or("input offset out of the i16 range")?;
+    let pixels = (g.batch as usize)
+        .checked_mul(g.out_h as usize)
+        .and_then(|v| v.checked_mul(g.out_w as usize))
+        .ok_or("shape overflows")?;
     let (oc, ic) = (g.out_c as usize, g.in_c as usize);
     let k = (g.k_h as usize).checked_mul(g.k_w as usize).and_then(|v| v.checked_mul(ic)).ok_or("shape overflows")?;
     if pixels == 0 || oc == 0 {

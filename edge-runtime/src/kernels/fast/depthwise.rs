@@ -59,7 +59,16 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<DwPlan> {
         return None;
     }
     // The reference's depthwise rule, restricted to multiplier 1.
-    if params.groups as usize != c || wo != 1 || wc != oc || oc != c || c == 0 || on != n || n == 0 || kh == 0 || kw == 0 {
+    if params.groups as usize != c
+        || wo != 1
+        || wc != oc
+        || oc != c
+        || c == 0
+        || on != n
+        || n == 0
+        || kh == 0
+        || kw == 0
+    {
         return None;
     }
     let (s, d, p) = (params.stride, params.dilation, params.padding);
@@ -176,7 +185,9 @@ fn portable(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]
                             let xs = x.get(at + c0..at + c0 + len).ok_or(E)?;
                             let ws = w.get((ky * kw + kx) * c + c0..(ky * kw + kx) * c + c0 + len).ok_or(E)?;
                             for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
-                                *a = a.wrapping_add((wv as i8 as i32).wrapping_mul((xv as i8 as i32).wrapping_add(p.in_offset)));
+                                *a = a.wrapping_add(
+                                    (wv as i8 as i32).wrapping_mul((xv as i8 as i32).wrapping_add(p.in_offset)),
+                                );
                             }
                         }
                     }

@@ -32,7 +32,11 @@ pub struct DwF32Plan {
 pub fn plan(op: &Op, at: &mut u32) -> Option<DwF32Plan> {
     let Op::Conv2d { input, weights, bias, output, params, .. } = op else { return None };
     let act_ok = |t: &Tensor| matches!(t.storage, Storage::Arena { .. }) && t.dtype == DType::F32;
-    if !act_ok(input) || !act_ok(output) || !super::is_float_const(weights) || bias.is_some_and(|b| !super::is_float_const(&b)) {
+    if !act_ok(input)
+        || !act_ok(output)
+        || !super::is_float_const(weights)
+        || bias.is_some_and(|b| !super::is_float_const(&b))
+    {
         return None;
     }
     let g = conv_geom(&input.shape, &weights.shape, &output.shape, params).ok()?;
@@ -117,9 +121,19 @@ pub(crate) fn pixels(p: &DwF32Plan, x: &[f32], w: &[f32], bias: &[f32], out: &mu
                     *a = b;
                 }
                 for ky in 0..kh {
-                    let Some(iy) = (oy * p.stride[0] as usize + ky * p.dilation[0] as usize).checked_sub(p.pad[0] as usize).filter(|&v| v < ih) else { continue };
+                    let Some(iy) = (oy * p.stride[0] as usize + ky * p.dilation[0] as usize)
+                        .checked_sub(p.pad[0] as usize)
+                        .filter(|&v| v < ih)
+                    else {
+                        continue;
+                    };
                     for kx in 0..kw {
-                        let Some(ix) = (ox * p.stride[1] as usize + kx * p.dilation[1] as usize).checked_sub(p.pad[1] as usize).filter(|&v| v < iw) else { continue };
+                        let Some(ix) = (ox * p.stride[1] as usize + kx * p.dilation[1] as usize)
+                            .checked_sub(p.pad[1] as usize)
+                            .filter(|&v| v < iw)
+                        else {
+                            continue;
+                        };
                         let at = ((b * ih + iy) * iw + ix) * c;
                         let xs = x.get(at..at + c).ok_or(E)?;
                         let ws = w.get((ky * kw + kx) * c..(ky * kw + kx + 1) * c).ok_or(E)?;

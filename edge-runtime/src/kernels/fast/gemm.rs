@@ -10,8 +10,8 @@
 //! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
 
 use super::{im2col, requant, ChannelData, Channels, Isa, Span};
-use crate::kernels::int8::{KResult, OutStage};
 use crate::kernels::float::conv::out_size;
+use crate::kernels::int8::{KResult, OutStage};
 use rsim_model::{DType, Model, Op, Quant};
 
 /// Output pixels per micro-kernel call (rows of the im2col block).
@@ -86,7 +86,9 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<GemmPlan> {
                 return None;
             }
             let (sh, sw, dh, dw) = (s[0] as usize, s[1] as usize, d[0] as usize, d[1] as usize);
-            if out_size(ih, p.top as usize, p.bottom as usize, kh, sh, dh)? != oh || out_size(iw, p.left as usize, p.right as usize, kw, sw, dw)? != ow {
+            if out_size(ih, p.top as usize, p.bottom as usize, kh, sh, dh)? != oh
+                || out_size(iw, p.left as usize, p.right as usize, kw, sw, dw)? != ow
+            {
                 return None;
             }
             let g = GemmGeom {
@@ -154,7 +156,8 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<GemmPlan> {
 
 fn op_parts<'w>(op: &Op, model: &Model<'w>) -> KResult<(&'w [u8], Option<&'w [u8]>, OutStage<'w>)> {
     let (wt, bias, output, requant) = match op {
-        Op::Conv2d { weights, bias, output, requant, .. } | Op::FullyConnected { weights, bias, output, requant, .. } => (weights, bias, output, requant),
+        Op::Conv2d { weights, bias, output, requant, .. }
+        | Op::FullyConnected { weights, bias, output, requant, .. } => (weights, bias, output, requant),
         _ => return Err("not a conv or fully connected op"),
     };
     let w = model.const_bytes(wt).ok_or("weights lie outside the weights blob")?;
@@ -195,7 +198,16 @@ pub trait Micro {
     /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`; `first`
     /// overwrites the lanes instead of adding (the first chunk of a reduction: no zeroing pass).
     #[allow(clippy::too_many_arguments)]
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()>;
+    fn micro(
+        a: &[i16],
+        lda: usize,
+        kc: usize,
+        w: &[u8],
+        bstride: usize,
+        nb: usize,
+        first: bool,
+        acc: &mut [[i32; 16]; MR],
+    ) -> KResult<()>;
     /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
     fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
     /// `dst[i] = src[i] as i8 + off` for `i < dst.len()` (`src` at least as long).
@@ -211,7 +223,13 @@ pub trait Micro {
 
 /// [`Micro::gather_whole`] through the generic im2col walk and [`Micro::widen`].
 #[inline(always)]
-pub fn gather_whole_generic<M: Micro + ?Sized>(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
+pub fn gather_whole_generic<M: Micro + ?Sized>(
+    p: &GemmPlan,
+    p0: usize,
+    nr: usize,
+    x: &[u8],
+    a: &mut [i16],
+) -> KResult<()> {
     let off = p.in_offset as i16;
     let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
         M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
@@ -246,7 +264,16 @@ pub fn check_micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, n
 pub struct Portable;
 
 impl Micro for Portable {
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+    fn micro(
+        a: &[i16],
+        lda: usize,
+        kc: usize,
+        w: &[u8],
+        bstride: usize,
+        nb: usize,
+        first: bool,
+        acc: &mut [[i32; 16]; MR],
+    ) -> KResult<()> {
         const E: &str = "gemm operands shorter than planned";
         for b in 0..nb {
             let wb = w.get(b * bstride..b * bstride + kc * 8).ok_or(E)?;
@@ -279,7 +306,15 @@ pub fn requant_scalar(acc: &[i32], ch: &ChannelData<'_>, c0: usize, n: usize, ou
     for (i, (o, &a)) in out.iter_mut().zip(acc).take(n).enumerate() {
         let c = c0 + i;
         let v = a.wrapping_add(get_i32(ch.bias, c)?);
-        *o = requant::requant_one(v, get_i32(ch.mult, c)?, get_i32(ch.left, c)?, get_i32(ch.right, c)?, ch.out_zp, ch.act_min, ch.act_max) as u8;
+        *o = requant::requant_one(
+            v,
+            get_i32(ch.mult, c)?,
+            get_i32(ch.left, c)?,
+            get_i32(ch.right, c)?,
+            ch.out_zp,
+            ch.act_min,
+            ch.act_max,
+        ) as u8;
     }
     Ok(())
 }
@@ -297,11 +332,21 @@ pub fn run(p: &GemmPlan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8], 
     let out = &mut out[..pixels * oc];
     let macs = pixels * p.k as usize * oc;
     let t = im2col::threads_for(macs, threads, pixels.div_ceil(MR));
-    im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [u8]| rows(p, isa, first, x, packed, &ch, rows_out))
+    im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [u8]| {
+        rows(p, isa, first, x, packed, &ch, rows_out)
+    })
 }
 
 /// Output pixels `first .. first + out.len() / oc` (whole rows of `out`).
-fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+fn rows(
+    p: &GemmPlan,
+    isa: Isa,
+    first: usize,
+    x: &[u8],
+    packed: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::rows(p, first, x, packed, ch, out),
@@ -315,7 +360,14 @@ fn rows(p: &GemmPlan, isa: Isa, first: usize, x: &[u8], packed: &[u8], ch: &Chan
 /// gather block is sized to the reduction (zeroing 36 KiB for a 16-channel layer would cost more
 /// than its MACs).
 #[inline(always)]
-pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+pub(crate) fn rows_with<M: Micro>(
+    p: &GemmPlan,
+    first: usize,
+    x: &[u8],
+    packed: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     match p.kp as usize {
         0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, ch, out),
         257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, ch, out),
@@ -325,7 +377,14 @@ pub(crate) fn rows_with<M: Micro>(p: &GemmPlan, first: usize, x: &[u8], packed: 
 
 /// [`rows_with`] with a gather block of `LEN = MR * chunk` i16.
 #[inline(always)]
-fn rows_block<M: Micro, const LEN: usize>(p: &GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+fn rows_block<M: Micro, const LEN: usize>(
+    p: &GemmPlan,
+    first: usize,
+    x: &[u8],
+    packed: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let chunk = LEN / MR;
     let oc = p.geom.out_c as usize;
     let kp = p.kp as usize;
@@ -374,4 +433,3 @@ fn rows_block<M: Micro, const LEN: usize>(p: &GemmPlan, first: usize, x: &[u8], 
     }
     Ok(())
 }
-

@@ -132,7 +132,15 @@ pub fn pack(p: &GemmF32Plan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
 pub trait MicroF32 {
     /// `acc[r][l] += sum_j a[r * lda + j] * w[j * 8 + l]` (block `b` of `w` at `b * bstride`,
     /// lanes `l < 8 * nb`, `j < kc`).
-    fn micro(a: &[f32], lda: usize, kc: usize, w: &[f32], bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) -> KResult<()>;
+    fn micro(
+        a: &[f32],
+        lda: usize,
+        kc: usize,
+        w: &[f32],
+        bstride: usize,
+        nb: usize,
+        acc: &mut [[f32; 16]; MR],
+    ) -> KResult<()>;
 }
 
 /// Plain Rust inner loop.
@@ -140,7 +148,15 @@ pub struct PortableF32;
 
 impl MicroF32 for PortableF32 {
     #[inline(always)]
-    fn micro(a: &[f32], lda: usize, kc: usize, w: &[f32], bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) -> KResult<()> {
+    fn micro(
+        a: &[f32],
+        lda: usize,
+        kc: usize,
+        w: &[f32],
+        bstride: usize,
+        nb: usize,
+        acc: &mut [[f32; 16]; MR],
+    ) -> KResult<()> {
         const E: &str = "gemm operands shorter than planned";
         for b in 0..nb {
             let wb = w.get(b * bstride..b * bstride + kc * 8).ok_or(E)?;
@@ -167,7 +183,8 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
     let oc = g.out_c as usize;
     let x: &[f32] = bytemuck::try_cast_slice(x).map_err(|_| "f32 input is not 4-byte aligned")?;
     let out: &mut [f32] = bytemuck::try_cast_slice_mut(out).map_err(|_| "f32 output is not 4-byte aligned")?;
-    let packed: &[f32] = bytemuck::try_cast_slice(p.packed.get(persistent)?).map_err(|_| "packed weights misaligned")?;
+    let packed: &[f32] =
+        bytemuck::try_cast_slice(p.packed.get(persistent)?).map_err(|_| "packed weights misaligned")?;
     let bias: &[f32] = bytemuck::try_cast_slice(p.bias.get(persistent)?).map_err(|_| "packed bias misaligned")?;
     let in_len = g.batch as usize * g.in_h as usize * g.in_w as usize * g.in_c as usize;
     if x.len() < in_len || out.len() < pixels * oc {
@@ -186,7 +203,14 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
 /// The f32 GEMM driver over output pixels `first ..` (whole rows of `out`), with a gather block sized
 /// to the reduction.
 #[inline(always)]
-pub(crate) fn rows_with<M: MicroF32>(p: &GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+pub(crate) fn rows_with<M: MicroF32>(
+    p: &GemmF32Plan,
+    first: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     match p.k as usize {
         0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, bias, out),
         257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, bias, out),
@@ -195,7 +219,14 @@ pub(crate) fn rows_with<M: MicroF32>(p: &GemmF32Plan, first: usize, x: &[f32], p
 }
 
 #[inline(always)]
-fn rows_block<M: MicroF32, const LEN: usize>(p: &GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+fn rows_block<M: MicroF32, const LEN: usize>(
+    p: &GemmF32Plan,
+    first: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     let chunk = LEN / MR;
     let oc = p.geom.out_c as usize;
     let k = p.k as usize;
@@ -211,7 +242,8 @@ fn rows_block<M: MicroF32, const LEN: usize>(p: &GemmF32Plan, first: usize, x: &
     // Pointwise (1x1, stride 1, no padding) convs and FCs: output pixel p's receptive field is input
     // row p itself, so whole row blocks are read in place instead of copied.
     let g = &p.geom;
-    let in_place = g.k_h == 1 && g.k_w == 1 && g.stride == [1, 1] && g.pad == [0, 0] && g.in_h == g.out_h && g.in_w == g.out_w;
+    let in_place =
+        g.k_h == 1 && g.k_w == 1 && g.stride == [1, 1] && g.pad == [0, 0] && g.in_h == g.out_h && g.in_w == g.out_w;
     let mut done = 0;
     while done < count {
         let nr = MR.min(count - done);

@@ -20,9 +20,9 @@ pub mod depthwise_f32;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod im2col;
-pub mod requant;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
+pub mod requant;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
@@ -113,11 +113,15 @@ pub struct Span {
 impl Span {
     pub fn get(self, bytes: &[u8]) -> KResult<&[u8]> {
         let s = self.start as usize;
-        bytes.get(s..s.checked_add(self.len as usize).ok_or("span overflows")?).ok_or("prepared data lies outside the persistent area")
+        bytes
+            .get(s..s.checked_add(self.len as usize).ok_or("span overflows")?)
+            .ok_or("prepared data lies outside the persistent area")
     }
     pub fn get_mut(self, bytes: &mut [u8]) -> KResult<&mut [u8]> {
         let s = self.start as usize;
-        bytes.get_mut(s..s.checked_add(self.len as usize).ok_or("span overflows")?).ok_or("prepared data lies outside the persistent area")
+        bytes
+            .get_mut(s..s.checked_add(self.len as usize).ok_or("span overflows")?)
+            .ok_or("prepared data lies outside the persistent area")
     }
 }
 
@@ -139,7 +143,8 @@ pub struct Channels {
 impl Channels {
     fn plan(count: usize, stage: &OutStage<'_>, at: &mut u32) -> KResult<Channels> {
         let padded = count.div_ceil(8).checked_mul(8).ok_or("channel count overflows")?;
-        let len = u32::try_from(padded.checked_mul(16).ok_or("channel count overflows")?).map_err(|_| "channel data too large")?;
+        let len = u32::try_from(padded.checked_mul(16).ok_or("channel count overflows")?)
+            .map_err(|_| "channel data too large")?;
         let span = Span { start: *at, len };
         *at = at.checked_add(len).ok_or("persistent area overflows")?;
         let mut nonneg = true;
@@ -214,7 +219,8 @@ impl<'a> ChannelData<'a> {
 
 /// An f32 or f16 constant (weights, bias) of the float fast kernels.
 fn is_float_const(t: &Tensor) -> bool {
-    matches!(t.storage, rsim_model::Storage::Weights { .. }) && matches!(t.dtype, rsim_model::DType::F32 | rsim_model::DType::F16)
+    matches!(t.storage, rsim_model::Storage::Weights { .. })
+        && matches!(t.dtype, rsim_model::DType::F32 | rsim_model::DType::F16)
 }
 
 /// A float constant's values, read through the float kernels' own [`Operand`](crate::kernels::float::Operand).
@@ -234,7 +240,8 @@ fn out_stage<'w>(r: &Option<Requant>, out: &Tensor, weights: &'w [u8]) -> Option
     let mult = match r.multiplier {
         Multiplier::PerTensor { mult, shift } => Mults::PerTensor(mult, shift),
         Multiplier::PerChannel { mult, shift } => {
-            let blob = |b: rsim_model::Blob| weights.get(b.offset as usize..(b.offset as usize).checked_add(b.len as usize)?);
+            let blob =
+                |b: rsim_model::Blob| weights.get(b.offset as usize..(b.offset as usize).checked_add(b.len as usize)?);
             Mults::PerChannel { mult: blob(mult)?, shift: blob(shift)? }
         }
     };
@@ -303,7 +310,15 @@ pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
 
 /// Runs a fast kernel. `inputs` as for `kernels::int8::eval` (activation first); `weights` is the
 /// model's constant blob (the DSP kernel's per-channel multipliers).
-pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persistent: &[u8], weights: &[u8], out: &mut [u8]) -> KResult<()> {
+pub fn run(
+    kernel: &Kernel,
+    isa: Isa,
+    threads: usize,
+    inputs: &[&[u8]],
+    persistent: &[u8],
+    weights: &[u8],
+    out: &mut [u8],
+) -> KResult<()> {
     let x = inputs.first().copied().ok_or("fewer input buffers than the op reads")?;
     let _ = weights;
     match kernel {
@@ -315,7 +330,9 @@ pub fn run(kernel: &Kernel, isa: Isa, threads: usize, inputs: &[&[u8]], persiste
             let w = inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?;
             depthwise::run(p, isa, x, w, persistent, out)
         }
-        Kernel::Add(p) => add::run(p, isa, x, inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?, out),
+        Kernel::Add(p) => {
+            add::run(p, isa, x, inputs.get(1).copied().ok_or("fewer input buffers than the op reads")?, out)
+        }
         #[cfg(rsim_arm_dsp)]
         Kernel::Dsp(p) => cortex_m::run(p, inputs, weights, out),
     }

@@ -16,7 +16,16 @@ pub struct Neon;
 
 impl Micro for Neon {
     #[inline(always)]
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+    fn micro(
+        a: &[i16],
+        lda: usize,
+        kc: usize,
+        w: &[u8],
+        bstride: usize,
+        nb: usize,
+        first: bool,
+        acc: &mut [[i32; 16]; MR],
+    ) -> KResult<()> {
         super::gemm::check_micro(a, lda, kc, w, bstride, nb)?;
         for b in 0..nb {
             // SAFETY: rows 0..MR of `a` hold `kc` i16 at stride `lda`; block `b` of `w` holds `kc / 2`
@@ -34,7 +43,15 @@ impl Micro for Neon {
 
 /// One 8-channel block for all MR rows: 4 accumulators of pair partial sums per row.
 #[inline]
-unsafe fn block(a: *const i16, lda: usize, pairs: usize, w: *const u8, b: usize, first: bool, acc: &mut [[i32; 16]; MR]) {
+unsafe fn block(
+    a: *const i16,
+    lda: usize,
+    pairs: usize,
+    w: *const u8,
+    b: usize,
+    first: bool,
+    acc: &mut [[i32; 16]; MR],
+) {
     // SAFETY (whole body): the caller's contract on `a` and `w`; `acc` is a plain array.
     unsafe {
         let z = vdupq_n_s32(0);
@@ -55,7 +72,8 @@ unsafe fn block(a: *const i16, lda: usize, pairs: usize, w: *const u8, b: usize,
         for (r, sr) in s.iter().enumerate() {
             let dst = acc[r][b * 8..].as_mut_ptr();
             let (lo, hi) = (vpaddq_s32(sr[0], sr[1]), vpaddq_s32(sr[2], sr[3]));
-            let (lo, hi) = if first { (lo, hi) } else { (vaddq_s32(vld1q_s32(dst), lo), vaddq_s32(vld1q_s32(dst.add(4)), hi)) };
+            let (lo, hi) =
+                if first { (lo, hi) } else { (vaddq_s32(vld1q_s32(dst), lo), vaddq_s32(vld1q_s32(dst.add(4)), hi)) };
             vst1q_s32(dst, lo);
             vst1q_s32(dst.add(4), hi);
         }

@@ -16,19 +16,42 @@ use core::arch::x86_64::*;
 pub struct Avx2;
 
 /// The GEMM driver compiled for AVX2, so the micro-kernel, widening and requantization inline into it.
-pub fn rows(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+pub fn rows(
+    p: &super::gemm::GemmPlan,
+    first: usize,
+    x: &[u8],
+    packed: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     // SAFETY: only reached on the AVX2 path, chosen when AVX2 was detected (module doc).
     unsafe { rows_avx2(p, first, x, packed, ch, out) }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn rows_avx2(p: &super::gemm::GemmPlan, first: usize, x: &[u8], packed: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
+unsafe fn rows_avx2(
+    p: &super::gemm::GemmPlan,
+    first: usize,
+    x: &[u8],
+    packed: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     super::gemm::rows_with::<Avx2>(p, first, x, packed, ch, out)
 }
 
 impl Micro for Avx2 {
     #[inline(always)]
-    fn micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) -> KResult<()> {
+    fn micro(
+        a: &[i16],
+        lda: usize,
+        kc: usize,
+        w: &[u8],
+        bstride: usize,
+        nb: usize,
+        first: bool,
+        acc: &mut [[i32; 16]; MR],
+    ) -> KResult<()> {
         super::gemm::check_micro(a, lda, kc, w, bstride, nb)?;
         // SAFETY: AVX2 was detected (module doc); `a` holds MR rows of `kc` at stride `lda` and `w` holds
         // `nb` blocks of `kc / 2` 16-byte pairs at stride `bstride` (checked above).
@@ -171,7 +194,16 @@ unsafe fn widen_avx2(src: *const u8, off: i16, dst: *mut i16, n: usize) {
 #[target_feature(enable = "avx2")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_avx2(a: *const i16, lda: usize, pairs: usize, w: *const u8, bstride: usize, nb: usize, first: bool, acc: &mut [[i32; 16]; MR]) {
+unsafe fn micro_avx2(
+    a: *const i16,
+    lda: usize,
+    pairs: usize,
+    w: *const u8,
+    bstride: usize,
+    nb: usize,
+    first: bool,
+    acc: &mut [[i32; 16]; MR],
+) {
     // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
     // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
     unsafe {
@@ -254,8 +286,14 @@ fn srdhm_nonneg(x: __m256i, m: __m256i) -> __m256i {
     let ax = _mm256_abs_epi32(x);
     let pe = _mm256_mul_epu32(ax, m);
     let po = _mm256_mul_epu32(_mm256_srli_epi64::<32>(ax), _mm256_srli_epi64::<32>(m));
-    let high = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<31>(pe), _mm256_slli_epi64::<32>(_mm256_srli_epi64::<31>(po)));
-    let low = _mm256_and_si256(_mm256_blend_epi32::<0b1010_1010>(pe, _mm256_slli_epi64::<32>(po)), _mm256_set1_epi32(0x7fff_ffff));
+    let high = _mm256_blend_epi32::<0b1010_1010>(
+        _mm256_srli_epi64::<31>(pe),
+        _mm256_slli_epi64::<32>(_mm256_srli_epi64::<31>(po)),
+    );
+    let low = _mm256_and_si256(
+        _mm256_blend_epi32::<0b1010_1010>(pe, _mm256_slli_epi64::<32>(po)),
+        _mm256_set1_epi32(0x7fff_ffff),
+    );
     let neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), x);
     let threshold = _mm256_sub_epi32(_mm256_set1_epi32((1 << 30) - 1), neg);
     let q = _mm256_sub_epi32(high, _mm256_cmpgt_epi32(low, threshold));
@@ -277,7 +315,15 @@ fn srdhm_any(x: __m256i, mult: __m256i) -> __m256i {
 #[target_feature(enable = "avx2")]
 #[inline]
 #[allow(clippy::too_many_arguments)]
-fn requant8<const NONNEG: bool>(v: __m256i, mult: __m256i, left: __m256i, right: __m256i, zp: __m256i, lo: __m256i, hi: __m256i) -> __m256i {
+fn requant8<const NONNEG: bool>(
+    v: __m256i,
+    mult: __m256i,
+    left: __m256i,
+    right: __m256i,
+    zp: __m256i,
+    lo: __m256i,
+    hi: __m256i,
+) -> __m256i {
     let x = _mm256_sllv_epi32(v, left);
     let q = if NONNEG { srdhm_nonneg(x, mult) } else { srdhm_any(x, mult) };
     // rounding_divide_by_pot(q, right), right in 0..=31.
@@ -307,7 +353,11 @@ unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *
         let v = _mm256_add_epi32(_mm256_loadu_si256(acc as *const __m256i), ld!(ch.bias));
         let (m, l, r, zp) = (ld!(ch.mult), ld!(ch.left), ld!(ch.right), _mm256_set1_epi32(ch.out_zp));
         let (lo, hi) = (_mm256_set1_epi32(ch.act_min), _mm256_set1_epi32(ch.act_max));
-        let r = if ch.nonneg { requant8::<true>(v, m, l, r, zp, lo, hi) } else { requant8::<false>(v, m, l, r, zp, lo, hi) };
+        let r = if ch.nonneg {
+            requant8::<true>(v, m, l, r, zp, lo, hi)
+        } else {
+            requant8::<false>(v, m, l, r, zp, lo, hi)
+        };
         store8(r, out);
     }
 }
@@ -374,7 +424,10 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &Chan
                         macro_rules! input {
                             ($t:expr) => {
                                 match at.get($t).copied().flatten() {
-                                    Some(a) => _mm256_add_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr().add(a + c0) as *const __m128i)), off16),
+                                    Some(a) => _mm256_add_epi16(
+                                        _mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr().add(a + c0) as *const __m128i)),
+                                        off16,
+                                    ),
                                     None => _mm256_setzero_si256(),
                                 }
                             };
@@ -389,8 +442,14 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &Chan
                         }
                         // lo holds channels 0-3 | 8-11, hi 4-7 | 12-15 (unpack works per 128-bit lane).
                         let mut lanes = [0i32; 16];
-                        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, _mm256_permute2x128_si256::<0x20>(lo, hi));
-                        _mm256_storeu_si256(lanes[8..].as_mut_ptr() as *mut __m256i, _mm256_permute2x128_si256::<0x31>(lo, hi));
+                        _mm256_storeu_si256(
+                            lanes.as_mut_ptr() as *mut __m256i,
+                            _mm256_permute2x128_si256::<0x20>(lo, hi),
+                        );
+                        _mm256_storeu_si256(
+                            lanes[8..].as_mut_ptr() as *mut __m256i,
+                            _mm256_permute2x128_si256::<0x31>(lo, hi),
+                        );
                         requant8_store(lanes.as_ptr(), ch, c0, out.as_mut_ptr().add(o_at + c0));
                         requant8_store(lanes[8..].as_ptr(), ch, c0 + 8, out.as_mut_ptr().add(o_at + c0 + 8));
                     }
@@ -403,7 +462,8 @@ unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &Chan
                         for (t, a) in at.iter().take(taps).enumerate() {
                             let Some(a) = *a else { continue };
                             let xv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.as_ptr().add(a + c0) as *const __m128i));
-                            let wv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(t * c + c0) as *const __m128i));
+                            let wv =
+                                _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(t * c + c0) as *const __m128i));
                             acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(wv, _mm256_add_epi32(xv, off)));
                         }
                         let mut lanes = [0i32; 8];
@@ -471,19 +531,41 @@ unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mu
 }
 
 /// The f32 GEMM driver compiled for AVX2 + FMA.
-pub fn rows_f32(p: &super::gemm_f32::GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+pub fn rows_f32(
+    p: &super::gemm_f32::GemmF32Plan,
+    first: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
     unsafe { rows_f32_avx2(p, first, x, packed, bias, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn rows_f32_avx2(p: &super::gemm_f32::GemmF32Plan, first: usize, x: &[f32], packed: &[f32], bias: &[f32], out: &mut [f32]) -> KResult<()> {
+unsafe fn rows_f32_avx2(
+    p: &super::gemm_f32::GemmF32Plan,
+    first: usize,
+    x: &[f32],
+    packed: &[f32],
+    bias: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     super::gemm_f32::rows_with::<Avx2>(p, first, x, packed, bias, out)
 }
 
 impl super::gemm_f32::MicroF32 for Avx2 {
     #[inline(always)]
-    fn micro(a: &[f32], lda: usize, kc: usize, w: &[f32], bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) -> KResult<()> {
+    fn micro(
+        a: &[f32],
+        lda: usize,
+        kc: usize,
+        w: &[f32],
+        bstride: usize,
+        nb: usize,
+        acc: &mut [[f32; 16]; MR],
+    ) -> KResult<()> {
         if !(1..=2).contains(&nb) || lda < kc {
             return Err("gemm micro-kernel called with a bad shape");
         }
@@ -498,7 +580,15 @@ impl super::gemm_f32::MicroF32 for Avx2 {
 
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn micro_f32(a: *const f32, lda: usize, kc: usize, w: *const f32, bstride: usize, nb: usize, acc: &mut [[f32; 16]; MR]) {
+unsafe fn micro_f32(
+    a: *const f32,
+    lda: usize,
+    kc: usize,
+    w: *const f32,
+    bstride: usize,
+    nb: usize,
+    acc: &mut [[f32; 16]; MR],
+) {
     // SAFETY (whole body): rows 0..MR of `a` have `kc` floats at stride `lda`, `nb` weight blocks have
     // `kc * 8` floats at stride `bstride` (checked by the caller).
     unsafe {
@@ -545,13 +635,25 @@ unsafe fn micro_f32(a: *const f32, lda: usize, kc: usize, w: *const f32, bstride
 }
 
 /// f32 depthwise (multiplier 1) compiled for AVX2 + FMA.
-pub fn depthwise_f32(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) -> KResult<()> {
+pub fn depthwise_f32(
+    p: &super::depthwise_f32::DwF32Plan,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
     unsafe { depthwise_f32_avx2(p, x, w, b, out) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_f32_avx2(p: &super::depthwise_f32::DwF32Plan, x: &[f32], w: &[f32], b: &[f32], out: &mut [f32]) -> KResult<()> {
+unsafe fn depthwise_f32_avx2(
+    p: &super::depthwise_f32::DwF32Plan,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+) -> KResult<()> {
     super::depthwise_f32::pixels(p, x, w, b, out)
 }
 
@@ -567,7 +669,8 @@ mod tests {
             eprintln!("SKIPPED: no AVX2 on this CPU");
             return;
         }
-        let edges = [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), (1 << 30) - 1, 12345, -98765];
+        let edges =
+            [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), (1 << 30) - 1, 12345, -98765];
         let mut vals: Vec<i32> = edges.to_vec();
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..4000 {

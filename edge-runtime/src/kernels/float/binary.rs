@@ -62,7 +62,10 @@ pub fn binary<A: Elem, B: Elem>(
     output: &mut [f32],
 ) -> Result<(), &'static str> {
     let [d0, d1, d2, d3] = g.out;
-    if a.len() != g.a_len || b.len() != g.b_len || Some(output.len()) != d0.checked_mul(d1).and_then(|v| v.checked_mul(d2)?.checked_mul(d3)) {
+    if a.len() != g.a_len
+        || b.len() != g.b_len
+        || Some(output.len()) != d0.checked_mul(d1).and_then(|v| v.checked_mul(d2)?.checked_mul(d3))
+    {
         return Err("binary op tensor sizes do not match the geometry");
     }
     let (sa, sb) = (g.a_strides, g.b_strides);

@@ -43,7 +43,12 @@ pub fn concat_geom(inputs: &[Option<Shape>; 4], output: &Shape, axis: u8) -> Res
     Ok(ConcatGeom { outer, chunks })
 }
 
-pub fn concat(g: &ConcatGeom, inputs: &[super::Operand<'_>], slots: &[usize], output: &mut [f32]) -> Result<(), &'static str> {
+pub fn concat(
+    g: &ConcatGeom,
+    inputs: &[super::Operand<'_>],
+    slots: &[usize],
+    output: &mut [f32],
+) -> Result<(), &'static str> {
     let row: usize = g.chunks.iter().sum();
     if Some(output.len()) != g.outer.checked_mul(row) || inputs.len() != slots.len() {
         return Err("concat output size does not match the geometry");

@@ -28,7 +28,14 @@ pub struct ConvGeom {
 }
 
 /// Output size of one spatial axis, or `None` when the (dilated) kernel does not fit.
-pub fn out_size(input: usize, pad_a: usize, pad_b: usize, kernel: usize, stride: usize, dilation: usize) -> Option<usize> {
+pub fn out_size(
+    input: usize,
+    pad_a: usize,
+    pad_b: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+) -> Option<usize> {
     let extent = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
     let padded = input.checked_add(pad_a)?.checked_add(pad_b)?;
     let span = padded.checked_sub(extent)?;
@@ -69,8 +76,10 @@ pub fn conv_geom(input: &Shape, weights: &Shape, output: &Shape, p: &Conv2dParam
     let pd = p.padding;
     let [sh, sw] = [p.stride[0] as usize, p.stride[1] as usize];
     let [dh, dw] = [p.dilation[0] as usize, p.dilation[1] as usize];
-    let eh = out_size(h, pd.top as usize, pd.bottom as usize, kh, sh, dh).ok_or("conv kernel is larger than the padded input")?;
-    let ew = out_size(w, pd.left as usize, pd.right as usize, kw, sw, dw).ok_or("conv kernel is larger than the padded input")?;
+    let eh = out_size(h, pd.top as usize, pd.bottom as usize, kh, sh, dh)
+        .ok_or("conv kernel is larger than the padded input")?;
+    let ew = out_size(w, pd.left as usize, pd.right as usize, kw, sw, dw)
+        .ok_or("conv kernel is larger than the padded input")?;
     if on != n || oh != eh || ow != ew {
         return Err("conv output shape does not match input, kernel, stride, dilation and padding");
     }
@@ -121,7 +130,10 @@ pub fn conv2d<W: Elem>(
     activation: Activation,
     output: &mut [f32],
 ) -> Result<(), &'static str> {
-    if Some(input.len()) != g.input_len() || Some(output.len()) != g.output_len() || Some(weights.len()) != g.weights_len() {
+    if Some(input.len()) != g.input_len()
+        || Some(output.len()) != g.output_len()
+        || Some(weights.len()) != g.weights_len()
+    {
         return Err("conv tensor sizes do not match the geometry");
     }
     if bias.is_some_and(|b| b.len() != g.out_c) {
@@ -140,14 +152,20 @@ pub fn conv2d<W: Elem>(
                     *v = bias.and_then(|b| b.get(o)).unwrap_or(0.0);
                 }
                 for ky in 0..g.k_h {
-                    let Some(iy) = ConvGeom::src(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else { continue };
+                    let Some(iy) = ConvGeom::src(oy, ky, g.stride[0], g.dilation[0], g.pad_top, g.in_h) else {
+                        continue;
+                    };
                     for kx in 0..g.k_w {
-                        let Some(ix) = ConvGeom::src(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else { continue };
+                        let Some(ix) = ConvGeom::src(ox, kx, g.stride[1], g.dilation[1], g.pad_left, g.in_w) else {
+                            continue;
+                        };
                         let at = ((n * g.in_h + iy) * g.in_w + ix) * cin;
                         let in_px = input.get(at..at + cin).ok_or("conv input index out of range")?;
                         let tap = ky * g.k_w + kx;
                         if g.depthwise {
-                            let w_tap = weights.get(tap * tap_len..(tap + 1) * tap_len).ok_or("conv weights index out of range")?;
+                            let w_tap = weights
+                                .get(tap * tap_len..(tap + 1) * tap_len)
+                                .ok_or("conv weights index out of range")?;
                             depthwise_tap(in_px, w_tap, out_px);
                         } else {
                             for (o, v) in out_px.iter_mut().enumerate() {

@@ -19,7 +19,8 @@ pub fn rows_geom(input: &Shape, output: &Shape) -> Result<(usize, usize), &'stat
 
 /// `output = exp(beta * (x - max)) / sum` per row.
 pub fn softmax(row: usize, beta: f32, input: &[f32], output: &mut [f32]) -> Result<(), &'static str> {
-    if input.len() != output.len() || (row == 0 && !input.is_empty()) || (row != 0 && !input.len().is_multiple_of(row)) {
+    if input.len() != output.len() || (row == 0 && !input.is_empty()) || (row != 0 && !input.len().is_multiple_of(row))
+    {
         return Err("softmax tensor sizes do not match");
     }
     if row == 0 {
@@ -39,8 +40,19 @@ pub fn softmax(row: usize, beta: f32, input: &[f32], output: &mut [f32]) -> Resu
 }
 
 /// `(x - mean) / sqrt(var + eps) * gamma + beta` per row; gamma and beta hold `row` values.
-pub fn layer_norm<G: Elem, B: Elem>(row: usize, eps: f32, input: &[f32], gamma: &[G], beta: &[B], output: &mut [f32]) -> Result<(), &'static str> {
-    if input.len() != output.len() || gamma.len() != row || beta.len() != row || (row != 0 && !input.len().is_multiple_of(row)) {
+pub fn layer_norm<G: Elem, B: Elem>(
+    row: usize,
+    eps: f32,
+    input: &[f32],
+    gamma: &[G],
+    beta: &[B],
+    output: &mut [f32],
+) -> Result<(), &'static str> {
+    if input.len() != output.len()
+        || gamma.len() != row
+        || beta.len() != row
+        || (row != 0 && !input.len().is_multiple_of(row))
+    {
         return Err("layer norm tensor sizes do not match (gamma and beta need one value per element of the last dim)");
     }
     if row == 0 {

@@ -35,14 +35,27 @@ pub fn pool_geom(input: &Shape, output: &Shape, p: &PoolParams) -> Result<PoolGe
     if pd.top as usize >= kh || pd.bottom as usize >= kh || pd.left as usize >= kw || pd.right as usize >= kw {
         return Err("pool padding must be smaller than the kernel");
     }
-    let eh = out_size(h, pd.top as usize, pd.bottom as usize, kh, sh, 1).ok_or("pool kernel is larger than the padded input")?;
-    let ew = out_size(w, pd.left as usize, pd.right as usize, kw, sw, 1).ok_or("pool kernel is larger than the padded input")?;
+    let eh = out_size(h, pd.top as usize, pd.bottom as usize, kh, sh, 1)
+        .ok_or("pool kernel is larger than the padded input")?;
+    let ew = out_size(w, pd.left as usize, pd.right as usize, kw, sw, 1)
+        .ok_or("pool kernel is larger than the padded input")?;
     if on != n || oc != c || oh != eh || ow != ew {
         return Err("pool output shape does not match input, kernel, stride and padding");
     }
     super::count(input)?;
     super::count(output)?;
-    Ok(PoolGeom { batch: n, in_h: h, in_w: w, channels: c, out_h: oh, out_w: ow, k: [kh, kw], stride: [sh, sw], pad_top: pd.top as usize, pad_left: pd.left as usize })
+    Ok(PoolGeom {
+        batch: n,
+        in_h: h,
+        in_w: w,
+        channels: c,
+        out_h: oh,
+        out_w: ow,
+        k: [kh, kw],
+        stride: [sh, sw],
+        pad_top: pd.top as usize,
+        pad_left: pd.left as usize,
+    })
 }
 
 /// In-bounds input range of the window for output coordinate `o` on one axis.

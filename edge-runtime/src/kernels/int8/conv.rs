@@ -37,7 +37,16 @@ fn finish(acc: i32, c: usize, stage: &OutStage<'_>) -> KResult<u8> {
 
 /// Dense or grouped conv: weights OHWI `[out_c, kh, kw, in_c / groups]`.
 #[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
-pub fn conv(g: &ConvGeom, groups: usize, input: &[u8], in_zp: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+pub fn conv(
+    g: &ConvGeom,
+    groups: usize,
+    input: &[u8],
+    in_zp: i32,
+    weights: &[u8],
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let [n, _ih, _iw, ic] = g.input;
     let [_, oh, ow, oc] = g.output;
     let [kh, kw] = g.kernel;
@@ -66,7 +75,9 @@ pub fn conv(g: &ConvGeom, groups: usize, input: &[u8], in_zp: i32, weights: &[u8
                             acc = acc.wrapping_add(match offset16 {
                                 Some(o) => dot_i16(xs, ws, o),
                                 None => xs.iter().zip(ws).fold(0i32, |a, (&x, &w)| {
-                                    a.wrapping_add((w as i8 as i32).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)))
+                                    a.wrapping_add(
+                                        (w as i8 as i32).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)),
+                                    )
                                 }),
                             });
                         }
@@ -87,11 +98,21 @@ pub fn conv(g: &ConvGeom, groups: usize, input: &[u8], in_zp: i32, weights: &[u8
 /// (x86 `pmaddwd`, Arm `smlal`); wrapping i32 sums make the order irrelevant (bit-identical).
 #[inline]
 fn dot_i16(xs: &[u8], ws: &[u8], offset: i16) -> i32 {
-    xs.iter().zip(ws).fold(0i32, |a, (&x, &w)| a.wrapping_add((w as i8 as i16 as i32) * ((x as i8 as i16 + offset) as i32)))
+    xs.iter()
+        .zip(ws)
+        .fold(0i32, |a, (&x, &w)| a.wrapping_add((w as i8 as i16 as i32) * ((x as i8 as i16 + offset) as i32)))
 }
 
 /// Depthwise conv with depth multiplier `oc / ic`: weights `[1, kh, kw, oc]`.
-pub fn depthwise(g: &ConvGeom, input: &[u8], in_zp: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+pub fn depthwise(
+    g: &ConvGeom,
+    input: &[u8],
+    in_zp: i32,
+    weights: &[u8],
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let (ic, oc) = (g.input[3], g.output[3]);
     if ic == 0 || oc % ic != 0 {
         return Err("depthwise output channels are not a multiple of input channels");
@@ -104,7 +125,15 @@ pub fn depthwise(g: &ConvGeom, input: &[u8], in_zp: i32, weights: &[u8], bias: O
 }
 
 /// Any depth multiplier, one output channel's taps at a time (TFLM's loop order).
-fn depthwise_general(g: &ConvGeom, input: &[u8], in_offset: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+fn depthwise_general(
+    g: &ConvGeom,
+    input: &[u8],
+    in_offset: i32,
+    weights: &[u8],
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let [n, _ih, _iw, ic] = g.input;
     let [_, oh, ow, oc] = g.output;
     let [kh, kw] = g.kernel;
@@ -119,7 +148,8 @@ fn depthwise_general(g: &ConvGeom, input: &[u8], in_offset: i32, weights: &[u8],
                         let Some(iy) = g.src(0, oy, ky) else { continue };
                         for kx in 0..kw {
                             let Some(ix) = g.src(1, ox, kx) else { continue };
-                            let x = *input.get(((b * g.input[1] + iy) * g.input[2] + ix) * ic + in_c).ok_or(E)? as i8 as i32;
+                            let x = *input.get(((b * g.input[1] + iy) * g.input[2] + ix) * ic + in_c).ok_or(E)? as i8
+                                as i32;
                             let w = *weights.get((ky * kw + kx) * oc + c).ok_or(E)? as i8 as i32;
                             acc = acc.wrapping_add(w.wrapping_mul(x.wrapping_add(in_offset)));
                         }
@@ -142,7 +172,15 @@ const DW_CHUNK: usize = 32;
 /// Depthwise with multiplier 1, channels innermost: for each output pixel and tap, a run of
 /// contiguous channels is accumulated at once (input and weights are both channel-contiguous),
 /// instead of one channel's taps at a time. Integer sums in the same tap order: bit-identical.
-fn depthwise_channels_inner(g: &ConvGeom, input: &[u8], in_offset: i32, weights: &[u8], bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+fn depthwise_channels_inner(
+    g: &ConvGeom,
+    input: &[u8],
+    in_offset: i32,
+    weights: &[u8],
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let [n, ih, iw, c_all] = g.input;
     let [_, oh, ow, _] = g.output;
     let [kh, kw] = g.kernel;
@@ -164,7 +202,9 @@ fn depthwise_channels_inner(g: &ConvGeom, input: &[u8], in_offset: i32, weights:
                             let xs = input.get(in_at..in_at + len).ok_or(E)?;
                             let ws = weights.get(w_at..w_at + len).ok_or(E)?;
                             for ((a, &x), &w) in acc.iter_mut().zip(xs).zip(ws) {
-                                *a = a.wrapping_add((w as i8 as i32).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)));
+                                *a = a.wrapping_add(
+                                    (w as i8 as i32).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)),
+                                );
                             }
                         }
                     }
@@ -220,7 +260,8 @@ mod tests {
                                 acc += (x[at + c / dm] as f64 - zp as f64) * w[(ky * g.kernel[1] + kx) * oc + c] as f64;
                             } else {
                                 for i in 0..ic {
-                                    acc += (x[at + i] as f64 - zp as f64) * w[((c * g.kernel[0] + ky) * g.kernel[1] + kx) * ic + i] as f64;
+                                    acc += (x[at + i] as f64 - zp as f64)
+                                        * w[((c * g.kernel[0] + ky) * g.kernel[1] + kx) * ic + i] as f64;
                                 }
                             }
                         }
@@ -242,7 +283,14 @@ mod tests {
             let oh = (5 + 2 * pad - dil * (k - 1) - 1) / stride + 1;
             let ow = (6 + 2 * pad - dil * (k - 1) - 1) / stride + 1;
             for (dw, oc) in [(false, 3), (true, 2), (true, 6)] {
-                let g = ConvGeom { input: [1, 5, 6, 2], output: [1, oh, ow, oc], kernel: [k, k], stride: [stride; 2], dilation: [dil; 2], pad: [pad; 2] };
+                let g = ConvGeom {
+                    input: [1, 5, 6, 2],
+                    output: [1, oh, ow, oc],
+                    kernel: [k, k],
+                    stride: [stride; 2],
+                    dilation: [dil; 2],
+                    pad: [pad; 2],
+                };
                 let wn = if dw { k * k * oc } else { oc * k * k * 2 };
                 let w: Vec<i8> = (0..wn).map(|i| ((i * 53) % 7) as i8 - 3).collect();
                 let mut out = vec![0u8; oh * ow * oc];
@@ -267,7 +315,14 @@ mod tests {
         for (stride, dil, pad) in [(1, 1, 1), (2, 1, 1), (1, 2, 2)] {
             let oh = (5 + 2 * pad - dil * 2 - 1) / stride + 1;
             let ow = (6 + 2 * pad - dil * 2 - 1) / stride + 1;
-            let g = ConvGeom { input: [1, 5, 6, c], output: [1, oh, ow, c], kernel: [3, 3], stride: [stride; 2], dilation: [dil; 2], pad: [pad; 2] };
+            let g = ConvGeom {
+                input: [1, 5, 6, c],
+                output: [1, oh, ow, c],
+                kernel: [3, 3],
+                stride: [stride; 2],
+                dilation: [dil; 2],
+                pad: [pad; 2],
+            };
             let (mut fast, mut slow) = (vec![0u8; oh * ow * c], vec![0u8; oh * ow * c]);
             depthwise_channels_inner(&g, &b(&x), 4, &b(&w), Some(&bias), &stage(3), &mut fast).unwrap();
             depthwise_general(&g, &b(&x), 4, &b(&w), Some(&bias), &stage(3), &mut slow).unwrap();
@@ -281,14 +336,24 @@ mod tests {
         let xs: Vec<u8> = (0..301u32).map(|i| (i * 97 % 256) as u8).collect();
         let ws: Vec<u8> = (0..301u32).map(|i| (i * 61 % 256) as u8).collect();
         for offset in [-256i16, -128, -1, 0, 1, 127, 128, 256] {
-            let wide = xs.iter().zip(&ws).fold(0i32, |a, (&x, &w)| a.wrapping_add((w as i8 as i32) * (x as i8 as i32 + offset as i32)));
+            let wide = xs
+                .iter()
+                .zip(&ws)
+                .fold(0i32, |a, (&x, &w)| a.wrapping_add((w as i8 as i32) * (x as i8 as i32 + offset as i32)));
             assert_eq!(dot_i16(&xs, &ws, offset), wide, "offset {offset}");
         }
     }
 
     #[test]
     fn short_buffers_are_errors_not_panics() {
-        let g = ConvGeom { input: [1, 4, 4, 2], output: [1, 4, 4, 2], kernel: [3, 3], stride: [1; 2], dilation: [1; 2], pad: [1; 2] };
+        let g = ConvGeom {
+            input: [1, 4, 4, 2],
+            output: [1, 4, 4, 2],
+            kernel: [3, 3],
+            stride: [1; 2],
+            dilation: [1; 2],
+            pad: [1; 2],
+        };
         let mut out = vec![0u8; 32];
         assert!(conv(&g, 1, &[0; 5], 0, &[0; 36], None, &stage(0), &mut out).is_err());
         assert!(depthwise(&g, &[0; 32], 0, &[0; 3], None, &stage(0), &mut out).is_err());

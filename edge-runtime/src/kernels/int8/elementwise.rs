@@ -31,7 +31,15 @@ fn check_broadcast(a: &[usize; 4], b: &[usize; 4], out: &[usize; 4]) -> KResult<
     Ok(())
 }
 
-fn for_each(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a: &[u8], b: &[u8], out: &mut [u8], f: impl Fn(i32, i32) -> i32) -> KResult<()> {
+fn for_each(
+    a_shape: &[usize; 4],
+    b_shape: &[usize; 4],
+    out_shape: &[usize; 4],
+    a: &[u8],
+    b: &[u8],
+    out: &mut [u8],
+    f: impl Fn(i32, i32) -> i32,
+) -> KResult<()> {
     check_broadcast(a_shape, b_shape, out_shape)?;
     let mut i = 0;
     for n in 0..out_shape[0] {
@@ -52,7 +60,16 @@ fn for_each(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], 
 
 /// ADD: both inputs shifted left by `left_shift`, rescaled to a common scale, summed, rescaled.
 #[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
-pub fn add(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a: &[u8], b: &[u8], zp: ZeroPoints, q: &BinaryQuant, out: &mut [u8]) -> KResult<()> {
+pub fn add(
+    a_shape: &[usize; 4],
+    b_shape: &[usize; 4],
+    out_shape: &[usize; 4],
+    a: &[u8],
+    b: &[u8],
+    zp: ZeroPoints,
+    q: &BinaryQuant,
+    out: &mut [u8],
+) -> KResult<()> {
     let ls = q.left_shift.clamp(0, 30) as u32;
     for_each(a_shape, b_shape, out_shape, a, b, out, |x, y| {
         let xa = x.wrapping_sub(zp.a).wrapping_shl(ls);
@@ -66,7 +83,16 @@ pub fn add(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a
 
 /// MUL: `(x - zp_a) * (y - zp_b)` requantized by `out_mult`/`out_shift` (`a_*`, `b_*` unused).
 #[allow(clippy::too_many_arguments)] // mirrors TFLM's reference signature
-pub fn mul(a_shape: &[usize; 4], b_shape: &[usize; 4], out_shape: &[usize; 4], a: &[u8], b: &[u8], zp: ZeroPoints, q: &BinaryQuant, out: &mut [u8]) -> KResult<()> {
+pub fn mul(
+    a_shape: &[usize; 4],
+    b_shape: &[usize; 4],
+    out_shape: &[usize; 4],
+    a: &[u8],
+    b: &[u8],
+    zp: ZeroPoints,
+    q: &BinaryQuant,
+    out: &mut [u8],
+) -> KResult<()> {
     for_each(a_shape, b_shape, out_shape, a, b, out, |x, y| {
         let p = x.wrapping_sub(zp.a).wrapping_mul(y.wrapping_sub(zp.b));
         multiply_by_quantized_multiplier(p, q.out_mult, q.out_shift).wrapping_add(zp.out).clamp(q.act_min, q.act_max)
@@ -78,7 +104,17 @@ mod tests {
     use super::*;
 
     fn bq(a: (i32, i32), b: (i32, i32), o: (i32, i32)) -> BinaryQuant {
-        BinaryQuant { left_shift: 20, a_mult: a.0, a_shift: a.1, b_mult: b.0, b_shift: b.1, out_mult: o.0, out_shift: o.1, act_min: -128, act_max: 127 }
+        BinaryQuant {
+            left_shift: 20,
+            a_mult: a.0,
+            a_shift: a.1,
+            b_mult: b.0,
+            b_shift: b.1,
+            out_mult: o.0,
+            out_shift: o.1,
+            act_min: -128,
+            act_max: 127,
+        }
     }
 
     #[test]

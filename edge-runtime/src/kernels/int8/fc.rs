@@ -8,7 +8,18 @@ const E: &str = "tensor bytes shorter than its shape";
 /// `out[b, o] = requant(sum_d (w[o, d] - w_zp) * (x[b, d] - in_zp) + bias[o])` for `batches` rows of
 /// `depth` inputs and `units` outputs.
 #[allow(clippy::too_many_arguments)]
-pub fn fully_connected(batches: usize, depth: usize, units: usize, input: &[u8], in_zp: i32, weights: &[u8], w_zp: i32, bias: Option<&[u8]>, stage: &OutStage<'_>, out: &mut [u8]) -> KResult<()> {
+pub fn fully_connected(
+    batches: usize,
+    depth: usize,
+    units: usize,
+    input: &[u8],
+    in_zp: i32,
+    weights: &[u8],
+    w_zp: i32,
+    bias: Option<&[u8]>,
+    stage: &OutStage<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
     let (in_offset, w_offset) = (in_zp.wrapping_neg(), w_zp.wrapping_neg());
     for b in 0..batches {
         let xs = input.get(b * depth..(b + 1) * depth).ok_or(E)?;
@@ -16,7 +27,9 @@ pub fn fully_connected(batches: usize, depth: usize, units: usize, input: &[u8],
             let ws = weights.get(o * depth..(o + 1) * depth).ok_or(E)?;
             let mut acc: i32 = 0;
             for (&x, &w) in xs.iter().zip(ws) {
-                acc = acc.wrapping_add((w as i8 as i32).wrapping_add(w_offset).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)));
+                acc = acc.wrapping_add(
+                    (w as i8 as i32).wrapping_add(w_offset).wrapping_mul((x as i8 as i32).wrapping_add(in_offset)),
+                );
             }
             if let Some(bias) = bias {
                 acc = acc.wrapping_add(get_i32(bias, o)?);

@@ -89,8 +89,10 @@ pub fn exp_on_negative_values(a: i32, integer_bits: i32) -> i32 {
     let one_quarter: i32 = 1 << (frac_bits - 2);
     let mask = one_quarter - 1;
     let a_mod_quarter_minus_one_quarter = (a & mask).wrapping_sub(one_quarter);
-    let mut result =
-        exp_on_interval_between_negative_one_quarter_and_0_excl(saturating_rounding_mul_by_pot(a_mod_quarter_minus_one_quarter, int_bits));
+    let mut result = exp_on_interval_between_negative_one_quarter_and_0_excl(saturating_rounding_mul_by_pot(
+        a_mod_quarter_minus_one_quarter,
+        int_bits,
+    ));
     let remainder = a_mod_quarter_minus_one_quarter.wrapping_sub(a);
     // exp(-2^k) in Q0.31 for k = -2..=4 (gemmlowp's barrel shifter constants)
     const BARREL: [(i32, i32); 7] =
@@ -160,9 +162,9 @@ mod tests {
     fn srdhm_hand_cases() {
         assert_eq!(srdhm(i32::MIN, i32::MIN), i32::MAX);
         assert_eq!(srdhm(1 << 30, 1 << 30), 1 << 29); // 0.5 * 0.5 = 0.25
-        // 2*3*2^30/2^31 = 3 exactly; nudges do not change exact results
+                                                      // 2*3*2^30/2^31 = 3 exactly; nudges do not change exact results
         assert_eq!(srdhm(3, 1 << 30), 2); // 1.5 rounds half away to 2
-        // Negative ties round toward zero: the nudge is 1 - 2^30, not -2^30.
+                                          // Negative ties round toward zero: the nudge is 1 - 2^30, not -2^30.
         assert_eq!(srdhm(-3, 1 << 30), -1);
         assert_eq!(srdhm(5, 1 << 30), 3); // 2.5 -> 3
         assert_eq!(srdhm(-5, 1 << 30), -2);
@@ -186,7 +188,8 @@ mod tests {
     #[test]
     fn multiply_by_quantized_multiplier_against_f64() {
         // Exact rational arithmetic: SRDHM rounds ties up (toward +inf), the shift rounds ties away.
-        let cases = [(1000, 1 << 30, 0), (1000, 1717986918, -3), (-12345, 1552512742, -5), (77, 1 << 30, 3), (-1, 1 << 30, 0)];
+        let cases =
+            [(1000, 1 << 30, 0), (1000, 1717986918, -3), (-12345, 1552512742, -5), (77, 1 << 30, 3), (-1, 1 << 30, 0)];
         for (x, m, s) in cases {
             let left = if s > 0 { s } else { 0 };
             let right = if s > 0 { 0 } else { -s };

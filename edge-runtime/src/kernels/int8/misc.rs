@@ -22,7 +22,14 @@ pub struct ConcatPart<'a> {
 
 /// Concatenation along an axis with `outer` rows before it and `inner` elements after it. Inputs
 /// with the output's quantization are copied; others are requantized in f32 as TFLite does.
-pub fn concat(parts: &[ConcatPart<'_>], outer: usize, inner: usize, out_scale: f32, out_zp: i32, out: &mut [u8]) -> KResult<()> {
+pub fn concat(
+    parts: &[ConcatPart<'_>],
+    outer: usize,
+    inner: usize,
+    out_scale: f32,
+    out_zp: i32,
+    out: &mut [u8],
+) -> KResult<()> {
     let total: usize = parts.iter().map(|p| p.axis_len).sum();
     let inverse_out_scale = 1.0f32 / out_scale;
     let mut o = 0;
@@ -79,7 +86,14 @@ pub fn dequantize(input: &[u8], scale: f32, zp: i32, out: &mut [u8]) -> KResult<
 }
 
 /// Axis permutation of a rank-`rank` tensor of `elem`-byte elements: output dim `i` is input dim `perm[i]`.
-pub fn transpose(in_dims: &[usize; 4], rank: usize, perm: &[u8; 4], elem: usize, input: &[u8], out: &mut [u8]) -> KResult<()> {
+pub fn transpose(
+    in_dims: &[usize; 4],
+    rank: usize,
+    perm: &[u8; 4],
+    elem: usize,
+    input: &[u8],
+    out: &mut [u8],
+) -> KResult<()> {
     if rank == 0 || rank > 4 {
         return Err("transpose rank must be 1..=4");
     }
@@ -140,7 +154,10 @@ mod tests {
     fn concat_copies_or_requantizes() {
         let a = [1u8, 2, 3, 4]; // [2 rows, 2]
         let b = [10u8, 20]; // [2 rows, 1], scale 0.5 -> output scale 1.0: 5, 10
-        let parts = [ConcatPart { data: &a, axis_len: 2, scale: 1.0, zp: 0 }, ConcatPart { data: &b, axis_len: 1, scale: 0.5, zp: 0 }];
+        let parts = [
+            ConcatPart { data: &a, axis_len: 2, scale: 1.0, zp: 0 },
+            ConcatPart { data: &b, axis_len: 1, scale: 0.5, zp: 0 },
+        ];
         let mut out = [0u8; 6];
         concat(&parts, 2, 1, 1.0, 0, &mut out).unwrap();
         assert_eq!(out, [1, 2, 5, 3, 4, 10]);

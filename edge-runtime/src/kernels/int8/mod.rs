@@ -85,7 +85,9 @@ fn stage<'a>(r: &Option<Requant>, out: &Tensor, weights: &'a [u8]) -> KResult<Ou
     let r = r.as_ref().ok_or("int8 op has no requantization parameters")?;
     let mult = match r.multiplier {
         Multiplier::PerTensor { mult, shift } => Mults::PerTensor(mult, shift),
-        Multiplier::PerChannel { mult, shift } => Mults::PerChannel { mult: blob(weights, mult)?, shift: blob(weights, shift)? },
+        Multiplier::PerChannel { mult, shift } => {
+            Mults::PerChannel { mult: blob(weights, mult)?, shift: blob(weights, shift)? }
+        }
     };
     let (act_min, act_max) = (r.act_min.max(-128), r.act_max.min(127));
     if act_min > act_max {
@@ -106,7 +108,11 @@ pub fn prepare(op_index: u32, op: &Op, model: &Model<'_>) -> Result<(), EngineEr
 
 /// Runs an int8 op. Never panics: bad shapes were rejected by `prepare`, and every index is checked.
 pub fn eval(op_index: u32, op: &Op, weights: &[u8], inputs: &[&[u8]], output: &mut [u8]) -> Result<(), EngineError> {
-    run(op, weights, inputs, output).map_err(|reason| EngineError::Unsupported { op: op_index, name: op.name(), reason })
+    run(op, weights, inputs, output).map_err(|reason| EngineError::Unsupported {
+        op: op_index,
+        name: op.name(),
+        reason,
+    })
 }
 
 fn check(op: &Op, weights: &[u8]) -> KResult<()> {
@@ -115,7 +121,8 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
         per_tensor(t).map(|_| ())
     };
     match op {
-        Op::Conv2d { input, weights: w, bias, output, requant, .. } | Op::FullyConnected { input, weights: w, bias, output, requant, .. } => {
+        Op::Conv2d { input, weights: w, bias, output, requant, .. }
+        | Op::FullyConnected { input, weights: w, bias, output, requant, .. } => {
             i8a(input)?;
             i8a(output)?;
             want(w, DType::I8, "int8 op weights are not int8")?;
@@ -147,7 +154,10 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                 }
             } else {
                 let wd = w.shape.dims();
-                if wd.len() != 2 || len(input)? % (wd[1].max(1) as usize) != 0 || len(output)? % (wd[0].max(1) as usize) != 0 {
+                if wd.len() != 2
+                    || len(input)? % (wd[1].max(1) as usize) != 0
+                    || len(output)? % (wd[0].max(1) as usize) != 0
+                {
                     return Err("fully connected weights are not [units, depth] matching input and output");
                 }
             }
@@ -172,7 +182,8 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                 }
             }
         }
-        Op::AvgPool2d { input, output, act_min, act_max, .. } | Op::MaxPool2d { input, output, act_min, act_max, .. } => {
+        Op::AvgPool2d { input, output, act_min, act_max, .. }
+        | Op::MaxPool2d { input, output, act_min, act_max, .. } => {
             i8a(input)?;
             i8a(output)?;
             if (*act_min).max(-128) > (*act_max).min(127) {
@@ -282,7 +293,8 @@ fn run(op: &Op, weights: &[u8], inputs: &[&[u8]], out: &mut [u8]) -> KResult<()>
             let b = if bias.is_some() { Some(input(inputs, 2)?) } else { None };
             let s = stage(requant, output, weights)?;
             let wd = wt.shape.dims();
-            let (units, depth) = (*wd.first().ok_or("weights rank")? as usize, *wd.get(1).ok_or("weights rank")? as usize);
+            let (units, depth) =
+                (*wd.first().ok_or("weights rank")? as usize, *wd.get(1).ok_or("weights rank")? as usize);
             let w_zp = match wt.quant {
                 Quant::PerTensor { zero_point, .. } => zero_point,
                 _ => 0,
@@ -301,7 +313,8 @@ fn run(op: &Op, weights: &[u8], inputs: &[&[u8]], out: &mut [u8]) -> KResult<()>
                 elementwise::mul(&sa, &sb, &so, x, y, zp, q, out)
             }
         }
-        Op::AvgPool2d { input: it, output, params, act_min, act_max } | Op::MaxPool2d { input: it, output, params, act_min, act_max } => {
+        Op::AvgPool2d { input: it, output, params, act_min, act_max }
+        | Op::MaxPool2d { input: it, output, params, act_min, act_max } => {
             let u = |v: u16| v as usize;
             let g = pool::PoolGeom {
                 input: it.shape.nhwc(),
@@ -341,12 +354,14 @@ fn run(op: &Op, weights: &[u8], inputs: &[&[u8]], out: &mut [u8]) -> KResult<()>
             let d = output.shape.dims();
             let outer: usize = d.get(..ax).ok_or("concat axis")?.iter().map(|&v| v as usize).product();
             let inner: usize = d.get(ax + 1..).unwrap_or(&[]).iter().map(|&v| v as usize).product();
-            let mut list: [misc::ConcatPart<'_>; 4] = core::array::from_fn(|_| misc::ConcatPart { data: &[], axis_len: 0, scale: 1.0, zp: 0 });
+            let mut list: [misc::ConcatPart<'_>; 4] =
+                core::array::from_fn(|_| misc::ConcatPart { data: &[], axis_len: 0, scale: 1.0, zp: 0 });
             let mut n = 0;
             for (k, t) in ts.iter().flatten().enumerate() {
                 let (scale, zp) = per_tensor(t)?;
                 let axis_len = *t.shape.dims().get(ax).ok_or("concat axis")? as usize;
-                *list.get_mut(k).ok_or("too many concat inputs")? = misc::ConcatPart { data: input(inputs, k)?, axis_len, scale, zp };
+                *list.get_mut(k).ok_or("too many concat inputs")? =
+                    misc::ConcatPart { data: input(inputs, k)?, axis_len, scale, zp };
                 n += 1;
             }
             misc::concat(list.get(..n).ok_or("concat inputs")?, outer, inner, out_scale, out_zp, out)

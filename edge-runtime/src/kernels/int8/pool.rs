@@ -16,7 +16,12 @@ pub struct PoolGeom {
 }
 
 /// Calls `f(channel, window values)` for every output element in order; `f` returns the output byte.
-fn windows(g: &PoolGeom, input: &[u8], out: &mut [u8], mut f: impl FnMut(&mut dyn Iterator<Item = KResult<i32>>) -> KResult<i32>) -> KResult<()> {
+fn windows(
+    g: &PoolGeom,
+    input: &[u8],
+    out: &mut [u8],
+    mut f: impl FnMut(&mut dyn Iterator<Item = KResult<i32>>) -> KResult<i32>,
+) -> KResult<()> {
     let [n, ih, iw, c] = g.input;
     let [_, oh, ow, oc] = g.output;
     if oc != c {
@@ -33,9 +38,9 @@ fn windows(g: &PoolGeom, input: &[u8], out: &mut [u8], mut f: impl FnMut(&mut dy
                 let x0 = ox0.max(g.pad[1]) - g.pad[1];
                 let x1 = (ox0 + g.kernel[1]).saturating_sub(g.pad[1]).min(iw);
                 for ch in 0..c {
-                    let mut it = (y0..y1).flat_map(|y| (x0..x1).map(move |x| (y, x))).map(|(y, x)| {
-                        input.get(((b * ih + y) * iw + x) * c + ch).map(|&v| v as i8 as i32).ok_or(E)
-                    });
+                    let mut it = (y0..y1)
+                        .flat_map(|y| (x0..x1).map(move |x| (y, x)))
+                        .map(|(y, x)| input.get(((b * ih + y) * iw + x) * c + ch).map(|&v| v as i8 as i32).ok_or(E));
                     let v = f(&mut it)?;
                     *out.get_mut(o).ok_or(E)? = v as i8 as u8;
                     o += 1;
@@ -76,7 +81,15 @@ pub fn max_pool(g: &PoolGeom, input: &[u8], act: (i32, i32), out: &mut [u8]) -> 
 /// TFLM int8 MEAN over H and W of `[n, h, w, c]` (`EvalIntegerMean`). With identical input and output
 /// quantization (`requant == None`) it is `reference_ops::Mean`: the raw sum divided by the count,
 /// truncating. Otherwise `QuantizedMeanOrSumExtraArgs`: the `s_in/s_out` multiplier absorbs 1/count.
-pub fn mean_hw(shape: [usize; 4], input: &[u8], in_zp: i32, out_zp: i32, requant: Option<(i32, i32)>, act: (i32, i32), out: &mut [u8]) -> KResult<()> {
+pub fn mean_hw(
+    shape: [usize; 4],
+    input: &[u8],
+    in_zp: i32,
+    out_zp: i32,
+    requant: Option<(i32, i32)>,
+    act: (i32, i32),
+    out: &mut [u8],
+) -> KResult<()> {
     let [n, h, w, c] = shape;
     let count = h * w;
     if count == 0 {
@@ -136,7 +149,7 @@ mod tests {
         // channel 0: 3 + 4 - 3 - 4 = 0; channel 1: 4+4-4-4 = 0
         assert_eq!(out, [0, 0]);
         let x: Vec<u8> = (0..64).map(|i| (i * 3 % 200) as u8).collect(); // [1,4,4,4]
-        // s_in / s_out = 0.75 -> (1610612736, 0)
+                                                                         // s_in / s_out = 0.75 -> (1610612736, 0)
         let mut out = [0u8; 4];
         mean_hw([1, 4, 4, 4], &x, -5, 2, Some((1610612736, 0)), (-128, 127), &mut out).unwrap();
         for ch in 0..4 {

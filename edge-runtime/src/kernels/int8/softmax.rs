@@ -1,7 +1,9 @@
 //! int8 SOFTMAX: TFLite `reference_ops::Softmax` (quantized template), the fixed-point path TFLM runs
 //! for int8 (no float, no LUT). Output scale 1/256, zero point -128.
 
-use super::fixedpoint::{exp_on_negative_values, get_reciprocal, mul_by_qm_greater_than_one, rounding_divide_by_pot, srdhm};
+use super::fixedpoint::{
+    exp_on_negative_values, get_reciprocal, mul_by_qm_greater_than_one, rounding_divide_by_pot, srdhm,
+};
 use super::KResult;
 use rsim_model::SoftmaxQuant;
 
