@@ -93,13 +93,13 @@ fn firmware_and_agent_telemetry_match_the_host_runtime() {
     let missing = emulation::missing_tools(&[Board::M4]);
     if !missing.is_empty() {
         let msg = format!("emulated boards test {}", emulation::install_hint(&missing));
-        assert!(!emulation::qemu_required(), "{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
+        assert!(!rsim_test_support::emulator::qemu_required(), "{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
         eprintln!("\n*** SKIPPED: {msg}\n");
         return;
     }
     // The Cortex-M55 joins when its target is installed (always in CI: .ci/run adds it).
     let mut boards = vec![Board::M4];
-    if emulation::has_target(Board::M55.target()) || emulation::qemu_required() {
+    if rsim_test_support::emulator::has_target(Board::M55.target()) || rsim_test_support::emulator::qemu_required() {
         boards.push(Board::M55);
     } else {
         eprintln!("\n*** NOTE: rustup target {} missing: Cortex-M55 (mps3-an547) not checked\n", Board::M55.target());

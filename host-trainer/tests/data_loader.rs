@@ -4,20 +4,10 @@ use rsim_train::augment::{OtConfig, Pipeline, ViewAug};
 use rsim_train::data::decode::decode_file;
 use rsim_train::data::loader::{check_files, probe_bands};
 use rsim_train::data::{Dataset, Loader, LoaderConfig, Scaling, TileData};
-use std::path::{Path, PathBuf};
-
-fn datasets_dir() -> PathBuf {
-    std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
-}
+use std::path::Path;
 
 fn ci20() -> Option<Dataset> {
-    let root = datasets_dir().join("eurosat-rgb-ci20");
-    if !root.exists() {
-        eprintln!("*** SKIPPED: {} missing (set RSIM_DATA)", root.display());
-        return None;
-    }
+    let root = rsim_test_support::dataset("eurosat-rgb-ci20")?;
     Some(Dataset::from_folder(&root).unwrap())
 }
 

@@ -1,13 +1,6 @@
 //! Split and label-budget semantics (the seeds' protocol), folder and CSV datasets.
 use rsim_train::data::split::{apply_budget, budget_count, round_half_even, split_per_class, Pick};
 use rsim_train::data::Dataset;
-use std::path::PathBuf;
-
-fn datasets_dir() -> PathBuf {
-    std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"))
-}
 
 #[test]
 fn rounding_is_pythons_half_to_even() {
@@ -86,11 +79,7 @@ fn split_three_way_and_tie() {
 
 #[test]
 fn folder_dataset_is_sorted_like_python() {
-    let root = datasets_dir().join("eurosat-rgb-ci20");
-    if !root.exists() {
-        eprintln!("*** SKIPPED: {} missing (set RSIM_DATA)", root.display());
-        return;
-    }
+    let Some(root) = rsim_test_support::dataset("eurosat-rgb-ci20") else { return };
     let ds = Dataset::from_folder(&root).unwrap();
     assert_eq!(ds.classes.len(), 10);
     assert_eq!(ds.classes[0], "AnnualCrop");
@@ -111,11 +100,12 @@ fn folder_dataset_is_sorted_like_python() {
 
 #[test]
 fn eurosat_csv_split_reads_header_columns() {
-    let csv = datasets_dir().join("eurosat-rgb/train.csv");
-    if !csv.exists() {
-        eprintln!("*** SKIPPED: {} missing (set RSIM_DATA)", csv.display());
+    let Some(csv) = rsim_test_support::require(
+        rsim_test_support::datasets_dir().join("eurosat-rgb/train.csv"),
+        "EuroSAT RGB split CSV",
+    ) else {
         return;
-    }
+    };
     let ds = Dataset::from_csv(&csv, None).unwrap();
     assert_eq!(ds.len(), 18_900);
     assert_eq!(ds.classes.len(), 10);

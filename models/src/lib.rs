@@ -9,6 +9,7 @@ pub mod error;
 pub mod format;
 pub mod graph;
 pub mod quant;
+pub mod rng;
 
 #[cfg(feature = "std")]
 pub mod arch;

@@ -9,7 +9,7 @@
 //! Needs qemu-system-arm and the rustup target thumbv7em-none-eabihf. Locally a missing tool skips
 //! loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails.
 
-use rsim_tests::emulator::{self, run_with_timeout, workspace};
+use rsim_test_support::emulator::{self, cargo, check, run_with_timeout, workspace};
 use std::process::Command;
 use std::time::Duration;
 
@@ -42,16 +42,10 @@ fn dsp_int8_conv_matches_the_reference_on_cortex_m4() {
     }
     let fw = workspace().join("tests/firmware-dsp");
     let target_dir = workspace().join("target/firmware-dsp");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // The outer `cargo test` may export flags meant for the host build; the cross build sets its own.
-    build.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET").env_remove("RUSTFLAGS");
-    let status = build
-        .current_dir(&fw)
-        .args(["build", "--release", "--target", THUMB, "--target-dir"])
-        .arg(&target_dir)
-        .status()
-        .expect("start cargo for the DSP check firmware");
-    assert!(status.success(), "building tests/firmware-dsp failed ({status})");
+    check(
+        cargo().current_dir(&fw).args(["build", "--release", "--target", THUMB, "--target-dir"]).arg(&target_dir),
+        "building tests/firmware-dsp",
+    );
     let elf = target_dir.join(THUMB).join("release/rsim-dsp-check");
     let (ok, out) = run_with_timeout(
         Command::new("qemu-system-arm")

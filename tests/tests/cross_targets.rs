@@ -7,7 +7,7 @@
 //! missing tool skips loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails (`.ci/run` installs them).
 mod support;
 
-use rsim_tests::emulator::{self, run_with_timeout, workspace};
+use rsim_test_support::emulator::{self, cargo, check, run_with_timeout, workspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -23,18 +23,6 @@ fn prerequisites() -> Option<()> {
         &[AARCH64, THUMB],
         &format!("apt-get install qemu-system-arm qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add {AARCH64} {THUMB}"),
     )
-}
-
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // The outer `cargo test` may export flags meant for the host build; the cross builds set their own.
-    c.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET");
-    c
-}
-
-fn check(cmd: &mut Command, what: &str) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(status.success(), "{what} failed ({status})");
 }
 
 /// Every `RSIM_OUTPUT <hex>` line printed by `rsim-run` or the firmware, decoded, in order.
@@ -141,7 +129,10 @@ struct Case {
 /// MLPerf Tiny ResNet-8 via the `.tflite` converter, on random and edge-case inputs (black, white,
 /// mid-grey, checkerboard), with TFLM's outputs for them.
 fn resnet8_case() -> Option<Case> {
-    let dir = rsim_tests::require(rsim_tests::peer_models_dir().join("mlperf-tiny-ic"), "peer model mlperf-tiny-ic")?;
+    let dir = rsim_test_support::require(
+        rsim_test_support::peer_models_dir().join("mlperf-tiny-ic"),
+        "peer model mlperf-tiny-ic",
+    )?;
     let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let tflite = read(dir.join("pretrainedResnet_quant.tflite"));
     let opts =
@@ -159,7 +150,16 @@ fn resnet8_case() -> Option<Case> {
 fn hand_case() -> Case {
     let (model, first) = support::int8_model(7);
     let mut rng = support::Rng(77);
-    let inputs = vec![first.clone(), rng.bytes(first.len()), vec![0x80; first.len()], vec![0x7f; first.len()]];
+    let inputs = vec![
+        first.clone(),
+        {
+            let mut b = vec![0; first.len()];
+            rng.fill(&mut b);
+            b
+        },
+        vec![0x80; first.len()],
+        vec![0x7f; first.len()],
+    ];
     Case { name: "hand-built int8 conv/dw/fc/softmax", model, inputs, reference: None }
 }
 

@@ -38,7 +38,7 @@ fn sources() -> Vec<(String, Vec<u8>)> {
     for (folder, file) in
         [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")]
     {
-        let Some(dir) = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), folder) else { continue };
+        let Some(dir) = rsim_test_support::peer_model(folder) else { continue };
         let tflite = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{folder}/{file}: {e}"));
         let opts = rsim_model::tflite::ConvertOptions { source: file.into(), ..Default::default() };
         let model = rsim_model::tflite::convert(&tflite, &opts).unwrap_or_else(|e| panic!("{file}: {e}"));

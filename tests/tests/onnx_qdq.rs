@@ -288,7 +288,7 @@ fn trained_peer_models_qdq_match_runtime() {
     for (folder, file) in
         [("mlperf-tiny-ic", "pretrainedResnet_quant.tflite"), ("mlperf-tiny-kws", "kws_ref_model.tflite")]
     {
-        let Some(dir) = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), folder) else { return };
+        let Some(dir) = rsim_test_support::peer_model(folder) else { return };
         let tflite = std::fs::read(dir.join(file)).unwrap();
         let opts = rsim_model::tflite::ConvertOptions { source: file.into(), ..Default::default() };
         let model = rsim_model::tflite::convert(&tflite, &opts).unwrap().bytes;

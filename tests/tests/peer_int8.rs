@@ -16,7 +16,7 @@ struct Peer {
 }
 
 fn peer(folder: &str, file: &str) -> Option<Peer> {
-    let dir = rsim_tests::require(rsim_tests::peer_models_dir().join(folder), &format!("peer model {folder}"))?;
+    let dir = rsim_test_support::peer_model(folder)?;
     let tflite = std::fs::read(dir.join(file)).expect("read .tflite");
     let converted = convert(&tflite, &ConvertOptions { source: file.into(), ..Default::default() }).expect("convert");
     let ops: Value =
@@ -227,9 +227,7 @@ fn ic_input_spec_maps_pixels_to_the_int8_input() {
 
 #[test]
 fn malformed_or_unsupported_tflite_gives_clear_errors() {
-    let Some(dir) =
-        rsim_tests::require(rsim_tests::peer_models_dir().join("mlperf-tiny-kws"), "peer model mlperf-tiny-kws")
-    else {
+    let Some(dir) = rsim_test_support::peer_model("mlperf-tiny-kws") else {
         return;
     };
     let bytes = read(&dir.join("kws_ref_model.tflite"));

@@ -20,7 +20,7 @@ struct Tile {
 
 /// (calibration tiles, evaluation tiles) or None (loud skip) when the data is missing.
 fn tiles() -> Option<(Vec<Tile>, Vec<Tile>)> {
-    let root = rsim_tests::require(rsim_tests::datasets_dir().join("eurosat-rgb-ci20"), "eurosat-rgb-ci20")?;
+    let root = rsim_test_support::dataset("eurosat-rgb-ci20")?;
     let mut classes: Vec<_> =
         std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
     classes.sort();

@@ -4,29 +4,8 @@
 
 use std::collections::VecDeque;
 
-/// A small xorshift64* generator, so runs are reproducible from a seed without extra crates.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
+/// The workspace's seeded generator (rsim-model's SplitMix64): runs are reproducible from a seed.
+pub use rsim_model::rng::SplitMix64 as Rng;
 
 /// Fault probabilities per byte and the extra delay of a delayed byte.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

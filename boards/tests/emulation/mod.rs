@@ -6,8 +6,11 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+pub use rsim_test_support::emulator::workspace;
+use rsim_test_support::emulator::{cargo, check, run_with_timeout};
 
 pub const AARCH64: &str = "aarch64-unknown-linux-gnu";
 /// EuroSAT tiles are 64x64 RGB; the loop cuts each into four 32x32 tiles (ResNet-8's input).
@@ -47,45 +50,10 @@ impl Board {
     }
 }
 
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("boards/ sits in the workspace").to_path_buf()
-}
-
-fn shared(var: &str, sub: &str) -> PathBuf {
-    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared").join(sub))
-}
-
-pub fn qemu_required() -> bool {
-    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
-    on("CI") || on("RSIM_REQUIRE_QEMU")
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-}
-
-/// Whether the rustup target is installed.
-pub fn has_target(target: &str) -> bool {
-    let sysroot = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    sysroot.is_ok_and(|s| Path::new(&s).join("lib/rustlib").join(target).exists())
-}
-
 /// What of qemu, the aarch64 linker and the rustup targets (for `boards`) is missing.
 pub fn missing_tools(boards: &[Board]) -> Vec<String> {
-    let mut missing: Vec<String> = ["qemu-aarch64", "qemu-system-arm", "aarch64-linux-gnu-gcc"]
-        .into_iter()
-        .filter(|b| !on_path(b))
-        .map(|b| format!("`{b}` on PATH"))
-        .collect();
-    for t in boards.iter().map(|b| b.target()).chain([AARCH64]) {
-        if !has_target(t) {
-            missing.push(format!("rustup target {t}"));
-        }
-    }
-    missing
+    let targets: Vec<&str> = boards.iter().map(|b| b.target()).chain([AARCH64]).collect();
+    rsim_test_support::emulator::missing(&["qemu-aarch64", "qemu-system-arm", "aarch64-linux-gnu-gcc"], &targets)
 }
 
 /// A hint naming the packages and targets that provide `missing`.
@@ -97,52 +65,16 @@ pub fn install_hint(missing: &[String]) -> String {
     )
 }
 
-fn cargo() -> Command {
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    // The outer cargo may export settings meant for the host build; the cross builds set their own.
-    c.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET");
-    c
-}
-
-fn check(cmd: &mut Command, what: &str) {
-    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(status.success(), "{what} failed ({status})");
-}
-
-/// Runs `cmd` and kills it after `limit` (a hung emulator must not hang CI); returns success and stdout.
-pub fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait on child") {
-            break s;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.success(), reader.join().expect("stdout reader"))
-}
-
 /// The MLPerf Tiny int8 ResNet-8 converted from `$RSIM_MODELS/mlperf-tiny-ic`, else the hand-built
 /// int8 model (said loudly).
 pub fn model() -> (&'static str, Vec<u8>) {
-    let dir = shared("RSIM_MODELS", "models").join("mlperf-tiny-ic");
+    let dir = rsim_test_support::peer_models_dir().join("mlperf-tiny-ic");
     let Ok(tflite) = std::fs::read(dir.join("pretrainedResnet_quant.tflite")) else {
+        assert!(
+            !rsim_test_support::in_ci(),
+            "MLPerf Tiny ResNet-8 not found under {} (required under CI)",
+            dir.display()
+        );
         eprintln!(
             "\n*** NOTE: MLPerf Tiny ResNet-8 not found under {}; using the hand-built int8 model\n",
             dir.display()
@@ -157,7 +89,7 @@ pub fn model() -> (&'static str, Vec<u8>) {
 /// 64x64 RGB frames: the first `per_class` tiles of each EuroSAT class in `$RSIM_DATA/eurosat-rgb-ci20`
 /// (sorted names), else seeded synthetic frames (said loudly).
 pub fn frames(per_class: usize) -> Vec<Vec<u8>> {
-    let root = shared("RSIM_DATA", "datasets").join("eurosat-rgb-ci20");
+    let root = rsim_test_support::datasets_dir().join("eurosat-rgb-ci20");
     let mut classes: Vec<PathBuf> = std::fs::read_dir(&root)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect())
         .unwrap_or_default();
@@ -174,19 +106,17 @@ pub fn frames(per_class: usize) -> Vec<Vec<u8>> {
         }
     }
     if out.is_empty() {
+        assert!(
+            !rsim_test_support::in_ci(),
+            "EuroSAT ci20 tiles not found under {} (required under CI)",
+            root.display()
+        );
         eprintln!("\n*** NOTE: EuroSAT ci20 tiles not found under {}; using synthetic frames\n", root.display());
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = rsim_test_support::Rng::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..6 * per_class {
-            out.push(
-                (0..FRAME * FRAME * 3)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect(),
-            );
+            let mut frame = vec![0u8; (FRAME * FRAME * 3) as usize];
+            rng.fill(&mut frame);
+            out.push(frame);
         }
     }
     out
@@ -209,7 +139,7 @@ pub fn stage(dir: &Path, model: &[u8], frames: &[Vec<u8>]) {
 /// Builds the firmware for `board` around `dir`'s model and frames (release: fat LTO, opt-level 3).
 /// `repeat` passes over the frames; `hex` adds the RSIM_OUTPUT semihosting lines.
 pub fn build_firmware(board: Board, dir: &Path, repeat: u32, hex: bool) -> PathBuf {
-    let target_dir = workspace().join("target/firmware");
+    let target_dir = rsim_test_support::emulator::cross_target_dir("firmware");
     let mut cmd = cargo();
     cmd.current_dir(workspace().join("boards/firmware-mps2"))
         .args(["build", "--release", "--target", board.target(), "--target-dir"])
@@ -250,7 +180,7 @@ pub fn run_firmware(board: Board, elf: &Path, uart: &Path, icount: bool) -> Stri
 }
 
 pub fn build_agent() -> PathBuf {
-    let target_dir = workspace().join("target/cross");
+    let target_dir = rsim_test_support::emulator::cross_target_dir("cross");
     check(
         cargo()
             .current_dir(workspace())

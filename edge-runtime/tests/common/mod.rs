@@ -3,22 +3,19 @@
 
 use rsim_model::Shape;
 
-/// xorshift64*: deterministic test data without a dependency.
-pub struct Rng(u64);
+/// The workspace's seeded generator (rsim-model's SplitMix64) with the draws these tests need.
+pub struct Rng(rsim_model::rng::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(rsim_model::rng::SplitMix64::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// Uniform in [-1, 1).
     pub fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        self.0.unit_f32()
     }
     pub fn vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.unit()).collect()

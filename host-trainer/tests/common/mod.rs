@@ -1,19 +1,9 @@
 //! Helpers shared by the trainer's integration tests.
 use std::path::PathBuf;
 
-/// The 200-tile EuroSAT subset under RSIM_DATA (default ../shared/datasets), or None with a loud skip.
+/// The 200-tile EuroSAT subset under RSIM_DATA (default ../shared/datasets): `None` with a loud
+/// skip locally, a failure under CI.
+#[track_caller]
 pub fn ci20() -> Option<PathBuf> {
-    let root = std::env::var("RSIM_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    let p = root.join("eurosat-rgb-ci20");
-    if p.is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "\n*** SKIPPED: eurosat-rgb-ci20 not found at {}.\n*** Set RSIM_DATA to the shared datasets folder.\n",
-            p.display()
-        );
-        None
-    }
+    rsim_test_support::dataset("eurosat-rgb-ci20")
 }

@@ -46,26 +46,17 @@ const fn parse(s: Option<&str>, default: u32) -> u32 {
     v
 }
 
-/// splitmix64.
-struct Rng(u64);
+/// The workspace's one seeded generator (rsim-model's SplitMix64, no_std).
+use rsim_model::rng::SplitMix64 as Rng;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
+/// Shorthand for the sizes drawn below: uniform in `lo..=hi`.
+trait Draw {
+    fn u(&mut self, lo: usize, hi: usize) -> usize;
+}
+
+impl Draw for Rng {
     fn u(&mut self, lo: usize, hi: usize) -> usize {
-        self.range(lo as i64, hi as i64) as usize
-    }
-    fn one_in(&mut self, n: u64) -> bool {
-        self.next().is_multiple_of(n)
+        self.range_i64(lo as i64, hi as i64) as usize
     }
 }
 
@@ -242,7 +233,7 @@ fn fill_bytes(rng: &mut Rng, dst: &mut [u8]) {
         1 => dst.fill(0x7f),
         _ => {
             for d in dst.iter_mut() {
-                *d = rng.next() as u8;
+                *d = rng.next_u64() as u8;
             }
         }
     }
@@ -281,8 +272,8 @@ fn check_requantize(rng: &mut Rng) -> (u32, u32) {
         let (left, right) = split_shift(shift);
         for i in 0..12 + 40 {
             for j in 0..12 + 40 {
-                let x = if i < 12 { EDGE[i] } else { rng.next() as i32 };
-                let m = if j < 12 { EDGE[j] } else { rng.next() as i32 };
+                let x = if i < 12 { EDGE[i] } else { rng.next_u64() as i32 };
+                let m = if j < 12 { EDGE[j] } else { rng.next_u64() as i32 };
                 n += 1;
                 if dsp::requantize(x, m, left, right) != multiply_by_quantized_multiplier(x, m, shift) {
                     bad += 1;
@@ -318,17 +309,17 @@ fn run(o: &mut Option<hio::HostStream>) -> Result<Tally, &'static str> {
             0 => -128,
             1 => 127,
             2 => 0,
-            _ => rng.range(-128, 127) as i32,
+            _ => rng.range_i64(-128, 127) as i32,
         };
-        let out_zp = rng.range(-128, 127) as i32;
+        let out_zp = rng.range_i64(-128, 127) as i32;
         // Multipliers: realistic (Q31 in [0.5, 1), right shifts), or hostile (any i32, shifts -40..40).
         let hostile = rng.one_in(4);
         let per_channel = !rng.one_in(4);
         for c in 0..s.oc {
             let (m, sh) = if hostile {
-                (rng.next() as i32, rng.range(-40, 40) as i32)
+                (rng.next_u64() as i32, rng.range_i64(-40, 40) as i32)
             } else {
-                (rng.range(1 << 30, i32::MAX as i64) as i32, rng.range(-15, 1) as i32)
+                (rng.range_i64(1 << 30, i32::MAX as i64) as i32, rng.range_i64(-15, 1) as i32)
             };
             put_i32(&mut b.mult, c, m);
             put_i32(&mut b.shift, c, sh);
@@ -340,8 +331,8 @@ fn run(o: &mut Option<hio::HostStream>) -> Result<Tally, &'static str> {
             Mults::PerTensor(g(&b.mult), g(&b.shift))
         };
         let (act_min, act_max) = if rng.one_in(4) {
-            let a = rng.range(-128, 127) as i32;
-            let c = rng.range(-128, 127) as i32;
+            let a = rng.range_i64(-128, 127) as i32;
+            let c = rng.range_i64(-128, 127) as i32;
             (a.min(c), a.max(c))
         } else {
             (-128, 127)
@@ -351,8 +342,8 @@ fn run(o: &mut Option<hio::HostStream>) -> Result<Tally, &'static str> {
         for c in 0..s.oc {
             let v = match bias_mode {
                 0 => [i32::MIN, i32::MAX, -1, 0][rng.u(0, 3)],
-                1 => rng.next() as i32,
-                _ => rng.range(-(1 << 20), 1 << 20) as i32,
+                1 => rng.next_u64() as i32,
+                _ => rng.range_i64(-(1 << 20), 1 << 20) as i32,
             };
             put_i32(&mut b.bias, c, v);
         }

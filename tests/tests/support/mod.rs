@@ -7,28 +7,7 @@ pub mod mutate;
 use rsim_model::write::{encode, input_spec, WeightsBuilder};
 use rsim_model::*;
 
-/// splitmix64: tiny, seedable, and the same on every host (no `rand` dependency needed).
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    pub fn i8(&mut self) -> i8 {
-        self.next_u64() as i8
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
+pub use rsim_test_support::Rng;
 
 /// TFLite's `QuantizeMultiplier`: `m = q * 2^shift` with `q` a Q31 in [0.5, 1).
 pub fn quantize_multiplier(m: f64) -> (i32, i32) {

@@ -1,34 +1,41 @@
 //! Running cross-built programs under QEMU from tests: tool checks that skip loudly locally and fail
-//! under `CI`/`RSIM_REQUIRE_QEMU`, and a runner with a time limit (a hung emulator cannot hang CI).
+//! under `CI`/`RSIM_REQUIRE_QEMU`, cross builds with a clean cargo environment, and a runner with a
+//! time limit (a hung emulator cannot hang CI).
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The workspace root (the `tests/` crate sits one level below it).
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()
-}
+pub use crate::workspace;
 
 /// Whether a missing emulator or target must fail the test instead of skipping it.
 pub fn qemu_required() -> bool {
-    let on = |v: &str| std::env::var(v).is_ok_and(|s| !s.is_empty() && s != "0" && s != "false");
-    on("CI") || on("RSIM_REQUIRE_QEMU")
+    crate::in_ci() || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|s| !s.is_empty() && s != "0" && s != "false")
 }
 
+/// Whether `bin` is an executable file in a `PATH` directory.
 pub fn on_path(bin: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+/// Whether the rustup target's standard library is installed.
+pub fn has_target(target: &str) -> bool {
+    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output();
+    sysroot
+        .is_ok_and(|o| Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("lib/rustlib").join(target).exists())
+}
+
+/// What of `bins` (on PATH) and `targets` (rustup) is missing, one line each.
+pub fn missing(bins: &[&str], targets: &[&str]) -> Vec<String> {
+    let mut missing: Vec<String> = bins.iter().filter(|b| !on_path(b)).map(|b| format!("`{b}` on PATH")).collect();
+    missing.extend(targets.iter().filter(|t| !has_target(t)).map(|t| format!("rustup target {t}")));
+    missing
 }
 
 /// `Some(())` when every binary is on PATH and every rustup target installed; otherwise prints a
 /// loud skip naming what is missing and `how` to get it, or panics when CI requires them.
 pub fn prerequisites(what: &str, bins: &[&str], targets: &[&str], how: &str) -> Option<()> {
-    let mut missing: Vec<String> = bins.iter().filter(|b| !on_path(b)).map(|b| format!("`{b}` on PATH")).collect();
-    let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    missing.extend(
-        targets.iter().filter(|t| !sysroot.join("lib/rustlib").join(t).exists()).map(|t| format!("rustup target {t}")),
-    );
+    let missing = missing(bins, targets);
     if missing.is_empty() {
         return Some(());
     }
@@ -38,6 +45,20 @@ pub fn prerequisites(what: &str, bins: &[&str], targets: &[&str], how: &str) -> 
     }
     eprintln!("\n*** SKIPPED: {msg}\n");
     None
+}
+
+/// `cargo` for a cross build: the outer cargo may export settings meant for the host build.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET").env_remove("RUSTFLAGS");
+    c
+}
+
+/// Runs `cmd` to completion and panics, naming `what`, unless it succeeds.
+#[track_caller]
+pub fn check(cmd: &mut Command, what: &str) {
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(status.success(), "{what} failed ({status})");
 }
 
 /// Runs `cmd`, kills it after `limit`; returns (success, stdout).
@@ -67,4 +88,9 @@ pub fn run_with_timeout(cmd: &mut Command, limit: Duration, what: &str) -> (bool
         std::thread::sleep(Duration::from_millis(20));
     };
     (status.success(), reader.join().expect("stdout reader"))
+}
+
+/// Where cross builds put their outputs (beside the host's, never mixed with it).
+pub fn cross_target_dir(name: &str) -> PathBuf {
+    workspace().join("target").join(name)
 }
