@@ -109,6 +109,7 @@ fn pattern_i8(n: usize, seed: usize) -> Vec<i8> {
 /// A tiny TFLite-style int8 scene classifier on 32x32 RGB tiles, 10 classes: conv 3x3/2 (8 ch,
 /// per-channel weights, ReLU) → depthwise 3x3/2 (ReLU) → FC → int8 softmax. For tests of the
 /// emulated boards when the MLPerf Tiny ResNet-8 is not at hand.
+#[allow(clippy::expect_used, reason = "the scales are constants chosen in range; a failure is a bug in this function")]
 pub fn tiny_int8_model() -> Vec<u8> {
     use rsim_model::quant::{conv_multiplier, fc_multiplier, softmax_params};
     let mut w = WeightsBuilder::default();

@@ -8,6 +8,8 @@
 //! Wire formats are specified in `docs/WIRE.md`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+// Board code must not stop on a bad byte: failures are typed errors, never panics (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod clock;
 pub mod error;

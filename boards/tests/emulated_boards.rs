@@ -33,12 +33,12 @@ fn loop_config() -> LoopConfig {
     }
 }
 
-struct Frames(std::vec::IntoIter<Vec<u8>>);
-impl FrameSource for Frames {
+struct Frames<'a>(std::slice::Iter<'a, Vec<u8>>);
+impl FrameSource for Frames<'_> {
     type Error = ();
     fn next_frame(&mut self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ()> {
         let Some(f) = self.0.next() else { return Ok(None) };
-        buf.get_mut(..f.len()).ok_or(())?.copy_from_slice(&f);
+        buf.get_mut(..f.len()).ok_or(())?.copy_from_slice(f);
         Ok(Some(FrameInfo { width: FRAME, height: FRAME, channels: 3 }))
     }
 }
@@ -51,7 +51,7 @@ fn host_stream(model: &[u8], frames: &[Vec<u8>]) -> Vec<u8> {
     let clock = FakeClock::new(0);
     let mut lp = OnboardLoop::new(loop_config(), &clock, &mut tile, &mut []);
     let mut frame = vec![0u8; (FRAME * FRAME * 3) as usize];
-    let mut src = Frames(frames.to_vec().into_iter());
+    let mut src = Frames(frames.iter());
     let mut link = Vec::new();
     while lp.step(&mut src, &mut frame, &mut clf, &mut link).expect("host loop") {}
     link

@@ -20,6 +20,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing clap's flattened training commands buys nothing"
+)]
 pub enum Cmd {
     #[cfg(feature = "train")]
     #[command(flatten)]

@@ -131,8 +131,7 @@ pub fn load_into(
 /// Variable names of `arch`'s backbone alone (what a head-less net holds).
 pub fn backbone_keys(arch: Arch, bands: usize) -> HashSet<String> {
     let net = Net::new(arch, bands, None, Device::Cpu);
-    let keys = net.vs.variables().into_keys().collect();
-    keys
+    net.vs.variables().into_keys().collect()
 }
 
 /// The head's (trainable) parameters of a net built with classes: everything that is not backbone.

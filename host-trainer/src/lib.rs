@@ -1,12 +1,13 @@
 //! rsim-train: self-supervised pretraining, few-label evaluation and export on the host.
 //!
-//! Module ownership: `data`, `augment`, `metrics`, `plots`, `fetch` belong to the data pipeline
-//! engineer; the rest (networks, methods, optimisers, training loop, CLI) to the trainer core.
+//! Two halves: the data side (`data`, `augment`, `metrics`, `plots`, `fetch`, `field`) needs no
+//! libtorch and builds without the `train` feature; the trainer core (networks, methods, optimisers,
+//! the training loop, the training commands) links libtorch through tch.
 
 /// The `rsim` command line (field and data commands always; training with `train`).
 pub mod app;
 
-// Data-pipeline side (stubs until the data engineer fills them in).
+// Data side: no libtorch.
 pub mod augment;
 pub mod data;
 pub mod fetch;

@@ -81,6 +81,10 @@ impl Optimizer {
         }
     }
 
+    #[allow(
+        clippy::assign_op_pattern,
+        reason = "tch tensors: `a = a op b` makes a new tensor; `a op= b` would write in place into a tensor autograd or another owner still holds"
+    )]
     pub fn step(&mut self, lr: f64) {
         let c = self.cfg.clone();
         self.steps += 1;

@@ -222,6 +222,10 @@ impl Qat {
     }
 
     /// The loss on a batch (`labels` for the CE term: -1 = unlabelled).
+    #[allow(
+        clippy::assign_op_pattern,
+        reason = "tch tensors: `a = a op b` makes a new tensor; `a op= b` would write in place into a tensor autograd or another owner still holds"
+    )]
     pub fn loss(&self, x: &Tensor, labels: Option<&Tensor>) -> Result<Tensor, String> {
         let t = tch::no_grad(|| Self::run(&self.teacher, x, None, self.logits))?;
         let s = Self::run(&self.student, x, Some(&self.fq), self.logits)?;

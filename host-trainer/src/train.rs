@@ -221,7 +221,7 @@ pub fn pretrain_from(
         losses.push(loss);
         window_imgs += 2 * cfg.batch;
         let step = trainer.step as usize;
-        if step % cfg.log_every.max(1) == 0 || step == cfg.steps {
+        if step.is_multiple_of(cfg.log_every.max(1)) || step == cfg.steps {
             let secs = window_t.elapsed().as_secs_f64().max(1e-9);
             let img_s = window_imgs as f64 / secs;
             let lr = lr_at(step - 1, cfg.steps, cfg.warmup_steps, cfg.lr, 0.0);
@@ -234,7 +234,7 @@ pub fn pretrain_from(
         }
         bar.set_position(step as u64);
         let out_of_time = max_minutes.is_some_and(|m| start.elapsed().as_secs_f64() > m * 60.0);
-        if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0) || out_of_time {
+        if (cfg.ckpt_every > 0 && step.is_multiple_of(cfg.ckpt_every)) || out_of_time {
             trainer.save(run)?;
         }
         if out_of_time {

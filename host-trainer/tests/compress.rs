@@ -108,7 +108,7 @@ fn parity(arch: &'static str) {
     let (net, meta) = classifier::load(&ckpt, Device::Cpu).unwrap();
     let tiles = test_tiles(&data, 8);
     let host = tch::no_grad(|| net.forward(&tiles, false).1.unwrap());
-    let model = Model::parse(&rsm).unwrap();
+    Model::parse(&rsm).unwrap();
     let mut arena = vec![0u8; rsim_edge::required_arena(&rsm).unwrap() + 16];
     let mut engine = Engine::new(&rsm, &mut arena).unwrap();
     let tract = TractModel::from_onnx(&onnx).unwrap();

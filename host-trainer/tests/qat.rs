@@ -1,6 +1,6 @@
 //! Host graph interpreter (graph_net) and QAT against the edge runtime, on real tiles (eurosat-rgb-ci20).
 //!
-//! - float graph_net == rsim-edge f32 engine, relative error <= 1e-4 (issue 4 parity);
+//! - float graph_net == rsim-edge f32 engine, relative error <= 1e-4 (the parity contract);
 //! - runtime int8 (ptq::quantize_model output in rsim-edge) vs host fake-quant graph_net: same argmax
 //!   on every tile and logits within one output quantization step;
 //! - a few QAT steps lower the fake-quant KD loss, and the written int8 model loads and runs.
@@ -240,93 +240,4 @@ fn qat_steps_lower_the_fake_quant_loss_and_the_int8_model_runs() {
     assert_eq!(e.output_f32(&mut o).unwrap(), 10);
     assert!(o.iter().all(|v| v.is_finite()));
     assert_eq!(e.model().info.input.dtype, rsim_model::DType::I8);
-}
-
-/// Per-tensor comparison of runtime int8 and host fake-quant (diagnostics for the parity tests).
-#[test]
-#[ignore]
-fn debug_int8_per_tensor() {
-    let Some(root) = ci20() else { return };
-    let tiles = tiles(&root);
-    let arch = match std::env::var("ARCH").as_deref() {
-        Ok("v2") => Arch::MobileNetV2 { width: 0.35 },
-        Ok("v3") => Arch::MobileNetV3Small,
-        _ => Arch::ResNet8,
-    };
-    let float = float_model(arch);
-    let int8 = int8_of(&float, &root);
-    let (x, _) = runtime(&float, None, &tiles[..1]);
-    let net = GraphNet::from_rsm(&float, Device::Cpu).unwrap();
-    let fq = FakeQuant::from_int8_model(&int8).unwrap();
-    let mut host = std::collections::HashMap::new();
-    let xin =
-        fq.act.get(&net.input_id()).map(|&(sc, z)| rsim_train::graph_net::fake_quant(&x, sc, z, -128, 127)).unwrap();
-    host.insert(u16::MAX, rows(&xin).remove(0));
-    let _ = tch::no_grad(|| {
-        net.forward_observed(&x, Some(&fq), &mut |id, v| {
-            host.insert(id, rows(v).remove(0));
-        })
-    })
-    .unwrap();
-    let mut arena = vec![0u8; rsim_edge::required_arena(&int8).unwrap() + 16];
-    let mut e = Engine::new(&int8, &mut arena).unwrap();
-    let (px, w, h) = &tiles[0];
-    e.set_input_image_u8(px, *w, *h, 3).unwrap();
-    let inq = e.model().info.input;
-    if let (rsim_model::Quant::PerTensor { scale, zero_point }, Some(hv)) = (inq.quant, host.get(&u16::MAX)) {
-        let n = e
-            .input_mut()
-            .iter()
-            .zip(hv)
-            .filter(|(b, v)| **b as i8 as i32 != (*v / scale).round() as i32 + zero_point)
-            .count();
-        println!("input: {n} of {} differ", hv.len());
-    }
-    e.invoke_observed(&mut |i, op, bytes| {
-        let out = op.output();
-        let rsim_model::Quant::PerTensor { scale, zero_point } = out.quant else { return };
-        let Some(hv) = host.get(&out.id) else {
-            println!("op {i} {} -> {}: not on host", op.name(), out.id);
-            return;
-        };
-        let (mut diff, mut maxd) = (0, 0i32);
-        for (b, hvv) in bytes.iter().zip(hv) {
-            let q = *b as i8 as i32;
-            let hq = (hvv / scale).round() as i32 + zero_point;
-            if q != hq {
-                diff += 1;
-                maxd = maxd.max((q - hq).abs());
-            }
-        }
-        println!("op {i} {} -> {}: {} of {} differ, max {} steps", op.name(), out.id, diff, bytes.len(), maxd);
-    })
-    .unwrap();
-}
-
-/// QAT learning-rate sweep on ci20 (diagnostic: prints the fake-quant loss before/after).
-#[test]
-#[ignore]
-fn debug_qat_lr_sweep() {
-    let Some(root) = ci20() else { return };
-    let float = float_model(Arch::ResNet8);
-    let m = rsim_model::Model::parse(&float).unwrap();
-    let split = qat::load_train_split(&root, 0.8, &m.info.input_spec, &m.info.input).unwrap();
-    let pick = qat::spread(split.labels.len(), 64);
-    let ranges = qat::calibrate(&float, &split.x, &pick, Calibrator::MinMax).unwrap();
-    let idx = Tensor::from_slice(&pick.iter().map(|&i| i as i64).collect::<Vec<_>>());
-    let xb = split.x.index_select(0, &idx);
-    for (lr, t) in [(1e-5, 1.0), (3e-5, 1.0), (3e-4, 1.0), (1e-4, 4.0)] {
-        let mut q = qat::Qat::new(&float, ranges.clone(), lr, Device::Cpu).unwrap();
-        q.temperature = t;
-        let before = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
-        let mut trace = Vec::new();
-        for _ in 0..30 {
-            trace.push(q.step(&xb, None).unwrap());
-        }
-        let after = tch::no_grad(|| q.loss(&xb, None)).unwrap().double_value(&[]);
-        println!(
-            "lr {lr:e} T {t}: {before:.6} -> {after:.6}; every 5th step {:?}",
-            trace.iter().step_by(5).map(|v| format!("{v:.6}")).collect::<Vec<_>>()
-        );
-    }
 }

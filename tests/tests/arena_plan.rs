@@ -1,6 +1,6 @@
 //! The offline arena planner against the liveness lower bound, for every builder architecture.
 //!
-//! Acceptance (issue 2): planned arena <= 1.10 x the largest sum of simultaneously live tensors.
+//! The planner's bound: planned arena <= 1.10 x the largest sum of simultaneously live tensors.
 //! Also checks the plan itself: no two tensors that are live at the same op overlap in the arena.
 
 use rsim_model::arch::Arch;

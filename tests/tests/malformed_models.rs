@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use support::mutate::{fix_crc, mutate, KINDS};
 use support::{Aligned, Rng};
 
-const BASE_SEED: u64 = 0x2026_11_26_0000_5eed;
+const BASE_SEED: u64 = 0x2026_1126_0000_5eed;
 /// Arenas above this are not allocated: the engine must refuse a smaller arena instead.
 const ARENA_CAP: usize = 1 << 24;
 
@@ -106,7 +106,7 @@ fn case(n: u64, sources: &[(String, Vec<u8>)]) -> (String, Vec<u8>, Rng) {
             mutate(kind, &mut bytes, &mut rng);
         }
     }
-    let fixed = n % 2 == 0;
+    let fixed = n.is_multiple_of(2);
     if fixed {
         fix_crc(&mut bytes);
     }

@@ -1,4 +1,4 @@
-//! QDQ int8 ONNX export (issue 4, item 3): an int8 `.rsm` from `ptq::quantize_model` written as a
+//! QDQ int8 ONNX export: an int8 `.rsm` from `ptq::quantize_model` written as a
 //! QDQ graph runs in tract-onnx and gives the edge runtime's int8 outputs, tile for tile.
 //!
 //! Models: random-weight ResNet-8, MobileNetV2-0.35 and MobileNetV3-small at 32x32, calibrated
@@ -18,6 +18,9 @@ use rsim_model::ptq::{calibration_model, quantize_model, PtqOptions, Ranges};
 use rsim_model::{Activation, Model, Op, Quant, Tensor};
 use std::collections::BTreeMap;
 use tract_onnx::pb::tensor_proto::DataType;
+
+/// One runtime example: int8 input and output bytes.
+type InOut = (Vec<i8>, Vec<i8>);
 
 /// Node counts by op type and the initializers' data types.
 fn census(model: &Model<'_>) -> (BTreeMap<String, usize>, BTreeMap<i32, usize>) {
@@ -245,7 +248,7 @@ fn lut_tables_are_identified() {
     let sig = rsim_model::quant::build_lut_i8(si, zi, 1.0 / 256.0, -128, |x| 1.0 / (1.0 + (-x).exp()));
     assert_eq!(identify_lut(&sig, (si, zi), (1.0 / 256.0, -128)), Some(Activation::Sigmoid));
     // A table of no listed function (negation) is not forced onto one.
-    let neg: Vec<u8> = (0..256).map(|i| (127 - (i as i32 - 128).clamp(-127, 127)) as i8 as u8).collect();
+    let neg: Vec<u8> = (0..256).map(|i| (127 - (i - 128).clamp(-127, 127)) as i8 as u8).collect();
     assert_eq!(identify_lut(&neg, (si, zi), (si, zi)), None);
 }
 
@@ -346,9 +349,8 @@ fn onnxruntime_runs_the_qdq_export() {
         let name = arch.name().replace('.', "_");
         std::fs::write(dir.join(format!("{name}.onnx")), to_onnx(&m).unwrap()).unwrap();
         let io = runtime_io(&int8, &all);
-        let flat = |f: &dyn Fn(&(Vec<i8>, Vec<i8>)) -> &Vec<i8>| {
-            io.iter().flat_map(|p| f(p).iter().map(|&v| v as u8)).collect::<Vec<u8>>()
-        };
+        let flat =
+            |f: &dyn Fn(&InOut) -> &Vec<i8>| io.iter().flat_map(|p| f(p).iter().map(|&v| v as u8)).collect::<Vec<u8>>();
         std::fs::write(dir.join(format!("{name}.in")), flat(&|p| &p.0)).unwrap();
         std::fs::write(dir.join(format!("{name}.out")), flat(&|p| &p.1)).unwrap();
         let classes_seen: std::collections::BTreeSet<usize> = io.iter().map(|(_, o)| argmax(o)).collect();

@@ -1,7 +1,7 @@
 //! f32 parity: rsim-edge's interpreter vs tract on the ONNX export of the same model, for every
 //! builder architecture with random weights at 64x64 and 224x224.
 //!
-//! Acceptance (issue 2): max relative error <= 1e-4, where
+//! The parity contract: max relative error <= 1e-4, where
 //! `rel = max_i |rsim_i - tract_i| / max_i |tract_i|` over the logits.
 
 use rsim_edge::tract_backend::TractModel;

@@ -1,4 +1,4 @@
-//! Post-training int8 quantization of our own float models (issue 4): random-weight builder models
+//! Post-training int8 quantization of our own float models: random-weight builder models
 //! calibrated on real EuroSAT tiles (eurosat-rgb-ci20), run by rsim-edge in f32 and int8.
 //!
 //! Split per class by sorted file name: the first 8 tiles calibrate (train side), the other 12 are

@@ -2,6 +2,8 @@
 mod bench;
 mod bench_train;
 mod demo;
+mod gates;
+mod prereq;
 mod setup;
 mod test;
 
@@ -23,7 +25,9 @@ fn main() {
                  tasks:\n  \
                  demo           the main job: pretrain, few-label probes, int8 edge run (see --help)\n  \
                  setup          create .venv with torch 2.11 and build the trainer against it\n  \
-                 test           run every test CI runs (host, qemu-aarch64, Cortex-M under QEMU)\n  \
+                 test           every check CI runs: fmt, clippy, doc, no_std, MSRV gates, then the tests
+  \
+                 \x20              (host, qemu-aarch64, Cortex-M under QEMU; --help)\n  \
                  bench edge     edge runtime vs tract, ONNX Runtime and LiteRT: int8/f32, median/min ms,\n  \
                  \x20              % of peak; table + target/bench/edge.json (--quick, --help)\n  \
                  bench          (= bench models) edge runtime f32/int8 latency, memory vs tract (--quick: 64x64)\n  \

@@ -1,51 +1,55 @@
-//! `cargo xtask test`: everything CI checks, in order of cost.
+//! `cargo xtask test`: everything CI checks, cheapest first, on a machine that has only rustup.
 //!
-//! 1. rsim-edge builds for `thumbv7em-none-eabihf` with `--no-default-features`, and its feature
-//!    graph there enables no `std` or `alloc` anywhere (the firmware, which has no global
-//!    allocator, links in step 2 and proves the same at link time).
-//! 2. `cargo test` on the default workspace members. That includes the cross-target test
-//!    (tests/tests/cross_targets.rs), which builds the mps2-an386 firmware and the aarch64
-//!    `rsim-run`, runs them under qemu-system-arm / qemu-aarch64 and compares outputs byte for byte.
-//! 3. If `.venv` exists (`cargo xtask setup`), `cargo test -p rsim-train` against its torch.
-//! 4. The fast kernels' property tests (rsim-edge `fast_int8`, `fast_f32`) for aarch64 under
-//!    qemu-aarch64: the kernels an aarch64 board runs, checked against the reference.
-//!
-//! With `.venv` and no pass-through arguments, steps 2 and 3 run as one `cargo test --workspace`.
-use crate::setup;
+//! 0. set-up: missing rustup targets and components are installed; missing system packages are
+//!    named with their `apt-get` line (an error under `CI`, loud skips otherwise);
+//! 1. gates: `cargo fmt --check` (workspace and the crates outside it); the no_std crates built for
+//!    thumbv6m/thumbv7em/thumbv8m with no `std`/`alloc` feature in their graph; `cargo clippy
+//!    -D warnings`; rustdoc with warnings denied; the MSRV build of the embeddable libraries;
+//! 2. `cargo test` on the workspace: with `.venv` (`cargo xtask setup`) every member in one cargo
+//!    invocation (one feature resolution, one build); without it the default members plus the
+//!    trainer's torch-free tests (`--no-default-features`). This includes the cross-target tests
+//!    (firmware under qemu-system-arm, `rsim-run` and the agent under qemu-aarch64);
+//! 3. the fast kernels' property tests built for aarch64 and run under qemu-aarch64.
+use crate::{gates, prereq, setup};
 use std::process::Command;
 
 const THUMB: &str = "thumbv7em-none-eabihf";
 
-const HELP: &str = "usage: cargo xtask test [--no-train] [-- <args for cargo test>]
+const HELP: &str = "usage: cargo xtask test [--no-train] [--no-gates] [-- <args for cargo test>]
 
-Runs every test CI runs:
-  1. no_std check: rsim-edge --no-default-features for thumbv7em-none-eabihf, and no `std`/`alloc`
-     feature anywhere in its dependency graph for that target
-  2. cargo test on the default workspace members, including the cross-target test: firmware under
-     qemu-system-arm (mps2-an386, Cortex-M4) and rsim-run under qemu-aarch64 must match x86_64
-  3. cargo test -p rsim-train with the torch in .venv, if .venv exists (cargo xtask setup)
-  4. the fast-kernel property tests built for aarch64, run under qemu-aarch64
-  With .venv and no `-- ARGS`, steps 2 and 3 are one `cargo test --workspace` (one build).
+Runs every check CI runs, cheapest first:
+  0. installs missing rustup targets (thumbv6m, thumbv7em, thumbv8m.main, aarch64) and components
+     (rustfmt, clippy); names missing system packages (qemu, aarch64 cross gcc) with the apt-get line
+  1. gates: cargo fmt --check; no_std build of rsim-model/rsim-edge/rsim-boards for thumbv6m-none-eabi,
+     thumbv7em-none-eabihf and thumbv8m.main-none-eabihf (and no std/alloc feature in that graph);
+     cargo clippy --all-targets -D warnings; cargo doc with warnings denied; cargo +MSRV check of the
+     embeddable libraries (toolchain from Cargo.toml's rust-version, installed by rustup)
+  2. cargo test: every member with the torch in .venv if it exists (cargo xtask setup), else the
+     default members and rsim-train's torch-free tests; includes emulated Cortex-M4/M55 and aarch64
+  3. the fast-kernel property tests built for aarch64, run under qemu-aarch64
 
 options:
-  --no-train   skip step 3 even when .venv exists
+  --no-train   leave the libtorch part of rsim-train out even when .venv exists
+  --no-gates   skip step 1 (for a quick local rerun of the tests)
   -h, --help   print this help
   -- ARGS      passed to `cargo test` in step 2 (e.g. `-- --test cross_targets`)
 
 environment:
-  CI=1 or RSIM_REQUIRE_QEMU=1   missing qemu, aarch64 linker or rustup targets fail the
-                                cross-target test instead of skipping it
-  RSIM_DATA, RSIM_MODELS        datasets and peer models (default ../shared/datasets, ../shared/models)";
+  CI=1                  missing system packages, data, peer models, emulators or the MSRV toolchain
+                        fail the run instead of being skipped
+  RSIM_REQUIRE_QEMU=1   only missing emulators fail
+  RSIM_DATA, RSIM_MODELS datasets and peer models (default ../shared/datasets, ../shared/models)";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (ours, passthrough) = match args.iter().position(|a| a == "--") {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (args, &[][..]),
     };
-    let mut train = true;
+    let (mut train, mut gates) = (true, true);
     for a in ours {
         match a.as_str() {
             "--no-train" => train = false,
+            "--no-gates" => gates = false,
             "-h" | "--help" => {
                 println!("{HELP}");
                 return Ok(());
@@ -53,36 +57,51 @@ pub fn run(args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown option `{other}`\n\n{HELP}")),
         }
     }
-
-    step("no_std: rsim-edge for thumbv7em-none-eabihf without default features");
-    run_cargo(&["build", "-p", "rsim-edge", "--no-default-features", "--target", THUMB], &[])?;
-    check_no_std_features()?;
-
     let with_torch = train && setup::venv_dir().is_dir();
+
+    step("set-up: rustup targets and components, system packages");
+    prereq::ensure_rust()?;
+    prereq::check_system()?;
+
+    if gates {
+        step("gate: cargo fmt --check");
+        gates::fmt()?;
+        step("gate: no_std builds for thumbv6m, thumbv7em and thumbv8m.main");
+        gates::no_std()?;
+        check_no_std_features()?;
+        step("gate: cargo clippy --all-targets -D warnings");
+        gates::clippy(with_torch)?;
+        step("gate: cargo doc, warnings denied");
+        gates::doc(with_torch)?;
+        step("gate: MSRV build");
+        gates::msrv()?;
+    }
+
     if with_torch && passthrough.is_empty() {
         // One cargo invocation for every member: features unify once, so the crates shared with the
         // trainer (rsim-model, rsim-edge, tract, ...) compile once instead of twice (CI time).
-        step("cargo test --workspace (default members incl. emulated Cortex-M4/M55 and aarch64, + rsim-train with the torch in .venv)");
-        run_cargo(&["test", "--workspace"], &setup::torch_env())?;
-        fast_kernels_on_aarch64()?;
-        step("all tests passed");
-        return Ok(());
-    }
-
-    step("cargo test (default workspace members, incl. emulated Cortex-M4 and aarch64)");
-    let mut test_args = vec!["test"];
-    test_args.extend(passthrough.iter().map(String::as_str));
-    run_cargo(&test_args, &[])?;
-
-    // rsim-train: only with the torch that `cargo xtask setup` installs.
-    if with_torch {
-        step("cargo test -p rsim-train (torch from .venv)");
-        run_cargo(&["test", "-p", "rsim-train"], &setup::torch_env())?;
-    } else if train {
-        eprintln!("\n*** SKIPPED rsim-train tests: no .venv (run `cargo xtask setup` first)\n");
+        step(
+            "cargo test --workspace (incl. emulated Cortex-M4/M55 and aarch64, and rsim-train with the torch in .venv)",
+        );
+        gates::cargo(&["test", "--workspace"], None, &setup::torch_env())?;
+    } else {
+        step("cargo test (default workspace members, incl. emulated Cortex-M4/M55 and aarch64)");
+        let mut test_args = vec!["test"];
+        test_args.extend(passthrough.iter().map(String::as_str));
+        gates::cargo(&test_args, None, &[])?;
+        if with_torch {
+            step("cargo test -p rsim-train (torch from .venv)");
+            gates::cargo(&["test", "-p", "rsim-train"], None, &setup::torch_env())?;
+        } else {
+            step("cargo test -p rsim-train --no-default-features (the trainer's torch-free tests)");
+            gates::cargo(&["test", "-p", "rsim-train", "--no-default-features"], None, &[])?;
+            if train {
+                eprintln!("\n*** SKIPPED rsim-train's libtorch tests: no .venv (run `cargo xtask setup` first)\n");
+            }
+        }
     }
     fast_kernels_on_aarch64()?;
-    step("all tests passed");
+    step("all checks passed");
     Ok(())
 }
 
@@ -90,22 +109,21 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// aarch64 board runs are checked against the reference there too (not only on this host's ISA).
 fn fast_kernels_on_aarch64() -> Result<(), String> {
     step("fast-kernel property tests for aarch64 under qemu-aarch64");
-    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    let missing: Vec<&str> = ["qemu-aarch64", "aarch64-linux-gnu-gcc"].into_iter().filter(|t| !have(t)).collect();
+    let missing: Vec<&str> =
+        ["qemu-aarch64", "aarch64-linux-gnu-gcc"].into_iter().filter(|t| !prereq::on_path(t)).collect();
     if !missing.is_empty() {
         let msg = format!(
-            "missing {}: apt-get install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross; rustup target add aarch64-unknown-linux-gnu",
+            "missing {}: apt-get install qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
             missing.join(", ")
         );
-        let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0")
-            || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|v| v == "1");
+        let required = prereq::in_ci() || std::env::var("RSIM_REQUIRE_QEMU").is_ok_and(|v| v == "1");
         if required {
             return Err(msg);
         }
         eprintln!("\n*** SKIPPED aarch64 fast-kernel tests: {msg}\n");
         return Ok(());
     }
-    run_cargo(
+    gates::cargo(
         &[
             "test",
             "-p",
@@ -117,6 +135,7 @@ fn fast_kernels_on_aarch64() -> Result<(), String> {
             "--test",
             "fast_f32",
         ],
+        None,
         &[],
     )
 }
@@ -125,24 +144,15 @@ fn step(what: &str) {
     eprintln!("\n==> xtask test: {what}");
 }
 
-fn run_cargo(args: &[&str], env: &[(String, String)]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(setup::repo_root()).args(args).envs(env.iter().map(|(k, v)| (k, v)));
-    let status = cmd.status().map_err(|e| format!("cannot start cargo {}: {e}", args.join(" ")))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
-    }
-}
-
 /// Every crate rsim-edge links for the Cortex-M target must have no `std`/`alloc` feature on.
 /// The same query on the default (std) build must find some, or the check itself is broken.
 fn check_no_std_features() -> Result<(), String> {
     let no_std = std_features_in_tree(&["--no-default-features"])?;
     if !no_std.is_empty() {
-        return Err(format!("rsim-edge's no_std build enables std/alloc features:\n  {}", no_std.join("\n  ")));
+        return Err(format!(
+            "the no_std build (rsim-edge, rsim-boards) enables std/alloc features:\n  {}",
+            no_std.join("\n  ")
+        ));
     }
     if std_features_in_tree(&[])?.is_empty() {
         return Err("the std/alloc feature check found nothing in the std build either; it is broken".into());
@@ -150,12 +160,12 @@ fn check_no_std_features() -> Result<(), String> {
     eprintln!("no std/alloc feature on any crate of the no_std build (and the check flags the std build)");
     Ok(())
 }
-
 /// Lines of `cargo tree --format '{p} [{f}]'` for rsim-edge on the Cortex-M target that show a
 /// std/alloc feature enabled. Proc-macro crates run on the host and are left out.
 fn std_features_in_tree(extra: &[&str]) -> Result<Vec<String>, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut args = vec!["tree", "-p", "rsim-edge", "--target", THUMB, "-e", "normal,no-proc-macro"];
+    let mut args =
+        vec!["tree", "-p", "rsim-edge", "-p", "rsim-boards", "--target", THUMB, "-e", "normal,no-proc-macro"];
     args.extend(["--prefix", "none", "--format", "{p} [{f}]"]);
     args.extend(extra);
     let out = Command::new(cargo)

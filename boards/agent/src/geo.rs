@@ -51,9 +51,9 @@ pub fn geojson(g: &GeoRef, feats: &[Feature]) -> String {
         let ring = [g.map(x0, y0), g.map(x1, y0), g.map(x1, y1), g.map(x0, y1), g.map(x0, y0)];
         let coords: Vec<String> = ring.iter().map(|(x, y)| format!("[{x},{y}]")).collect();
         let class = f.class.replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "{{\"type\":\"Feature\",\"properties\":{{\"class\":\"{class}\",\"confidence\":{:.4},\"x\":{},\"y\":{},\"size\":{}}},\"geometry\":{{\"type\":\"Polygon\",\"coordinates\":[[{}]]}}}}{}\n",
+            "{{\"type\":\"Feature\",\"properties\":{{\"class\":\"{class}\",\"confidence\":{:.4},\"x\":{},\"y\":{},\"size\":{}}},\"geometry\":{{\"type\":\"Polygon\",\"coordinates\":[[{}]]}}}}{}",
             f.confidence, f.x, f.y, f.size, coords.join(","), if n + 1 < feats.len() { "," } else { "" }
         );
     }

@@ -11,12 +11,12 @@ use rsim_boards::wire::{FrameReader, Msg};
 use std::path::PathBuf;
 use std::time::Instant;
 
-struct Frames(std::vec::IntoIter<Vec<u8>>);
-impl FrameSource for Frames {
+struct Frames<'a>(std::slice::Iter<'a, Vec<u8>>);
+impl FrameSource for Frames<'_> {
     type Error = ();
     fn next_frame(&mut self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ()> {
         let Some(f) = self.0.next() else { return Ok(None) };
-        buf.get_mut(..f.len()).ok_or(())?.copy_from_slice(&f);
+        buf.get_mut(..f.len()).ok_or(())?.copy_from_slice(f);
         Ok(Some(FrameInfo { width: FRAME, height: FRAME, channels: 3 }))
     }
 }
@@ -61,7 +61,7 @@ fn native(model: &[u8], frames: &[Vec<u8>]) {
     };
     let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
     let mut frame = vec![0u8; (FRAME * FRAME * 3) as usize];
-    let mut src = Frames(frames.to_vec().into_iter());
+    let mut src = Frames(frames.iter());
     let mut link = Vec::new();
     let t0 = Instant::now();
     while lp.step(&mut src, &mut frame, &mut clf, &mut link).expect("native loop") {}

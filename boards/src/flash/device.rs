@@ -30,10 +30,10 @@ pub struct Updater<F, T> {
 impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
     pub fn new(flash: F, layout: Layout, limits: BoardLimits, selftest: T) -> Result<Self, FlashError> {
         let end = layout.slot(1) as u64 + layout.slot_len as u64;
-        if end > flash.capacity() as u64 || layout.erase as usize % F::ERASE_SIZE.max(1) != 0 {
+        if end > flash.capacity() as u64 || !(layout.erase as usize).is_multiple_of(F::ERASE_SIZE.max(1)) {
             return Err(FlashError::Layout("layout does not fit the flash or its erase size"));
         }
-        if MAX_CHUNK % F::WRITE_SIZE.max(1) != 0 {
+        if !MAX_CHUNK.is_multiple_of(F::WRITE_SIZE.max(1)) {
             return Err(FlashError::Layout("flash write size must divide the chunk size"));
         }
         Ok(Updater { flash, layout, limits, selftest, xfer: None, activated: None })
@@ -125,7 +125,11 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
         let end = offset as u64 + data.len() as u64;
         let is_last = end == x.begin.size as u64;
         // Only the next in-order chunk is written; duplicates and gaps just re-ack (go-back-N).
-        if offset != x.next || data.is_empty() || end > x.begin.size as u64 || (data.len() % w != 0 && !is_last) {
+        if offset != x.next
+            || data.is_empty()
+            || end > x.begin.size as u64
+            || (!data.len().is_multiple_of(w) && !is_last)
+        {
             return Msg::FlashAck { next: x.next };
         }
         let at = self.layout.slot(x.slot) + offset;
@@ -137,7 +141,7 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
             }
             x.erased += page;
         }
-        let res = if data.len() % w == 0 {
+        let res = if data.len().is_multiple_of(w) {
             self.flash.write(at, data)
         } else {
             let mut pad = [0xFFu8; MAX_CHUNK];

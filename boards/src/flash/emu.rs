@@ -96,7 +96,7 @@ fn check(len: usize, offset: u32, n: usize, align: usize) -> Result<(usize, usiz
     if to > len {
         return Err(EmuError::OutOfBounds);
     }
-    if from % align != 0 || n % align != 0 {
+    if !from.is_multiple_of(align) || !n.is_multiple_of(align) {
         return Err(EmuError::NotAligned);
     }
     Ok((from, to))

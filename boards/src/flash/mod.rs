@@ -44,7 +44,7 @@ pub struct Layout {
 impl Layout {
     /// Splits `[base, base + len)` into two record pages and two equal slots.
     pub fn split(base: u32, len: u32, erase: u32) -> Result<Layout, FlashError> {
-        if erase == 0 || base % erase != 0 {
+        if erase == 0 || !base.is_multiple_of(erase) {
             return Err(FlashError::Layout("region base must be aligned to the erase size"));
         }
         let slots = len.checked_sub(2 * erase).ok_or(FlashError::Layout("region smaller than two erase pages"))?;

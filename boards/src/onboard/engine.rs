@@ -11,7 +11,7 @@ pub struct EngineClassifier<'m, 'a> {
 }
 
 impl<'m, 'a> EngineClassifier<'m, 'a> {
-    /// Prepared ops and fast kernels when the arena holds them, lean mode otherwise (see [`board_engine`]).
+    /// Prepared ops and fast kernels when the arena holds them, lean mode otherwise (see `board_engine` below).
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
         Ok(EngineClassifier { engine: board_engine(model, arena)? })
     }

@@ -2,6 +2,9 @@
 //! Column reduction, reduction transfer, two rounds of augmenting row reduction, then
 //! Dijkstra-style shortest augmenting paths for the rows still free. Written from the paper's
 //! description; the result is checked against brute force and a Hungarian reference in tests.
+// Index loops mirror the paper's pseudo-code (columns j, j1, j2 index several arrays at once), and
+// the scan `for k in hi..n` fixes its range at entry while `hi` moves, exactly as in LAPJV.
+#![allow(clippy::needless_range_loop, clippy::mut_range_bound)]
 
 /// Solves min sum cost[i][row_to_col[i]] over permutations. `cost` is row-major `n x n`.
 /// Returns `row_to_col`. Costs must be finite.

@@ -152,7 +152,7 @@ fn interesting_u32(rng: &mut Rng, file_len: u32) -> u32 {
 }
 
 /// Swaps, duplicates or drops section entries, or relabels one as optional/unknown.
-fn section_table_edit(bytes: &mut Vec<u8>, rng: &mut Rng) {
+fn section_table_edit(bytes: &mut [u8], rng: &mut Rng) {
     let count = get_u32(bytes, 16).min(MAX_SECTIONS) as usize;
     if count == 0 || bytes.len() < HEADER_LEN + count * SECTION_ENTRY_LEN {
         return;

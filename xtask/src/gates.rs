@@ -1,0 +1,108 @@
+//! The static gates of `cargo xtask test`, cheapest first: formatting, the no_std builds, clippy,
+//! rustdoc and the minimum supported Rust version. Each fails the run with the command to reproduce.
+use crate::prereq;
+use crate::setup;
+use std::path::Path;
+use std::process::Command;
+
+/// Crates outside the workspace (their own targets or toolchains) that `cargo fmt --all` misses.
+const EXTRA_CRATES: &[&str] =
+    &["boards/firmware-mps2", "tests/firmware-dsp", "fuzz", "bench/cortex-m/fw", "bench/cortex-m/gen"];
+
+/// The crates a microcontroller links, built without default features for every Cortex-M target.
+const NO_STD_CRATES: &[&str] = &["rsim-model", "rsim-edge", "rsim-boards"];
+const NO_STD_TARGETS: &[&str] = &["thumbv6m-none-eabi", "thumbv7em-none-eabihf", "thumbv8m.main-none-eabihf"];
+
+/// The libraries a board integrator builds with their own pinned toolchain (their no_std core, as a
+/// firmware links them): checked with the MSRV. The std side (tract, the trainer) moves with the
+/// toolchain this workspace is built with; clippy's `incompatible_msrv` lint watches its API use.
+const MSRV_CRATES: &[&str] = &["rsim-model", "rsim-edge", "rsim-boards"];
+
+pub fn fmt() -> Result<(), String> {
+    cargo(&["fmt", "--all", "--check"], None, &[])?;
+    for dir in EXTRA_CRATES {
+        let path = setup::repo_root().join(dir);
+        if path.join("Cargo.toml").is_file() {
+            cargo(&["fmt", "--check"], Some(&path), &[])?;
+        }
+    }
+    Ok(())
+}
+
+pub fn no_std() -> Result<(), String> {
+    for target in NO_STD_TARGETS {
+        let mut args = vec!["build", "--no-default-features", "--target", target];
+        for c in NO_STD_CRATES {
+            args.extend(["-p", c]);
+        }
+        cargo(&args, None, &[])?;
+    }
+    Ok(())
+}
+
+/// `cargo clippy -D warnings` over every target of every member. The trainer links libtorch: with
+/// `.venv` it is linted whole, without it only its torch-free part (`--no-default-features`).
+pub fn clippy(with_torch: bool) -> Result<(), String> {
+    if with_torch {
+        return cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], None, &setup::torch_env());
+    }
+    cargo(&["clippy", "--workspace", "--exclude", "rsim-train", "--all-targets", "--", "-D", "warnings"], None, &[])?;
+    cargo(&["clippy", "-p", "rsim-train", "--no-default-features", "--all-targets", "--", "-D", "warnings"], None, &[])
+}
+
+/// rustdoc over the workspace's own crates with every warning (broken links included) an error.
+pub fn doc(with_torch: bool) -> Result<(), String> {
+    let deny = [("RUSTDOCFLAGS".to_string(), "-D warnings".to_string())];
+    if with_torch {
+        let mut env = setup::torch_env();
+        env.extend(deny);
+        return cargo(&["doc", "--workspace", "--no-deps"], None, &env);
+    }
+    cargo(&["doc", "--workspace", "--exclude", "rsim-train", "--no-deps"], None, &deny)?;
+    cargo(&["doc", "-p", "rsim-train", "--no-default-features", "--no-deps"], None, &deny)
+}
+
+/// `cargo +<rust-version> check --no-default-features` of the embeddable libraries. The toolchain is fetched by rustup when
+/// missing; where it cannot be, CI fails and a local run skips loudly.
+pub fn msrv() -> Result<(), String> {
+    let version = match prereq::msrv_toolchain(&setup::repo_root()) {
+        Ok(v) => v,
+        Err(e) if !prereq::in_ci() => {
+            eprintln!("\n*** SKIPPED MSRV build: {e}\n");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let toolchain = format!("+{version}");
+    let mut args = vec![toolchain.as_str(), "check", "--no-default-features"];
+    for c in MSRV_CRATES {
+        args.extend(["-p", c]);
+    }
+    // Through rustup's `cargo` proxy (the `+toolchain` argument), not the running cargo binary.
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(setup::repo_root())
+        .args(&args)
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    run(&mut cmd, &format!("cargo {}", args.join(" ")))
+}
+
+/// Runs the cargo that runs xtask (`$CARGO`) with `args` in `dir` (default: the workspace root).
+pub fn cargo(args: &[&str], dir: Option<&Path>, env: &[(String, String)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = setup::repo_root();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir.unwrap_or(&root)).args(args).envs(env.iter().map(|(k, v)| (k, v)));
+    let place = dir.map(|d| format!(" (in {})", d.display())).unwrap_or_default();
+    run(&mut cmd, &format!("cargo {}{place}", args.join(" ")))
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd.status().map_err(|e| format!("cannot start {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{what}` failed ({status})"))
+    }
+}
