@@ -67,8 +67,17 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
         }
     });
     let root = repo_root();
+    // Say what is coming before the first long step (the torch download, the first build).
+    eprintln!(
+        "xtask demo: {} -> runs/demo/\n  steps: set-up (.venv with torch {}, once) · build rsim · SimCLR pretraining ({minutes} min) · \
+         few-label probes · teacher head · distillation ({distill_minutes} min) · export · int8/f16 quantization · \
+         edge-runtime evaluation · peer int8 check",
+        data.display(),
+        crate::setup::TORCH_VERSION
+    );
     if !root.join(".venv").exists() {
-        crate::setup::run(&[])?;
+        eprintln!("\n== set-up: no .venv yet, creating it with torch (a few minutes of download, once)");
+        crate::setup::run(&["--no-build".to_string()])?;
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // The dev profile (opt-level 1, dependencies 2) is what setup and the tests build; the heavy
