@@ -1,7 +1,7 @@
 //! The `rsim` command line. Field and data commands are always there; the training commands come
 //! with the `train` feature (libtorch), so a ground-station laptop can build `rsim` without PyTorch:
 //! `cargo install --path host-trainer --no-default-features`.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use rsim_boards::field::{run_flash, run_ground, FlashArgs, GroundArgs};
@@ -78,6 +78,11 @@ pub struct ConvertArgs {
     /// File with class names, one per line (empty lines ignored).
     #[arg(long, conflicts_with = "classes")]
     pub classes_file: Option<PathBuf>,
+    /// Reference outputs to check the converted model against: a folder with `inputs/NNN.bin` and
+    /// `outputs/NNN.bin` (raw int8 tensors, e.g. TFLite Micro's). Every input is run on the edge
+    /// runtime and its output must match byte for byte; any difference fails the command.
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
 }
 
 fn convert(a: &ConvertArgs) -> Result<(), String> {
@@ -102,7 +107,49 @@ fn convert(a: &ConvertArgs) -> Result<(), String> {
         c.arena_size,
         c.arena_lower_bound
     );
-    Ok(())
+    match &a.reference {
+        Some(dir) => check_reference(&c.bytes, dir),
+        None => Ok(()),
+    }
+}
+
+/// Runs every `inputs/NNN.bin` of `dir` through the runtime and compares with `outputs/NNN.bin`.
+fn check_reference(model: &[u8], dir: &Path) -> Result<(), String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir.join("inputs"))
+        .map_err(|e| format!("cannot read {}: {e}", dir.join("inputs").display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "bin"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(format!("no inputs/*.bin under {}", dir.display()));
+    }
+    let need = rsim_edge::required_arena(model).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u8; need + 16];
+    let mut engine = rsim_edge::Engine::new(model, &mut arena).map_err(|e| e.to_string())?;
+    let mut differ = Vec::new();
+    for input in &names {
+        let file = input.file_name().unwrap_or_default();
+        let want_path = dir.join("outputs").join(file);
+        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let (x, want) = (read(input)?, read(&want_path)?);
+        let slot = engine.input_mut();
+        if slot.len() != x.len() {
+            return Err(format!("{}: {} bytes, the model takes {}", input.display(), x.len(), slot.len()));
+        }
+        slot.copy_from_slice(&x);
+        engine.invoke().map_err(|e| format!("{}: {e}", input.display()))?;
+        if engine.output() != want.as_slice() {
+            differ.push(file.to_string_lossy().into_owned());
+        }
+    }
+    let same = names.len() - differ.len();
+    println!("reference check: {same}/{} outputs byte-identical to {}", names.len(), dir.join("outputs").display());
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} outputs differ from the reference: {}", differ.len(), differ.join(", ")))
+    }
 }
 
 fn data(c: &DataCmd) -> Result<(), String> {

@@ -208,22 +208,22 @@ pub fn run_demo(args: &[String]) -> Result<(), String> {
     let peer = shared("RSIM_MODELS", "models").join("mlperf-tiny-ic");
     let peer_line = if peer.exists() {
         let rsm = out.join("resnet8-int8.rsm");
-        run(
-            rsim(&bin).arg("convert").arg(peer.join("pretrainedResnet_quant.tflite")).arg(&rsm),
-            "int8 .tflite -> .rsm",
-        )?;
-        let model = std::fs::read(&rsm).map_err(|e| e.to_string())?;
-        let mut same = 0;
-        for i in 0..50 {
-            let input = std::fs::read(peer.join(format!("inputs/{i:03}.bin"))).map_err(|e| e.to_string())?;
-            let want = std::fs::read(peer.join(format!("outputs/{i:03}.bin"))).map_err(|e| e.to_string())?;
-            let mut arena = vec![0u8; rsim_edge::engine::required_arena(&model).map_err(|e| e.to_string())? + 16];
-            let mut e = rsim_edge::Engine::new(&model, &mut arena).map_err(|e| e.to_string())?;
-            e.input_mut().copy_from_slice(&input);
-            e.invoke().map_err(|e| e.to_string())?;
-            same += usize::from(e.output() == want.as_slice());
+        eprintln!("\n== int8 .tflite -> .rsm, checked against TFLite Micro's outputs on the edge runtime");
+        let done = rsim(&bin)
+            .arg("convert")
+            .arg(peer.join("pretrainedResnet_quant.tflite"))
+            .arg(&rsm)
+            .arg("--reference")
+            .arg(&peer)
+            .output()
+            .map_err(|e| format!("rsim convert: {e}"))?;
+        let text = String::from_utf8_lossy(&done.stdout);
+        eprint!("{text}{}", String::from_utf8_lossy(&done.stderr));
+        let check = text.lines().find_map(|l| l.strip_prefix("reference check: ")).unwrap_or("no result").to_string();
+        if !done.status.success() {
+            return Err(format!("peer check failed: {check}"));
         }
-        format!("peer check: MLPerf Tiny ResNet-8 int8 on the edge runtime, {same}/50 outputs byte-identical to TFLite Micro")
+        format!("peer check: MLPerf Tiny ResNet-8 int8 on the edge runtime, {check}")
     } else {
         format!("peer check skipped: no peer model at {} (set RSIM_MODELS)", peer.display())
     };

@@ -20,7 +20,7 @@ const HELP: &str = "usage: cargo xtask test [--no-train] [--no-gates] [-- <args 
 Runs every check CI runs, cheapest first:
   0. installs missing rustup targets (thumbv6m, thumbv7em, thumbv8m.main, aarch64) and components
      (rustfmt, clippy); names missing system packages (qemu, aarch64 cross gcc) with the apt-get line
-  1. gates: cargo fmt --check; no_std build of rsim-model/rsim-edge/rsim-boards for thumbv6m-none-eabi,
+  1. gates: cargo fmt --check; no_std cargo check of rsim-model/rsim-edge/rsim-boards for thumbv6m-none-eabi,
      thumbv7em-none-eabihf and thumbv8m.main-none-eabihf (and no std/alloc feature in that graph);
      cargo clippy --all-targets -D warnings; cargo doc with warnings denied; cargo +MSRV check of the
      embeddable libraries (toolchain from Cargo.toml's rust-version, installed by rustup)
@@ -66,7 +66,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if gates {
         step("gate: cargo fmt --check");
         gates::fmt()?;
-        step("gate: no_std builds for thumbv6m, thumbv7em and thumbv8m.main");
+        step("gate: no_std check for thumbv6m, thumbv7em and thumbv8m.main");
         gates::no_std()?;
         check_no_std_features()?;
         step("gate: cargo clippy --all-targets -D warnings");
