@@ -24,7 +24,9 @@ pub fn requant_one(acc: i32, m: i32, left: i32, right: i32, out_zp: i32, act_min
 /// Read view of a prepared op's per-channel requantization data: four little-endian i32 arrays
 /// (bias, multiplier, left shift, right shift; rsim-edge pads them to a multiple of 8 channels so
 /// vector code reads whole lanes) and the output stage. Any lengths are accepted: a channel the
-/// arrays do not hold is an error (scalar) or goes the scalar way (vector).
+/// arrays do not hold is an error (scalar) or goes the scalar way (vector). Vector and scalar forms
+/// give the same bytes for shifts in 0..=31 (what [`split_shift`] gives); other shifts give
+/// unspecified bytes (never unsoundness).
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelData<'a> {
     pub bias: &'a [u8],

@@ -681,6 +681,8 @@ unsafe fn micro_f32(
 mod tests {
     use super::*;
     use crate::fixedpoint::srdhm;
+    use std::vec::Vec;
+    use std::{eprintln, vec};
 
     /// Both vector forms of `srdhm` against the scalar one on edge and random values.
     #[test]
@@ -717,5 +719,228 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn token() -> Option<Avx2> {
+        let t = Avx2::detect();
+        if t.is_none() {
+            eprintln!("SKIPPED: no AVX2 + FMA on this CPU");
+        }
+        t
+    }
+
+    fn geom(batch: u32, hw: u32, c: u32, k: u32, stride: u32, pad: u32) -> GemmGeom {
+        let out = (hw + 2 * pad - k) / stride + 1;
+        GemmGeom {
+            batch,
+            in_h: hw,
+            in_w: hw,
+            in_c: c,
+            out_h: out,
+            out_w: out,
+            out_c: 8,
+            k_h: k,
+            k_w: k,
+            stride: [stride; 2],
+            dilation: [1; 2],
+            pad: [pad; 2],
+        }
+    }
+
+    /// The micro-kernel against the plain sum, and every malformed shape refused before any access.
+    #[test]
+    fn gemm_micro_equals_the_plain_sum_and_refuses_short_operands() {
+        let Some(t) = token() else { return };
+        let kc = 22;
+        let lda = 24;
+        let a: Vec<i16> = (0..(MR - 1) * lda + kc).map(|i| (i as i16 * 37) % 300 - 150).collect();
+        let bstride = kc * 8 + 16;
+        let w: Vec<u8> = (0..bstride + kc * 8).map(|i| (i * 91 % 256) as u8).collect();
+        let mut acc = [[7i32; 16]; MR];
+        t.gemm_micro(&a, lda, kc, &w, bstride, 2, true, &mut acc).unwrap();
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (l, &v) in acc_r.iter().enumerate() {
+                let (b, lane) = (l / 8, l % 8);
+                let want = (0..kc).fold(0i32, |s, kk| {
+                    let wv = w[b * bstride + (kk / 2) * 16 + lane * 2 + kk % 2] as i8 as i32;
+                    s.wrapping_add(a[r * lda + kk] as i32 * wv)
+                });
+                assert_eq!(v, want, "row {r} lane {l}");
+            }
+        }
+        let before = acc;
+        for (a_len, lda, kc, w_len, bstride, nb) in [
+            (a.len() - 1, lda, kc, w.len(), bstride, 2),
+            (a.len(), lda, kc, w.len() - 1, bstride, 2),
+            (a.len(), lda, kc + 1, w.len(), bstride, 2),
+            (a.len(), kc - 2, kc, w.len(), bstride, 2),
+            (a.len(), lda, kc, w.len(), bstride, 3),
+            (a.len(), lda, kc, w.len(), bstride, 0),
+            (a.len(), usize::MAX / 2, kc, w.len(), bstride, 2),
+            (a.len(), lda, kc, w.len(), usize::MAX, 2),
+        ] {
+            let r = t.gemm_micro(&a[..a_len], lda, kc, &w[..w_len], bstride, nb, false, &mut acc);
+            assert!(r.is_err(), "accepted a_len {a_len} lda {lda} kc {kc} w_len {w_len} bstride {bstride} nb {nb}");
+        }
+        assert_eq!(acc, before);
+        let mut facc = [[0f32; 16]; MR];
+        let af = vec![1f32; 3 * 8 + 8];
+        let wf = vec![1f32; 8 * 8];
+        assert!(t.gemm_f32_micro(&af, 8, 8, &wf, 0, 1, &mut facc).is_ok());
+        assert!(t.gemm_f32_micro(&af[1..], 8, 8, &wf, 0, 1, &mut facc).is_err());
+        assert!(t.gemm_f32_micro(&af, 8, 8, &wf[1..], 0, 1, &mut facc).is_err());
+        assert!(t.gemm_f32_micro(&af, 8, 8, &wf, usize::MAX, 2, &mut facc).is_err());
+        assert!(t.gemm_f32_micro(&af, usize::MAX, 8, &wf, 0, 1, &mut facc).is_err());
+    }
+
+    /// The vector im2col against a plain one, and geometries that do not fit refused.
+    #[test]
+    fn gather_whole_equals_the_plain_im2col_and_refuses_what_does_not_fit() {
+        let Some(t) = token() else { return };
+        for (c, k, stride, pad) in [(3, 3, 1, 1), (16, 3, 2, 1), (35, 1, 1, 0), (20, 5, 2, 2)] {
+            let g = geom(2, 9, c, k, stride, pad);
+            let kk = (k * k * c) as usize;
+            let kp = kk + (kk & 1);
+            let x: Vec<u8> = (0..g.input_len()).map(|i| (i * 13 % 256) as u8).collect();
+            let pixels = g.pixels();
+            for p0 in (0..pixels).step_by(MR) {
+                let nr = MR.min(pixels - p0);
+                let mut a = vec![-1i16; MR * kp];
+                assert!(t.gather_whole(&g, kp, -5, p0, nr, &x, &mut a));
+                for r in 0..MR {
+                    for e in 0..kp {
+                        let want = if r >= nr || e >= kk {
+                            0
+                        } else {
+                            let p = p0 + r;
+                            let (b, oy, ox) = (
+                                p / (g.out_h * g.out_w) as usize,
+                                (p / g.out_w as usize) % g.out_h as usize,
+                                p % g.out_w as usize,
+                            );
+                            let (tap, ci) = (e / c as usize, e % c as usize);
+                            let (ky, kx) = (tap / k as usize, tap % k as usize);
+                            let iy = (oy * stride as usize + ky) as isize - pad as isize;
+                            let ix = (ox * stride as usize + kx) as isize - pad as isize;
+                            if iy < 0 || ix < 0 || iy >= 9 || ix >= 9 {
+                                0
+                            } else {
+                                let at = ((b * 9 + iy as usize) * 9 + ix as usize) * c as usize + ci;
+                                x[at] as i8 as i16 - 5
+                            }
+                        };
+                        assert_eq!(a[r * kp + e], want, "c {c} k {k} p0 {p0} r {r} e {e}");
+                    }
+                }
+            }
+            let mut a = vec![0i16; MR * kp];
+            assert!(!t.gather_whole(&g, kp, 0, 0, MR, &x[1..], &mut a), "short input");
+            assert!(!t.gather_whole(&g, kp, 0, 0, MR, &x, &mut a[1..]), "short block");
+            assert!(!t.gather_whole(&g, kk - 1, 0, 0, MR, &x, &mut a), "k > kp");
+            assert!(!t.gather_whole(&g, kp, 0, pixels - 1, 2, &x, &mut a), "pixels past the output");
+            assert!(!t.gather_whole(&g, kp, 0, 0, MR + 1, &x, &mut a), "more rows than MR");
+            assert!(!t.gather_whole(&g, kp, 0, usize::MAX, 1, &x, &mut a), "overflowing pixel");
+            let huge = GemmGeom { batch: u32::MAX, in_h: u32::MAX, in_w: u32::MAX, ..g };
+            assert!(!t.gather_whole(&huge, kp, 0, 0, MR, &x, &mut a), "overflowing input size");
+        }
+    }
+
+    fn channels(n: usize) -> Vec<u8> {
+        let mut d = Vec::new();
+        for v in [0i32, 1 << 30, 0, 0] {
+            for _ in 0..n {
+                d.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        d
+    }
+
+    fn view(d: &[u8], n: usize) -> ChannelData<'_> {
+        ChannelData {
+            bias: &d[..4 * n],
+            mult: &d[4 * n..8 * n],
+            left: &d[8 * n..12 * n],
+            right: &d[12 * n..16 * n],
+            out_zp: 0,
+            act_min: -128,
+            act_max: 127,
+            nonneg: true,
+        }
+    }
+
+    /// Requantization of 16 lanes: vector, partial and scalar groups give the scalar bytes; more than
+    /// 16 lanes, short outputs and missing channels are errors.
+    #[test]
+    fn requant16_matches_the_scalar_form_and_refuses_out_of_range_lanes() {
+        let Some(t) = token() else { return };
+        let mut acc = [0i32; 16];
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = (i as i32 - 8) * 37;
+        }
+        for n in 0..=16 {
+            for n_ch in [n, n + 3, 24] {
+                let d = channels(n_ch);
+                let ch = view(&d, n_ch);
+                let (mut got, mut want) = ([0u8; 16], [0u8; 16]);
+                t.requant16(&acc, &ch, 0, n, &mut got).unwrap();
+                requant_scalar(&acc, &ch, 0, n, &mut want).unwrap();
+                assert_eq!(got, want, "n {n} channels {n_ch}");
+            }
+        }
+        let d = channels(24);
+        let ch = view(&d, 24);
+        let mut out = [0u8; 32];
+        assert!(t.requant16(&acc, &ch, 0, 17, &mut out).is_err());
+        assert!(t.requant16(&acc, &ch, 0, 16, &mut out[..15]).is_err());
+        assert!(t.requant16(&acc, &ch, 20, 16, &mut out).is_err());
+        assert!(t.requant16(&acc, &ch, usize::MAX - 3, 16, &mut out).is_err());
+    }
+
+    /// Depthwise geometries that do not fit their buffers (or overflow) are refused; ADD never writes
+    /// past the shortest slice.
+    #[test]
+    fn depthwise_and_add_refuse_what_does_not_fit() {
+        let Some(t) = token() else { return };
+        let g = DwGeom {
+            batch: 1,
+            in_h: 4,
+            in_w: 4,
+            channels: 16,
+            out_h: 4,
+            out_w: 4,
+            k_h: 3,
+            k_w: 3,
+            stride: [1; 2],
+            dilation: [1; 2],
+            pad: [1; 2],
+            in_offset: 3,
+        };
+        let d = channels(16);
+        let ch = view(&d, 16);
+        let (x, w, pairs) = (vec![1u8; 256], vec![1u8; 9 * 16], vec![0u8; 5 * 64]);
+        let mut out = vec![0u8; 256];
+        assert!(t.depthwise(&g, &x, &w, &pairs, &ch, &mut out).is_ok());
+        assert!(t.depthwise(&g, &x[1..], &w, &pairs, &ch, &mut out).is_err());
+        assert!(t.depthwise(&g, &x, &w[1..], &pairs, &ch, &mut out).is_err());
+        assert!(t.depthwise(&g, &x, &w, &pairs[1..], &ch, &mut out).is_err());
+        let d15 = channels(15);
+        assert!(t.depthwise(&g, &x, &w, &pairs, &view(&d15, 15), &mut out).is_err());
+        assert!(t.depthwise(&g, &x, &w, &pairs, &ch, &mut out[1..]).is_err());
+        assert!(t.depthwise(&DwGeom { k_h: 9, k_w: 8, ..g }, &x, &w, &pairs, &ch, &mut out).is_err());
+        let huge = DwGeom { batch: u32::MAX, in_h: u32::MAX, in_w: u32::MAX, ..g };
+        assert!(t.depthwise(&huge, &x, &w, &pairs, &ch, &mut out).is_err());
+        let p = AddPlan {
+            len: 0,
+            zp: [0; 3],
+            left: 20,
+            a: (1 << 30, 0),
+            b: (1 << 30, 0),
+            out: (1 << 30, 0),
+            act_min: -128,
+            act_max: 127,
+        };
+        let mut o = [0u8; 40];
+        assert_eq!(t.add(&p, &[1; 37], &[2; 30], &mut o), 24);
+        assert_eq!(t.add(&p, &[1; 37], &[2; 40], &mut o[..5]), 0);
     }
 }
