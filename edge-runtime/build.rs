@@ -1,15 +1,11 @@
-//! Sets `rsim_arm_dsp` on Arm targets with the DSP extension (Cortex-M4/M7: `thumbv7em-*`), where
-//! `kernels::fast::cortex_m` (SMLAD int8 convolution) is compiled. Stable rustc does not set
-//! `target_feature = "dsp"` for these targets (the feature is unstable), so the target name decides;
-//! an explicit `-C target-feature=+dsp` (nightly) on another Arm target enables it too.
+//! Sets `rsim_arm_dsp` exactly where rsim-edge-simd compiled its Cortex-M4/M7 DSP module
+//! (`rsim_edge_simd::cortex_m`, Armv7E-M targets; see that crate's build script), so that
+//! `kernels::fast::cortex_m` (SMLAD int8 convolution) is compiled with it.
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(rsim_arm_dsp)");
     println!("cargo::rerun-if-changed=build.rs");
-    let target = std::env::var("TARGET").unwrap_or_default();
-    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
-    let dsp_feature = features.split(',').any(|f| f == "dsp");
-    if arch == "arm" && (target.starts_with("thumbv7em") || dsp_feature) {
+    println!("cargo::rerun-if-env-changed=DEP_RSIM_EDGE_SIMD_ARM_DSP");
+    if std::env::var("DEP_RSIM_EDGE_SIMD_ARM_DSP").is_ok_and(|v| v == "1") {
         println!("cargo::rustc-cfg=rsim_arm_dsp");
     }
 }

@@ -19,9 +19,9 @@
 //! # Ok(()) }
 //! ```
 #![cfg_attr(not(feature = "std"), no_std)]
-// Unsafe code lives only where SIMD intrinsics or the prepared-op records need it, each module
-// allowing it by name with SAFETY comments.
-#![deny(unsafe_code)]
+// Every `unsafe` the runtime needs (SIMD intrinsics, Cortex-M DSP assembly, the prepared-op records)
+// lives in the rsim-edge-simd crate, behind safe, bounds-checked functions.
+#![forbid(unsafe_code)]
 
 // Tensors are read in place as little-endian; every target rsim supports is little-endian.
 #[cfg(target_endian = "big")]

@@ -7,11 +7,10 @@
 //! every run of the same build), so [`crate::required_arena`] is known before any engine exists.
 //! An arena with room for the activations only still runs: ops are then decoded on each invoke and
 //! every op uses its reference kernel (the microcontroller trade: RAM over speed).
-#![allow(unsafe_code)]
 
 use crate::kernels::fast::{self, Kernel};
 use crate::EngineError;
-use core::mem::{align_of, size_of, MaybeUninit};
+use core::mem::size_of;
 use rsim_model::{Model, Op};
 
 /// One decoded op and the kernel chosen for it.
@@ -51,29 +50,11 @@ pub fn layout(model: &Model<'_>) -> Result<Layout, EngineError> {
 }
 
 /// Writes `count` records produced by `make(i)` at the start of `bytes` and returns them; `None` when
-/// `bytes` is misaligned or too short, or `make`'s first error.
+/// `bytes` is misaligned or too short, or `make`'s first error (`rsim_edge_simd::records`).
 pub fn write_records<'b, E>(
     bytes: &'b mut [u8],
     count: usize,
-    mut make: impl FnMut(usize) -> Result<PreparedOp, E>,
+    make: impl FnMut(usize) -> Result<PreparedOp, E>,
 ) -> Option<Result<&'b [PreparedOp], E>> {
-    if bytes.as_ptr() as usize % align_of::<PreparedOp>() != 0
-        || bytes.len() < count.checked_mul(size_of::<PreparedOp>())?
-    {
-        return None;
-    }
-    // SAFETY: the pointer is aligned for `PreparedOp` and `count` records fit in `bytes` (checked
-    // above); `MaybeUninit` has no validity requirement; the exclusive borrow of `bytes` moves here.
-    let recs: &'b mut [MaybeUninit<PreparedOp>] =
-        unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr() as *mut MaybeUninit<PreparedOp>, count) };
-    for (i, r) in recs.iter_mut().enumerate() {
-        match make(i) {
-            Ok(p) => {
-                r.write(p);
-            }
-            Err(e) => return Some(Err(e)),
-        }
-    }
-    // SAFETY: every one of the `count` records was written just above; `MaybeUninit<T>` has `T`'s layout.
-    Some(Ok(unsafe { core::slice::from_raw_parts(recs.as_ptr() as *const PreparedOp, count) }))
+    rsim_edge_simd::records::write_records(bytes, count, make)
 }

@@ -7,18 +7,7 @@ use crate::kernels::int8::KResult;
 use rsim_model::{DType, Op, Quant};
 
 /// Parameters of a planned add, shifts pre-split as the reference applies them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AddPlan {
-    pub len: u32,
-    pub zp: [i32; 3],
-    pub left: i32,
-    /// (multiplier, right shift) for input a, input b and the output.
-    pub a: (i32, i32),
-    pub b: (i32, i32),
-    pub out: (i32, i32),
-    pub act_min: i32,
-    pub act_max: i32,
-}
+pub use rsim_edge_simd::AddPlan;
 
 /// Right shift of `MultiplyByQuantizedMultiplierSmallerThanOneExp` (exponent negated, clamped).
 fn right(shift: i32) -> i32 {
@@ -72,7 +61,7 @@ pub fn run(p: &AddPlan, isa: Isa, a: &[u8], b: &[u8], out: &mut [u8]) -> KResult
     };
     let done = match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::add(p, a, b, out),
+        Isa::Avx2(t) => t.add(p, a, b, out),
         _ => 0,
     };
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b).skip(done) {

@@ -15,15 +15,18 @@
 //! accumulate wraps like the reference's wrapping i32 sums: the order of the sum does not matter.
 //! Requantization is the reference's arithmetic (`multiply_by_quantized_multiplier`, per-channel or
 //! per-tensor), with SRDHM written as one rounding shift ([`requantize`]).
-#![allow(unsafe_code)]
+//!
+//! The assembly (`SXTAB16` widening, the `SMLAD` micro-kernel) is in rsim-edge-simd's `cortex_m`
+//! module, behind safe bounds-checked functions.
 
 use super::gemm::{self, GemmGeom};
 use super::requant::split_shift;
 use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
+use rsim_edge_simd::cortex_m::{mac, put_quads, slot, widen4};
 use rsim_model::{Model, Multiplier, Op};
 
 /// Reduction elements per pixel gathered at once (a multiple of 4): a `2 * KC` i16 block, 1.25 KiB.
-pub const KC: usize = 320;
+pub use rsim_edge_simd::cortex_m::KC;
 /// Output channels whose partial sums are kept (on the stack) while a long reduction is chunked.
 pub const CG: usize = 32;
 
@@ -85,107 +88,17 @@ pub fn run(p: &DspPlan, inputs: &[&[u8]], weights: &[u8], out: &mut [u8]) -> KRe
     conv(&p.geom, p.in_offset, x, w, bias, &stage, out)
 }
 
-/// `SXTAB16`: `(off.lo + sext(w[7:0]), off.hi + sext(w[23:16]))`, and the same of `w` rotated by 8
-/// (bytes 1 and 3): 4 int8 inputs to the i16 pairs `(x0 + o, x2 + o), (x1 + o, x3 + o)`.
-#[inline(always)]
-fn widen4(w: u32, off2: u32) -> (u32, u32) {
-    let (lo, hi): (u32, u32);
-    // SAFETY: register-only DSP instructions (Armv7E-M), no memory access, no flags.
-    unsafe {
-        core::arch::asm!(
-            "sxtab16 {lo}, {off}, {w}",
-            "sxtab16 {hi}, {off}, {w}, ror #8",
-            lo = out(reg) lo,
-            hi = out(reg) hi,
-            off = in(reg) off2,
-            w = in(reg) w,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    (lo, hi)
-}
-
 /// The i16 im2col block of 2 pixels x [`KC`] elements, as words of 2 i16 (low half first), aligned for
 /// `LDM`.
 #[repr(C, align(8))]
 struct Block([u32; KC]);
 
-/// Index (in i16 halves) in the block of reduction element `kk` (relative to the chunk) of pixel `r`.
-#[inline(always)]
-fn slot(kk: usize, r: usize) -> usize {
-    const PERM: [usize; 4] = [0, 2, 1, 3];
-    ((kk >> 2) * 2 + r) * 4 + PERM[kk & 3]
-}
-
-/// The i16 at half-index `i` of the block.
-#[inline(always)]
-fn get16(a: &[u32; KC], i: usize) -> KResult<i16> {
-    let w = *a.get(i >> 1).ok_or("im2col block short")?;
-    Ok((w >> ((i & 1) * 16)) as i16)
-}
-
 /// Sets the i16 at half-index `i` of the block.
 #[inline(always)]
 fn set16(a: &mut [u32; KC], i: usize, v: i16) -> KResult<()> {
-    if i >= 2 * KC {
-        return Err("im2col block short");
-    }
-    // SAFETY: `i < 2 * KC` halves of the `KC`-word block; i16 needs less alignment than u32.
-    unsafe { (a.as_mut_ptr() as *mut i16).add(i).write(v) };
-    Ok(())
-}
-
-/// Whole groups of 4: writes `src` (`len` bytes, a multiple of 4; zeros when `None`) widened with
-/// the offset pair `off2` to reduction elements `d .. d + len` (`d` a multiple of 4) of pixel `r`.
-#[inline(always)]
-fn put_quads(a: &mut [u32; KC], r: usize, d: usize, len: usize, src: Option<&[u8]>, off2: u32) -> KResult<()> {
-    let n = len / 4;
-    let at = d + 2 * r;
-    // Group g of pixel r is words `d + 4g + 2r` and `+ 1` (`d` counts elements, 4 per group = 4 words).
-    if n > 0 && at + 4 * (n - 1) + 1 >= KC {
-        return Err("im2col block short");
-    }
-    let dst = a.as_mut_ptr();
-    match src {
-        Some(src) => {
-            if src.len() < 4 * n {
-                return Err("conv input shorter than its shape");
-            }
-            if n > 0 {
-                // SAFETY: reads `4n <= src.len()` bytes (word loads, possibly unaligned: Armv7-M LDR
-                // allows it); writes words `at + 4q`, `+ 1` for q < n, all < KC (checked above), 8-byte
-                // aligned pairs (`at` is even, the block 8-aligned) for STRD. Registers only otherwise.
-                unsafe {
-                    core::arch::asm!(
-                        "2:",
-                        "ldr {w}, [{sp}], #4",
-                        "sxtab16 {lo}, {off}, {w}",
-                        "sxtab16 {hi}, {off}, {w}, ror #8",
-                        "strd {lo}, {hi}, [{dp}], #16",
-                        "subs {n}, {n}, #1",
-                        "bne 2b",
-                        sp = inout(reg) src.as_ptr() => _,
-                        dp = inout(reg) dst.add(at) => _,
-                        n = inout(reg) n => _,
-                        off = in(reg) off2,
-                        w = out(reg) _,
-                        lo = out(reg) _,
-                        hi = out(reg) _,
-                        options(nostack),
-                    );
-                }
-            }
-        }
-        None => {
-            for q in 0..n {
-                // SAFETY: as above.
-                unsafe {
-                    dst.add(at + 4 * q).write(0);
-                    dst.add(at + 4 * q + 1).write(0);
-                }
-            }
-        }
-    }
+    const E: &str = "im2col block short";
+    let halves: &mut [i16] = bytemuck::try_cast_slice_mut(&mut a[..]).map_err(|_| E)?;
+    *halves.get_mut(i).ok_or(E)? = v;
     Ok(())
 }
 
@@ -213,11 +126,10 @@ fn put_run(a: &mut [u32; KC], r: usize, mut d: usize, len: usize, src: Option<&[
     let off2 = (off as u16 as u32) * 0x0001_0001;
     while d + 4 <= end {
         let at = ((d >> 2) * 2 + r) * 2;
-        let (lo, hi) = match s.get(..4) {
-            Some(q) => {
-                s = &s[4..];
-                // SAFETY: `q` is 4 readable bytes; an unaligned word load (Armv7-M LDR allows it).
-                widen4(unsafe { core::ptr::read_unaligned(q.as_ptr() as *const u32) }, off2)
+        let (lo, hi) = match s.split_first_chunk::<4>() {
+            Some((q, rest)) => {
+                s = rest;
+                widen4(u32::from_le_bytes(*q), off2)
             }
             None => (0, 0),
         };
@@ -351,75 +263,6 @@ fn gather_whole(
     Ok(())
 }
 
-/// The micro-kernel: `acc = [c0 p0, c0 p1, c1 p0, c1 p1]` += the dot products of `groups` groups of 4
-/// block elements at `a` (2 pixels, see the module doc) with 4 weight bytes at `w` (channel c0) and at
-/// `w + stride` (channel c1) per group. Wrapping i32 accumulation (`SMLAD`).
-///
-/// # Safety
-/// `a` is 4-byte aligned with `groups * 4` readable words; `w` has `groups * 4` readable bytes and so
-/// does `w + stride`; `acc` is 4 writable i32; `groups >= 1`.
-#[unsafe(naked)]
-unsafe extern "C" fn mac_2x2(a: *const u32, w: *const u8, stride: usize, groups: usize, acc: *mut i32) {
-    // r0 a, r1 w (c0), r2 stride to c1, r3 group count, r4-r7 accumulators, r8-r11 the block words
-    // (p0 (k0,k2) (k1,k3), p1 (k0,k2) (k1,k3)), r12/lr weight words. r4-r11 and lr are saved (r6, r7
-    // included: a naked function may use them), and acc's pointer (5th argument) is kept on the stack.
-    core::arch::naked_asm!(
-        "push {{r4-r11, lr}}",
-        "ldr r12, [sp, #36]",
-        "push {{r12}}",
-        "ldm r12, {{r4-r7}}",
-        "2:",
-        "ldm r0!, {{r8-r11}}",
-        "ldr lr, [r1, r2]",
-        "sxtb16 r12, lr",
-        "sxtb16 lr, lr, ror #8",
-        "smlad r6, r8, r12, r6",
-        "smlad r6, r9, lr, r6",
-        "smlad r7, r10, r12, r7",
-        "smlad r7, r11, lr, r7",
-        "ldr lr, [r1], #4",
-        "sxtb16 r12, lr",
-        "sxtb16 lr, lr, ror #8",
-        "smlad r4, r8, r12, r4",
-        "smlad r4, r9, lr, r4",
-        "smlad r5, r10, r12, r5",
-        "smlad r5, r11, lr, r5",
-        "subs r3, r3, #1",
-        "bne 2b",
-        "pop {{r12}}",
-        "stm r12, {{r4-r7}}",
-        "pop {{r4-r11, pc}}",
-    )
-}
-
-/// `acc` (as [`mac_2x2`]) += elements `0 .. kc` of the block with weights `w[c0 * k + k0 ..]` and
-/// `w[c1 * k + k0 ..]`. The assembly reads whole groups of 4 weight bytes; a group that would read past
-/// the weights (the last channel's tail when `k % 4 != 0`) is done in plain Rust. Bytes read past a
-/// channel's row otherwise meet zeros in the block.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn mac(a: &Block, w: &[u8], k: usize, k0: usize, kc: usize, c0: usize, c1: usize, acc: &mut [i32; 4]) -> KResult<()> {
-    const E: &str = "conv weights shorter than their shape";
-    let (s0, s1) = (c0 * k + k0, c1 * k + k0);
-    let valid = kc.min(k - k0);
-    let room = w.len().checked_sub(s0.max(s1)).ok_or(E)?;
-    let groups = if room >= valid.div_ceil(4) * 4 { valid.div_ceil(4) } else { room.min(valid) / 4 };
-    if groups > 0 {
-        // SAFETY: `groups * 4 <= kc <= KC` elements per pixel: `groups * 4` words of the aligned block;
-        // `s0 + groups * 4` and `s1 + groups * 4` are at most `w.len()` (checked above).
-        unsafe { mac_2x2(a.0.as_ptr(), w.as_ptr().add(s0), s1 - s0, groups, acc.as_mut_ptr()) };
-    }
-    for kk in groups * 4..valid {
-        let (x0, x1) = (get16(&a.0, slot(kk, 0))? as i32, get16(&a.0, slot(kk, 1))? as i32);
-        let (w0, w1) = (*w.get(s0 + kk).ok_or(E)? as i8 as i32, *w.get(s1 + kk).ok_or(E)? as i8 as i32);
-        acc[0] = acc[0].wrapping_add(x0 * w0);
-        acc[1] = acc[1].wrapping_add(x1 * w0);
-        acc[2] = acc[2].wrapping_add(x0 * w1);
-        acc[3] = acc[3].wrapping_add(x1 * w1);
-    }
-    Ok(())
-}
-
 /// `multiply_by_quantized_multiplier(x, m, shift)` with `(left, right) = split_shift(shift)`, bit for
 /// bit: SRDHM's `(ab + nudge) / 2^31` truncated toward zero, with the nudge `2^30` for `ab >= 0` and
 /// `1 - 2^30` below, equals `floor((ab + 2^30) / 2^31)` in both cases (for negative `n`,
@@ -499,7 +342,7 @@ pub fn conv(
                 }
                 for (j, acc) in accs.iter_mut().enumerate().take(pairs) {
                     let c0 = g0 + 2 * j;
-                    mac(&a, w, k, k0, kc, c0, (c0 + 1).min(oc - 1), acc)?;
+                    mac(&a.0, w, k, k0, kc, c0, (c0 + 1).min(oc - 1), acc)?;
                 }
                 k0 += kc;
             }

@@ -6,6 +6,7 @@ use super::gemm::requant_scalar;
 use super::{ChannelData, Channels, Isa, Span};
 use crate::kernels::float::conv::out_size;
 use crate::kernels::int8::KResult;
+use rsim_edge_simd::DwGeom;
 use rsim_model::{DType, Model, Op};
 
 /// Geometry of a planned depthwise op (u32: the same record on every target).
@@ -31,18 +32,32 @@ pub struct DwPlan {
 }
 
 /// Most taps a planned depthwise kernel has (the AVX2 path keeps one pixel's tap offsets on the stack).
-pub const MAX_TAPS: usize = 64;
+pub use rsim_edge_simd::MAX_TAPS;
 
 impl DwPlan {
+    /// The geometry and input offset, as the kernels take them.
+    #[inline]
+    pub fn geom(&self) -> DwGeom {
+        DwGeom {
+            batch: self.batch,
+            in_h: self.in_h,
+            in_w: self.in_w,
+            channels: self.channels,
+            out_h: self.out_h,
+            out_w: self.out_w,
+            k_h: self.k_h,
+            k_w: self.k_w,
+            stride: self.stride,
+            dilation: self.dilation,
+            pad: self.pad,
+            in_offset: self.in_offset,
+        }
+    }
+
     /// Input index of tap (`ky`, `kx`) for output (`b`, `oy`, `ox`), channel 0, if inside the image.
     #[inline]
     pub fn tap(&self, b: usize, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
-        let iy = (oy * self.stride[0] as usize + ky * self.dilation[0] as usize).checked_sub(self.pad[0] as usize)?;
-        let ix = (ox * self.stride[1] as usize + kx * self.dilation[1] as usize).checked_sub(self.pad[1] as usize)?;
-        if iy >= self.in_h as usize || ix >= self.in_w as usize {
-            return None;
-        }
-        Some(((b * self.in_h as usize + iy) * self.in_w as usize + ix) * self.channels as usize)
+        self.geom().tap(b, oy, ox, ky, kx)
     }
 }
 
@@ -127,10 +142,10 @@ pub fn run(p: &DwPlan, isa: Isa, x: &[u8], w: &[u8], persistent: &[u8], out: &mu
     if x.len() < n * p.in_h as usize * p.in_w as usize * c || w.len() < kh * kw * c || out.len() < n * oh * ow * c {
         return Err("depthwise tensors shorter than their shapes");
     }
-    let ch = ChannelData::view(&p.ch, persistent)?;
+    let ch = p.ch.view(persistent)?;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::depthwise(p, x, w, p.pairs.get(persistent)?, &ch, out),
+        Isa::Avx2(t) => super::x86::depthwise(t, p, x, w, p.pairs.get(persistent)?, &ch, out),
         _ => portable(p, x, w, &ch, out),
     }
 }
@@ -171,6 +186,7 @@ fn portable(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]
     let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
     let (kh, kw) = (p.k_h as usize, p.k_w as usize);
     const E: &str = "depthwise tensors shorter than their shapes";
+    let g = p.geom();
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -181,7 +197,7 @@ fn portable(p: &DwPlan, x: &[u8], w: &[u8], ch: &ChannelData<'_>, out: &mut [u8]
                     let mut acc = [0i32; RUN];
                     for ky in 0..kh {
                         for kx in 0..kw {
-                            let Some(at) = p.tap(b, oy, ox, ky, kx) else { continue };
+                            let Some(at) = g.tap(b, oy, ox, ky, kx) else { continue };
                             let xs = x.get(at + c0..at + c0 + len).ok_or(E)?;
                             let ws = w.get((ky * kw + kx) * c + c0..(ky * kw + kx) * c + c0 + len).ok_or(E)?;
                             for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {

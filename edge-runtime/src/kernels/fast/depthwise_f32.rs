@@ -96,7 +96,7 @@ pub fn run(p: &DwF32Plan, isa: Isa, x: &[u8], persistent: &[u8], out: &mut [u8])
     let b: &[f32] = bytemuck::try_cast_slice(p.bias.get(persistent)?).map_err(|_| "packed bias misaligned")?;
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::depthwise_f32(p, x, w, b, out),
+        Isa::Avx2(t) => super::x86::depthwise_f32(t, p, x, w, b, out),
         _ => pixels(p, x, w, b, out),
     }
 }

@@ -9,43 +9,21 @@
 //! Weights are packed once into blocks of 8 output channels: for each pair of `k`, 16 bytes
 //! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
 
-use super::{im2col, requant, ChannelData, Channels, Isa, Span};
+use super::{im2col, ChannelData, Channels, Isa, Span};
 use crate::kernels::float::conv::out_size;
 use crate::kernels::int8::{KResult, OutStage};
 use rsim_model::{DType, Model, Op, Quant};
 
+/// Scalar requantization of `n` lanes from the prepared channel arrays.
+pub use rsim_edge_simd::requant::requant_scalar;
+/// Convolution geometry in the fast kernels' terms (u32 so the record is the same on every target).
+pub use rsim_edge_simd::GemmGeom;
 /// Output pixels per micro-kernel call (rows of the im2col block).
-pub const MR: usize = 4;
+pub use rsim_edge_simd::MR;
 /// Largest `k` chunk gathered at once: an `MR * KC` i16 block on the stack (36 KiB). 4608 = 3 x 3 x 512,
 /// the longest reduction of ResNet-18/50 and MobileNets, so their layers gather each pixel once;
 /// longer reductions are re-gathered per output-channel block.
 pub const KC: usize = 4608;
-
-/// Convolution geometry in the fast kernels' terms (u32 so the record is the same on every target).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GemmGeom {
-    pub batch: u32,
-    pub in_h: u32,
-    pub in_w: u32,
-    pub in_c: u32,
-    pub out_h: u32,
-    pub out_w: u32,
-    pub out_c: u32,
-    pub k_h: u32,
-    pub k_w: u32,
-    pub stride: [u32; 2],
-    pub dilation: [u32; 2],
-    pub pad: [u32; 2],
-}
-
-impl GemmGeom {
-    fn pixels(&self) -> usize {
-        self.batch as usize * self.out_h as usize * self.out_w as usize
-    }
-    fn input_len(&self) -> usize {
-        self.batch as usize * self.in_h as usize * self.in_w as usize * self.in_c as usize
-    }
-}
 
 /// A planned GEMM op: geometry, reduction length, input offset, packed weights and channel data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,13 +170,15 @@ pub fn pack(p: &GemmPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> 
     p.ch.fill(bias, &stage, persistent)
 }
 
-/// The instruction-set-specific inner loops of the GEMM.
-pub trait Micro {
+/// The instruction-set-specific inner loops of the GEMM, called on a value of the implementing type
+/// (for the SIMD ones, the rsim-edge-simd token that proves the instruction set is there).
+pub trait Micro: Copy {
     /// `acc[r][l] (+)= sum_j a[r * lda + 2j] * w[j][l][0] + a[r * lda + 2j + 1] * w[j][l][1]` for rows
     /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`; `first`
     /// overwrites the lanes instead of adding (the first chunk of a reduction: no zeroing pass).
     #[allow(clippy::too_many_arguments)]
     fn micro(
+        self,
         a: &[i16],
         lda: usize,
         kc: usize,
@@ -209,21 +189,22 @@ pub trait Micro {
         acc: &mut [[i32; 16]; MR],
     ) -> KResult<()>;
     /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
-    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
+    fn requant(self, acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
     /// `dst[i] = src[i] as i8 + off` for `i < dst.len()` (`src` at least as long).
-    fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
+    fn widen(self, src: &[u8], off: i16, dst: &mut [i16]) {
         widen_scalar(src, off, dst)
     }
     /// The whole reduction of rows `p0 .. p0 + nr` into `a` at stride `kp` (see [`im2col::gather`]).
     #[inline(always)]
-    fn gather_whole(p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
-        gather_whole_generic::<Self>(p, p0, nr, x, a)
+    fn gather_whole(self, p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
+        gather_whole_generic(self, p, p0, nr, x, a)
     }
 }
 
 /// [`Micro::gather_whole`] through the generic im2col walk and [`Micro::widen`].
 #[inline(always)]
-pub fn gather_whole_generic<M: Micro + ?Sized>(
+pub fn gather_whole_generic<M: Micro>(
+    m: M,
     p: &GemmPlan,
     p0: usize,
     nr: usize,
@@ -232,7 +213,7 @@ pub fn gather_whole_generic<M: Micro + ?Sized>(
 ) -> KResult<()> {
     let off = p.in_offset as i16;
     let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
-        M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
+        m.widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
         Ok(())
     };
     let kp = p.kp as usize;
@@ -247,24 +228,13 @@ pub fn widen_scalar(src: &[u8], off: i16, dst: &mut [i16]) {
     }
 }
 
-/// What a SIMD [`Micro::micro`] checks before its unchecked loads: even `kc`, one or two blocks, and
-/// `a` / `w` long enough for MR rows and `nb` blocks.
-#[inline(always)]
-pub fn check_micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize) -> KResult<()> {
-    if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
-        return Err("gemm micro-kernel called with a bad shape");
-    }
-    if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
-        return Err("gemm operands shorter than planned");
-    }
-    Ok(())
-}
-
 /// Plain Rust inner loops (any target).
+#[derive(Clone, Copy)]
 pub struct Portable;
 
 impl Micro for Portable {
     fn micro(
+        self,
         a: &[i16],
         lda: usize,
         kc: usize,
@@ -295,28 +265,9 @@ impl Micro for Portable {
         Ok(())
     }
 
-    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
+    fn requant(self, acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
         requant_scalar(acc, ch, c0, n, out)
     }
-}
-
-/// Scalar requantization of `n` lanes from the prepared channel arrays.
-pub fn requant_scalar(acc: &[i32], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
-    use crate::kernels::int8::get_i32;
-    for (i, (o, &a)) in out.iter_mut().zip(acc).take(n).enumerate() {
-        let c = c0 + i;
-        let v = a.wrapping_add(get_i32(ch.bias, c)?);
-        *o = requant::requant_one(
-            v,
-            get_i32(ch.mult, c)?,
-            get_i32(ch.left, c)?,
-            get_i32(ch.right, c)?,
-            ch.out_zp,
-            ch.act_min,
-            ch.act_max,
-        ) as u8;
-    }
-    Ok(())
 }
 
 /// Runs the GEMM over all output pixels, on `threads` threads when the std feature allows.
@@ -328,7 +279,7 @@ pub fn run(p: &GemmPlan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8], 
         return Err("gemm tensors shorter than their shapes");
     }
     let packed = p.packed.get(persistent)?;
-    let ch = ChannelData::view(&p.ch, persistent)?;
+    let ch = p.ch.view(persistent)?;
     let out = &mut out[..pixels * oc];
     let macs = pixels * p.k as usize * oc;
     let t = im2col::threads_for(macs, threads, pixels.div_ceil(MR));
@@ -349,10 +300,10 @@ fn rows(
 ) -> KResult<()> {
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::rows(p, first, x, packed, ch, out),
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => rows_with::<super::neon::Neon>(p, first, x, packed, ch, out),
-        _ => rows_with::<Portable>(p, first, x, packed, ch, out),
+        Isa::Avx2(t) => super::x86::rows(t, p, first, x, packed, ch, out),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Isa::Neon(t) => rows_with(t, p, first, x, packed, ch, out),
+        _ => rows_with(Portable, p, first, x, packed, ch, out),
     }
 }
 
@@ -361,6 +312,7 @@ fn rows(
 /// than its MACs).
 #[inline(always)]
 pub(crate) fn rows_with<M: Micro>(
+    m: M,
     p: &GemmPlan,
     first: usize,
     x: &[u8],
@@ -369,15 +321,16 @@ pub(crate) fn rows_with<M: Micro>(
     out: &mut [u8],
 ) -> KResult<()> {
     match p.kp as usize {
-        0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, ch, out),
-        257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, ch, out),
-        _ => rows_block::<M, { MR * KC }>(p, first, x, packed, ch, out),
+        0..=256 => rows_block::<M, { MR * 256 }>(m, p, first, x, packed, ch, out),
+        257..=1152 => rows_block::<M, { MR * 1152 }>(m, p, first, x, packed, ch, out),
+        _ => rows_block::<M, { MR * KC }>(m, p, first, x, packed, ch, out),
     }
 }
 
 /// [`rows_with`] with a gather block of `LEN = MR * chunk` i16.
 #[inline(always)]
 fn rows_block<M: Micro, const LEN: usize>(
+    m: M,
     p: &GemmPlan,
     first: usize,
     x: &[u8],
@@ -402,11 +355,11 @@ fn rows_block<M: Micro, const LEN: usize>(
         let one_chunk = kp <= chunk;
         let off = p.in_offset as i16;
         let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
-            M::widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
+            m.widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
             Ok(())
         };
         if one_chunk {
-            M::gather_whole(p, p0, nr, x, &mut a)?;
+            m.gather_whole(p, p0, nr, x, &mut a)?;
         }
         let mut b = 0;
         while b < blocks {
@@ -418,14 +371,14 @@ fn rows_block<M: Micro, const LEN: usize>(
                     im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, &mut a, &mut widen)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
-                M::micro(&a, kc, kc, w, bstride, nb, k0 == 0, &mut acc)?;
+                m.micro(&a, kc, kc, w, bstride, nb, k0 == 0, &mut acc)?;
                 k0 += kc;
             }
             let c0 = b * 8;
             let n = (oc - c0).min(8 * nb);
             for (r, acc_r) in acc.iter().enumerate().take(nr) {
                 let at = (done + r) * oc + c0;
-                M::requant(acc_r, ch, c0, n, out.get_mut(at..at + n).ok_or("gemm output short")?)?;
+                m.requant(acc_r, ch, c0, n, out.get_mut(at..at + n).ok_or("gemm output short")?)?;
             }
             b += nb;
         }

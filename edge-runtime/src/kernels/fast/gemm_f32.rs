@@ -129,10 +129,12 @@ pub fn pack(p: &GemmF32Plan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) 
 }
 
 /// Instruction-set inner loop of the f32 GEMM.
-pub trait MicroF32 {
+pub trait MicroF32: Copy {
     /// `acc[r][l] += sum_j a[r * lda + j] * w[j * 8 + l]` (block `b` of `w` at `b * bstride`,
     /// lanes `l < 8 * nb`, `j < kc`).
+    #[allow(clippy::too_many_arguments)]
     fn micro(
+        self,
         a: &[f32],
         lda: usize,
         kc: usize,
@@ -144,11 +146,13 @@ pub trait MicroF32 {
 }
 
 /// Plain Rust inner loop.
+#[derive(Clone, Copy)]
 pub struct PortableF32;
 
 impl MicroF32 for PortableF32 {
     #[inline(always)]
     fn micro(
+        self,
         a: &[f32],
         lda: usize,
         kc: usize,
@@ -195,8 +199,8 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
     let t = im2col::threads_for(macs, threads, pixels.div_ceil(MR));
     im2col::split_pixels(pixels, oc, MR, t, out, &|first, rows_out: &mut [f32]| match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::rows_f32(p, first, x, packed, bias, rows_out),
-        _ => rows_with::<PortableF32>(p, first, x, packed, bias, rows_out),
+        Isa::Avx2(t) => super::x86::rows_f32(t, p, first, x, packed, bias, rows_out),
+        _ => rows_with(PortableF32, p, first, x, packed, bias, rows_out),
     })
 }
 
@@ -204,6 +208,7 @@ pub fn run(p: &GemmF32Plan, isa: Isa, threads: usize, x: &[u8], persistent: &[u8
 /// to the reduction.
 #[inline(always)]
 pub(crate) fn rows_with<M: MicroF32>(
+    m: M,
     p: &GemmF32Plan,
     first: usize,
     x: &[f32],
@@ -212,14 +217,15 @@ pub(crate) fn rows_with<M: MicroF32>(
     out: &mut [f32],
 ) -> KResult<()> {
     match p.k as usize {
-        0..=256 => rows_block::<M, { MR * 256 }>(p, first, x, packed, bias, out),
-        257..=1152 => rows_block::<M, { MR * 1152 }>(p, first, x, packed, bias, out),
-        _ => rows_block::<M, { MR * KC }>(p, first, x, packed, bias, out),
+        0..=256 => rows_block::<M, { MR * 256 }>(m, p, first, x, packed, bias, out),
+        257..=1152 => rows_block::<M, { MR * 1152 }>(m, p, first, x, packed, bias, out),
+        _ => rows_block::<M, { MR * KC }>(m, p, first, x, packed, bias, out),
     }
 }
 
 #[inline(always)]
 fn rows_block<M: MicroF32, const LEN: usize>(
+    m: M,
     p: &GemmF32Plan,
     first: usize,
     x: &[f32],
@@ -263,7 +269,7 @@ fn rows_block<M: MicroF32, const LEN: usize>(
                     im2col::gather(&p.geom, k, kc, MR, p0, nr, k0, kc, &mut a, &mut copy)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
-                M::micro(rows_in_place.unwrap_or(&a), kc, kc, w, bstride, nb, &mut acc)?;
+                m.micro(rows_in_place.unwrap_or(&a), kc, kc, w, bstride, nb, &mut acc)?;
                 k0 += kc;
             }
             let c0 = b * 8;

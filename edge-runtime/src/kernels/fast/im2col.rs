@@ -78,21 +78,7 @@ pub fn threads_for(macs: usize, wanted: usize, blocks: usize) -> usize {
 
 /// `(batch, oy, ox)` of the pixel `r` rows after the one at `first` (`oh * ow` pixels per image),
 /// stepping instead of dividing (`r` is below the micro-kernel's row count).
-#[inline(always)]
-pub fn pixel_at(first: (usize, usize, usize), r: usize, oh: usize, ow: usize) -> (usize, usize, usize) {
-    let (mut b, mut oy, mut ox) = first;
-    let (oh, ow) = (oh.max(1), ow.max(1));
-    ox += r;
-    while ox >= ow {
-        ox -= ow;
-        oy += 1;
-        if oy >= oh {
-            oy = 0;
-            b += 1;
-        }
-    }
-    (b, oy, ox)
-}
+pub use rsim_edge_simd::pixel_at;
 
 /// Runs `f(first_pixel, rows_of_out)` over `pixels` output pixels of `oc` elements each, split into
 /// `threads` contiguous ranges of whole `mr` blocks (std builds; one call otherwise).

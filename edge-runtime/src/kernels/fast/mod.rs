@@ -9,6 +9,10 @@
 //! - [`requant`]: TFLM's double-rounding requantization on arrays of accumulators.
 //! - [`x86`]: AVX2 micro-kernels and requantization (x86_64, runtime-detected in std builds).
 //!
+//! The instruction-set code itself (intrinsics, assembly) is in the rsim-edge-simd crate, behind safe
+//! functions of the tokens [`Avx2`] and [`Neon`], which exist only where the CPU has that instruction
+//! set; `x86` and `neon` here are the safe glue between those and the generic drivers.
+//!
 //! The fast paths exist for 64-bit application processors (x86_64, aarch64), where packing weights
 //! into RAM pays; microcontrollers keep reading weights in place from flash through the reference.
 
@@ -20,13 +24,14 @@ pub mod depthwise_f32;
 pub mod gemm;
 pub mod gemm_f32;
 pub mod im2col;
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
 pub mod neon;
 pub mod requant;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 
 use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
+pub use rsim_edge_simd::{Avx2, ChannelData, Neon};
 use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
 
 /// Instruction set a fast kernel runs with, detected once per engine.
@@ -34,33 +39,31 @@ use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
 pub enum Isa {
     /// Plain Rust (the compiler's baseline vectorisation for the target).
     Portable,
-    /// aarch64 NEON (`smlal` int8 GEMM on i16 pairs).
-    Neon,
+    /// aarch64 NEON (`smlal` int8 GEMM on i16 pairs); the token proves NEON is there.
+    Neon(Neon),
     /// x86_64 AVX2 with FMA (`vpmaddwd` int8 dot products on i16 pairs, vector requantization,
-    /// `vfmadd` f32).
-    Avx2,
+    /// `vfmadd` f32); the token proves the CPU has both.
+    Avx2(Avx2),
 }
 
 impl Isa {
-    /// The best instruction set this CPU offers to the fast kernels.
+    /// The best instruction set this CPU offers to the fast kernels: AVX2 + FMA on x86_64 (detected at
+    /// run time in std builds, else when the target enables them), NEON on aarch64.
     pub fn detect() -> Isa {
-        #[cfg(all(target_arch = "x86_64", feature = "std"))]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
+        if let Some(t) = Avx2::detect() {
+            return Isa::Avx2(t);
         }
-        #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2", target_feature = "fma"))]
-        return Isa::Avx2;
-        #[cfg(target_arch = "aarch64")]
-        return Isa::Neon;
-        #[allow(unreachable_code)]
+        if let Some(t) = Neon::detect() {
+            return Isa::Neon(t);
+        }
         Isa::Portable
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
-            Isa::Neon => "neon",
-            Isa::Avx2 => "avx2",
+            Isa::Neon(_) => "neon",
+            Isa::Avx2(_) => "avx2",
         }
     }
 }
@@ -187,32 +190,21 @@ impl Channels {
     }
 }
 
-/// Read view of [`Channels`] data as i32 arrays.
-pub struct ChannelData<'a> {
-    pub bias: &'a [u8],
-    pub mult: &'a [u8],
-    pub left: &'a [u8],
-    pub right: &'a [u8],
-    pub out_zp: i32,
-    pub act_min: i32,
-    pub act_max: i32,
-    pub nonneg: bool,
-}
-
-impl<'a> ChannelData<'a> {
-    pub fn view(ch: &Channels, persistent: &'a [u8]) -> KResult<ChannelData<'a>> {
-        let d = ch.span.get(persistent)?;
-        let p = ch.padded as usize * 4;
+impl Channels {
+    /// Read view of the data as i32 arrays ([`ChannelData`]).
+    pub fn view<'a>(&self, persistent: &'a [u8]) -> KResult<ChannelData<'a>> {
+        let d = self.span.get(persistent)?;
+        let p = self.padded as usize * 4;
         let part = |k: usize| d.get(k * p..(k + 1) * p).ok_or("channel data short");
         Ok(ChannelData {
             bias: part(0)?,
             mult: part(1)?,
             left: part(2)?,
             right: part(3)?,
-            out_zp: ch.out_zp,
-            act_min: ch.act_min,
-            act_max: ch.act_max,
-            nonneg: ch.nonneg,
+            out_zp: self.out_zp,
+            act_min: self.act_min,
+            act_max: self.act_max,
+            nonneg: self.nonneg,
         })
     }
 }

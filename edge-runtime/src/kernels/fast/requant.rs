@@ -1,23 +1,9 @@
 //! TFLM's requantization (`MultiplyByQuantizedMultiplier`, double rounding) split into the two shifts
-//! that prepared per-channel arrays store, so vector code does no branching per lane.
+//! that prepared per-channel arrays store, so vector code does no branching per lane. Defined in
+//! rsim-edge-simd (its vector requantization's scalar tails use them too); the check against the
+//! reference stays here.
 
-use crate::kernels::int8::fixedpoint::{rounding_divide_by_pot, srdhm};
-
-/// `(left, right)` shifts of a TFLM multiplier exponent, as `multiply_by_quantized_multiplier` uses them.
-#[inline]
-pub fn split_shift(shift: i32) -> (i32, i32) {
-    let left = shift.clamp(0, 31);
-    let right = if shift > 0 { 0 } else { -shift.max(-31) };
-    (left, right)
-}
-
-/// `multiply_by_quantized_multiplier(acc, m, shift)` with the shift pre-split; then zero point and clamp.
-#[inline]
-pub fn requant_one(acc: i32, m: i32, left: i32, right: i32, out_zp: i32, act_min: i32, act_max: i32) -> i8 {
-    let x = acc.wrapping_mul(1i32.wrapping_shl(left as u32));
-    let v = rounding_divide_by_pot(srdhm(x, m), right).wrapping_add(out_zp);
-    v.clamp(act_min, act_max) as i8
-}
+pub use rsim_edge_simd::requant::{requant_one, split_shift};
 
 #[cfg(test)]
 mod tests {

@@ -1,48 +1,38 @@
-//! x86_64 AVX2 inner loops: the GEMM micro-kernel (`vpmaddwd` on i16 pairs, 4 rows x 16 channels in
-//! registers), TFLM's double-rounding requantization on 8 lanes, and depthwise channel runs.
+//! x86_64 AVX2 paths: the generic GEMM and depthwise drivers compiled with AVX2 (`Avx2::vectorize`),
+//! so that rsim-edge-simd's micro-kernel (`vpmaddwd` on i16 pairs, 4 rows x 16 channels in registers),
+//! widening, 8-lane requantization and the f32 micro-kernel (`vfmadd`) inline into them; the depthwise
+//! and ADD sweeps are rsim-edge-simd's whole.
 //!
-//! Safety: every `unsafe` block here is entered only when `Isa::detect` saw AVX2 (the `Avx2` path is
-//! never chosen otherwise), and after the slice lengths every pointer read or write relies on have
-//! been checked on entry.
-#![allow(unsafe_code)]
+//! No `unsafe` here: the [`Avx2`] token (from `Isa::detect`) proves the CPU has AVX2 and FMA, and the
+//! token's functions check every length they rely on.
 
 use super::depthwise::DwPlan;
-use super::gemm::{requant_scalar, Micro, MR};
+use super::gemm::{gather_whole_generic, GemmPlan, Micro, MR};
+use super::gemm_f32::{GemmF32Plan, MicroF32};
 use super::ChannelData;
 use crate::kernels::int8::KResult;
-use core::arch::x86_64::*;
-
-/// The AVX2 micro-kernel and requantization for [`super::gemm`].
-pub struct Avx2;
+use rsim_edge_simd::Avx2;
 
 /// The GEMM driver compiled for AVX2, so the micro-kernel, widening and requantization inline into it.
 pub fn rows(
-    p: &super::gemm::GemmPlan,
+    t: Avx2,
+    p: &GemmPlan,
     first: usize,
     x: &[u8],
     packed: &[u8],
     ch: &ChannelData<'_>,
     out: &mut [u8],
 ) -> KResult<()> {
-    // SAFETY: only reached on the AVX2 path, chosen when AVX2 was detected (module doc).
-    unsafe { rows_avx2(p, first, x, packed, ch, out) }
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn rows_avx2(
-    p: &super::gemm::GemmPlan,
-    first: usize,
-    x: &[u8],
-    packed: &[u8],
-    ch: &ChannelData<'_>,
-    out: &mut [u8],
-) -> KResult<()> {
-    super::gemm::rows_with::<Avx2>(p, first, x, packed, ch, out)
+    t.vectorize(
+        #[inline(always)]
+        || super::gemm::rows_with(t, p, first, x, packed, ch, out),
+    )
 }
 
 impl Micro for Avx2 {
     #[inline(always)]
     fn micro(
+        self,
         a: &[i16],
         lda: usize,
         kc: usize,
@@ -52,512 +42,64 @@ impl Micro for Avx2 {
         first: bool,
         acc: &mut [[i32; 16]; MR],
     ) -> KResult<()> {
-        super::gemm::check_micro(a, lda, kc, w, bstride, nb)?;
-        // SAFETY: AVX2 was detected (module doc); `a` holds MR rows of `kc` at stride `lda` and `w` holds
-        // `nb` blocks of `kc / 2` 16-byte pairs at stride `bstride` (checked above).
-        unsafe { micro_avx2(a.as_ptr(), lda, kc / 2, w.as_ptr(), bstride, nb, first, acc) };
-        Ok(())
+        self.gemm_micro(a, lda, kc, w, bstride, nb, first, acc)
     }
 
     #[inline(always)]
-    fn requant(acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
-        let lanes8 = |c: usize| [ch.bias, ch.mult, ch.left, ch.right].iter().all(|a| a.len() >= (c + 8) * 4);
-        let out = out.get_mut(..n).ok_or("gemm output short")?;
-        let mut done = 0;
-        // Whole groups of 8 channels go straight to the output; a partial group through a buffer.
-        while done + 8 <= n && lanes8(c0 + done) {
-            // SAFETY: AVX2 detected; 8 lanes of acc and of every channel array from c0 + done, and 8
-            // output bytes from done, exist (checked above).
-            unsafe { requant8_store(acc[done..].as_ptr(), ch, c0 + done, out[done..].as_mut_ptr()) };
-            done += 8;
-        }
-        if done < n {
-            let mut tmp = [0u8; 8];
-            let c = c0 + done;
-            if lanes8(c) {
-                // SAFETY: as above, into an 8-byte buffer.
-                unsafe { requant8_store(acc[done..].as_ptr(), ch, c, tmp.as_mut_ptr()) };
-            } else {
-                requant_scalar(&acc[done..], ch, c, n - done, &mut tmp)?;
-            }
-            out[done..].copy_from_slice(&tmp[..n - done]);
-        }
-        Ok(())
+    fn requant(self, acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
+        self.requant16(acc, ch, c0, n, out)
     }
 
     #[inline(always)]
-    fn gather_whole(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
-        let g = &p.geom;
-        let input_len = g.batch as usize * g.in_h as usize * g.in_w as usize * g.in_c as usize;
-        let pixels = g.batch as usize * g.out_h as usize * g.out_w as usize;
-        if x.len() < input_len || a.len() < MR * p.kp as usize || p0 + nr > pixels || nr > MR {
-            return super::gemm::gather_whole_generic::<Self>(p, p0, nr, x, a);
+    fn gather_whole(self, p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
+        // Every tap widened with no per-tap bounds checks once the sizes are checked; anything that
+        // does not fit goes the generic way (which reports it).
+        if Avx2::gather_whole(self, &p.geom, p.kp as usize, p.in_offset, p0, nr, x, a) {
+            return Ok(());
         }
-        // SAFETY: AVX2 detected; every tap read lies inside the image (iy < ih, ix < iw, b < batch) and so
-        // inside `x` (checked length); MR rows of `kp` fit in `a` (checked).
-        unsafe { gather_whole_avx2(p, p0, nr, x.as_ptr(), a.as_mut_ptr()) };
-        Ok(())
+        gather_whole_generic(self, p, p0, nr, x, a)
     }
 
     #[inline(always)]
-    fn widen(src: &[u8], off: i16, dst: &mut [i16]) {
-        let n = dst.len().min(src.len());
-        let vec = n - n % 16;
-        // SAFETY: AVX2 detected; `vec <= n` elements of both slices exist.
-        unsafe { widen_avx2(src.as_ptr(), off, dst.as_mut_ptr(), vec) };
-        super::gemm::widen_scalar(&src[vec..n], off, &mut dst[vec..n]);
+    fn widen(self, src: &[u8], off: i16, dst: &mut [i16]) {
+        Avx2::widen(self, src, off, dst)
     }
-}
-
-/// im2col of whole receptive fields: each tap is `ic / 16` widening stores and a scalar tail, with no
-/// per-tap bounds checks (the caller checked the input length and the geometry once).
-///
-/// # Safety
-/// AVX2 present; `x` holds the whole input; `a` holds `MR * kp` i16.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn gather_whole_avx2(p: &super::gemm::GemmPlan, p0: usize, nr: usize, x: *const u8, a: *mut i16) {
-    let g = &p.geom;
-    let (ih, iw, ic) = (g.in_h as usize, g.in_w as usize, g.in_c as usize);
-    let (oh, ow) = (g.out_h as usize, g.out_w as usize);
-    let (kh, kw, kp) = (g.k_h as usize, g.k_w as usize, p.kp as usize);
-    let (sh, sw, dh, dw) = (g.stride[0] as usize, g.stride[1] as usize, g.dilation[0] as usize, g.dilation[1] as usize);
-    let (pt, pl) = (g.pad[0] as usize, g.pad[1] as usize);
-    let off = _mm256_set1_epi16(p.in_offset as i16);
-    let zero = _mm256_setzero_si256();
-    let (hw, w1) = ((oh * ow).max(1), ow.max(1));
-    let p0_pos = (p0 / hw, (p0 % hw) / w1, p0 % w1);
-    for r in 0..MR {
-        // SAFETY (loop body): row r of `a` spans kp i16; taps are inside the image (contract above).
-        unsafe {
-            let row = a.add(r * kp);
-            if r >= nr {
-                core::ptr::write_bytes(row, 0, kp);
-                continue;
-            }
-            // Row r's pixel from the block's first one without a division per row (a 64-bit divide
-            // costs tens of cycles, as much as widening a small layer's taps).
-            let (b, oy, ox) = super::im2col::pixel_at(p0_pos, r, oh, ow);
-            let (y0, x0) = (oy * sh, ox * sw);
-            let mut pos = 0;
-            for ky in 0..kh {
-                let iy = (y0 + ky * dh).wrapping_sub(pt);
-                for kx in 0..kw {
-                    let ix = (x0 + kx * dw).wrapping_sub(pl);
-                    let dst = row.add(pos);
-                    if iy < ih && ix < iw {
-                        let src = x.add(((b * ih + iy) * iw + ix) * ic);
-                        let mut j = 0;
-                        while j + 16 <= ic {
-                            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(j) as *const __m128i));
-                            _mm256_storeu_si256(dst.add(j) as *mut __m256i, _mm256_add_epi16(v, off));
-                            j += 16;
-                        }
-                        while j < ic {
-                            *dst.add(j) = *src.add(j) as i8 as i16 + p.in_offset as i16;
-                            j += 1;
-                        }
-                    } else {
-                        let mut j = 0;
-                        while j + 16 <= ic {
-                            _mm256_storeu_si256(dst.add(j) as *mut __m256i, zero);
-                            j += 16;
-                        }
-                        core::ptr::write_bytes(dst.add(j), 0, ic - j);
-                    }
-                    pos += ic;
-                }
-            }
-            // The odd-k pad of the last pair.
-            core::ptr::write_bytes(row.add(pos), 0, kp - pos);
-        }
-    }
-}
-
-/// # Safety
-/// AVX2 present; `src` has `n` bytes and `dst` `n` i16 (`n` a multiple of 16).
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn widen_avx2(src: *const u8, off: i16, dst: *mut i16, n: usize) {
-    let o = _mm256_set1_epi16(off);
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i + 16 <= n by the loop bound and the contract.
-        unsafe {
-            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(src.add(i) as *const __m128i));
-            _mm256_storeu_si256(dst.add(i) as *mut __m256i, _mm256_add_epi16(v, o));
-        }
-        i += 16;
-    }
-}
-
-#[target_feature(enable = "avx2")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro_avx2(
-    a: *const i16,
-    lda: usize,
-    pairs: usize,
-    w: *const u8,
-    bstride: usize,
-    nb: usize,
-    first: bool,
-    acc: &mut [[i32; 16]; MR],
-) {
-    // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
-    // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
-    unsafe {
-        // Macros, not closures: the loads must be compiled with this function's AVX2.
-        // The first chunk starts from zero in registers (no store/reload of a zeroed array).
-        macro_rules! ld {
-            ($r:expr, $h:expr) => {
-                if first {
-                    _mm256_setzero_si256()
-                } else {
-                    _mm256_loadu_si256(acc[$r][$h * 8..].as_ptr() as *const __m256i)
-                }
-            };
-        }
-        let (mut c00, mut c10, mut c20, mut c30) = (ld!(0, 0), ld!(1, 0), ld!(2, 0), ld!(3, 0));
-        let (mut c01, mut c11, mut c21, mut c31) = (ld!(0, 1), ld!(1, 1), ld!(2, 1), ld!(3, 1));
-        let (a0, a1, a2, a3) = (a, a.add(lda), a.add(2 * lda), a.add(3 * lda));
-        macro_rules! pair {
-            ($row:expr, $j:expr) => {
-                _mm256_set1_epi32(($row.add(2 * $j) as *const i32).read_unaligned())
-            };
-        }
-        if nb == 2 {
-            let w1 = w.add(bstride);
-            for j in 0..pairs {
-                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16 * j) as *const __m128i));
-                let wb = _mm256_cvtepi8_epi16(_mm_loadu_si128(w1.add(16 * j) as *const __m128i));
-                let x0 = pair!(a0, j);
-                c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(x0, wa));
-                c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(x0, wb));
-                let x1 = pair!(a1, j);
-                c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(x1, wa));
-                c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(x1, wb));
-                let x2 = pair!(a2, j);
-                c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(x2, wa));
-                c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(x2, wb));
-                let x3 = pair!(a3, j);
-                c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(x3, wa));
-                c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(x3, wb));
-            }
-        } else {
-            for j in 0..pairs {
-                let wa = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16 * j) as *const __m128i));
-                c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(pair!(a0, j), wa));
-                c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(pair!(a1, j), wa));
-                c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(pair!(a2, j), wa));
-                c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(pair!(a3, j), wa));
-            }
-        }
-        for (r, (lo, hi)) in [(c00, c01), (c10, c11), (c20, c21), (c30, c31)].into_iter().enumerate() {
-            _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, lo);
-            _mm256_storeu_si256(acc[r][8..].as_mut_ptr() as *mut __m256i, hi);
-        }
-    }
-}
-
-/// `trunc((p + nudge) / 2^31)` of the i64 products in each 64-bit lane (`srdhm`'s core), low 32 bits.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn high_mul_lane(p: __m256i) -> __m256i {
-    let zero = _mm256_setzero_si256();
-    let neg = _mm256_cmpgt_epi64(zero, p);
-    let nudge = _mm256_blendv_epi8(_mm256_set1_epi64x(1 << 30), _mm256_set1_epi64x(1 - (1 << 30)), neg);
-    let s = _mm256_add_epi64(p, nudge);
-    // Logical and arithmetic shifts agree on the low 32 bits of the quotient; C's division truncates,
-    // so negative non-exact quotients move up by one.
-    let q = _mm256_srli_epi64(s, 31);
-    let s_neg = _mm256_cmpgt_epi64(zero, s);
-    let exact = _mm256_cmpeq_epi64(_mm256_and_si256(s, _mm256_set1_epi64x(0x7fff_ffff)), zero);
-    _mm256_sub_epi64(q, _mm256_andnot_si256(exact, s_neg))
-}
-
-/// TFLM's `MultiplyByQuantizedMultiplier` with pre-split shifts on 8 lanes, then zero point and clamp.
-/// `srdhm(x, m)` on 8 lanes for multipliers `m >= 0`: the product's sign is `x`'s, so
-/// `srdhm = sign(x) * ((|x| m + 2^30 - [x < 0]) >> 31)`, computed as the high bits of `|x| m` plus the
-/// carry of the nudge into them (no 64-bit sign handling; `|i32::MIN|` = 2^31 as unsigned).
-#[target_feature(enable = "avx2")]
-#[inline]
-fn srdhm_nonneg(x: __m256i, m: __m256i) -> __m256i {
-    let ax = _mm256_abs_epi32(x);
-    let pe = _mm256_mul_epu32(ax, m);
-    let po = _mm256_mul_epu32(_mm256_srli_epi64::<32>(ax), _mm256_srli_epi64::<32>(m));
-    let high = _mm256_blend_epi32::<0b1010_1010>(
-        _mm256_srli_epi64::<31>(pe),
-        _mm256_slli_epi64::<32>(_mm256_srli_epi64::<31>(po)),
-    );
-    let low = _mm256_and_si256(
-        _mm256_blend_epi32::<0b1010_1010>(pe, _mm256_slli_epi64::<32>(po)),
-        _mm256_set1_epi32(0x7fff_ffff),
-    );
-    let neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), x);
-    let threshold = _mm256_sub_epi32(_mm256_set1_epi32((1 << 30) - 1), neg);
-    let q = _mm256_sub_epi32(high, _mm256_cmpgt_epi32(low, threshold));
-    _mm256_sign_epi32(q, x)
-}
-
-/// `srdhm(x, m)` on 8 lanes for any multipliers (64-bit signed products, C's truncation, saturation).
-#[target_feature(enable = "avx2")]
-#[inline]
-fn srdhm_any(x: __m256i, mult: __m256i) -> __m256i {
-    let even = high_mul_lane(_mm256_mul_epi32(x, mult));
-    let odd = high_mul_lane(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32)));
-    let q = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010);
-    let min = _mm256_set1_epi32(i32::MIN);
-    let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(mult, min));
-    _mm256_blendv_epi8(q, _mm256_set1_epi32(i32::MAX), sat)
-}
-
-#[target_feature(enable = "avx2")]
-#[inline]
-#[allow(clippy::too_many_arguments)]
-fn requant8<const NONNEG: bool>(
-    v: __m256i,
-    mult: __m256i,
-    left: __m256i,
-    right: __m256i,
-    zp: __m256i,
-    lo: __m256i,
-    hi: __m256i,
-) -> __m256i {
-    let x = _mm256_sllv_epi32(v, left);
-    let q = if NONNEG { srdhm_nonneg(x, mult) } else { srdhm_any(x, mult) };
-    // rounding_divide_by_pot(q, right), right in 0..=31.
-    let one = _mm256_set1_epi32(1);
-    let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
-    let rem = _mm256_and_si256(q, mask);
-    let q_neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), q);
-    let threshold = _mm256_sub_epi32(_mm256_srai_epi32::<1>(mask), q_neg);
-    let r = _mm256_sub_epi32(_mm256_srav_epi32(q, right), _mm256_cmpgt_epi32(rem, threshold));
-    _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, zp), lo), hi)
-}
-
-/// Requantizes 8 accumulators (bias added here) for channels `c..c + 8` and stores 8 bytes at `out`.
-///
-/// # Safety
-/// AVX2 present; `acc` has 8 i32; each channel array of `ch` has 8 entries from `c`; `out` has 8 bytes.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn requant8_store(acc: *const i32, ch: &ChannelData<'_>, c: usize, out: *mut u8) {
-    // SAFETY: lengths as the contract above.
-    unsafe {
-        macro_rules! ld {
-            ($b:expr) => {
-                _mm256_loadu_si256($b.as_ptr().add(c * 4) as *const __m256i)
-            };
-        }
-        let v = _mm256_add_epi32(_mm256_loadu_si256(acc as *const __m256i), ld!(ch.bias));
-        let (m, l, r, zp) = (ld!(ch.mult), ld!(ch.left), ld!(ch.right), _mm256_set1_epi32(ch.out_zp));
-        let (lo, hi) = (_mm256_set1_epi32(ch.act_min), _mm256_set1_epi32(ch.act_max));
-        let r = if ch.nonneg {
-            requant8::<true>(v, m, l, r, zp, lo, hi)
-        } else {
-            requant8::<false>(v, m, l, r, zp, lo, hi)
-        };
-        store8(r, out);
-    }
-}
-
-/// Stores 8 i32 lanes already in -128..=127 as 8 bytes.
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn store8(r: __m256i, out: *mut u8) {
-    let w = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
-    let b = _mm_packs_epi16(w, w);
-    // SAFETY: the caller provides 8 writable bytes at `out`.
-    unsafe { _mm_storel_epi64(out as *mut __m128i, b) };
 }
 
 /// Depthwise (multiplier 1): 16 channels x 2 taps per `vpmaddwd` against the packed weight pairs, then
-/// 8-channel vectors, then scalar channels.
-pub fn depthwise(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) -> KResult<()> {
-    let c = p.channels as usize;
-    let taps = p.k_h as usize * p.k_w as usize;
-    let padded = ch.bias.len().min(ch.mult.len()).min(ch.left.len()).min(ch.right.len()) / 4;
-    let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
-    if padded < c.next_multiple_of(8)
-        || taps > super::depthwise::MAX_TAPS
-        || pairs.len() < (c / 16) * taps.div_ceil(2) * 64
-        || x.len() < n * p.in_h as usize * p.in_w as usize * c
-        || w.len() < taps * c
-        || out.len() < n * oh * ow * c
-    {
-        return Err("depthwise tensors shorter than their shapes");
-    }
-    // SAFETY: AVX2 detected (module doc); every length the loop relies on was checked above.
-    unsafe { depthwise_avx2(p, x, w, pairs, ch, out) };
-    Ok(())
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn depthwise_avx2(p: &DwPlan, x: &[u8], w: &[u8], pairs: &[u8], ch: &ChannelData<'_>, out: &mut [u8]) {
-    let c = p.channels as usize;
-    let (n, oh, ow) = (p.batch as usize, p.out_h as usize, p.out_w as usize);
-    let (kh, kw) = (p.k_h as usize, p.k_w as usize);
-    let taps = kh * kw;
-    let npairs = taps.div_ceil(2);
-    let off = _mm256_set1_epi32(p.in_offset);
-    let off16 = _mm256_set1_epi16(p.in_offset as i16);
-    let vec_end = c - c % 8;
-    // Per output pixel: each tap's input offset (channel 0), or None in the padding.
-    let mut at = [None::<usize>; super::depthwise::MAX_TAPS];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let o_at = ((b * oh + oy) * ow + ox) * c;
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        at[ky * kw + kx] = p.tap(b, oy, ox, ky, kx);
-                    }
-                }
-                let mut c0 = 0;
-                while c0 + 16 <= c {
-                    // SAFETY: tap offsets + c0 + 16 <= c lie in `x` (checked length, taps inside the
-                    // image); the pair block of channels c0.. exists (checked); out has c bytes from o_at.
-                    unsafe {
-                        let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-                        let wb = pairs.as_ptr().add((c0 / 16) * npairs * 64);
-                        macro_rules! input {
-                            ($t:expr) => {
-                                match at.get($t).copied().flatten() {
-                                    Some(a) => _mm256_add_epi16(
-                                        _mm256_cvtepi8_epi16(_mm_loadu_si128(x.as_ptr().add(a + c0) as *const __m128i)),
-                                        off16,
-                                    ),
-                                    None => _mm256_setzero_si256(),
-                                }
-                            };
-                        }
-                        for j in 0..npairs {
-                            let xt = input!(2 * j);
-                            let xu = if 2 * j + 1 < taps { input!(2 * j + 1) } else { _mm256_setzero_si256() };
-                            let wl = _mm256_loadu_si256(wb.add(j * 64) as *const __m256i);
-                            let wh = _mm256_loadu_si256(wb.add(j * 64 + 32) as *const __m256i);
-                            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xt, xu), wl));
-                            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xt, xu), wh));
-                        }
-                        // lo holds channels 0-3 | 8-11, hi 4-7 | 12-15 (unpack works per 128-bit lane).
-                        let mut lanes = [0i32; 16];
-                        _mm256_storeu_si256(
-                            lanes.as_mut_ptr() as *mut __m256i,
-                            _mm256_permute2x128_si256::<0x20>(lo, hi),
-                        );
-                        _mm256_storeu_si256(
-                            lanes[8..].as_mut_ptr() as *mut __m256i,
-                            _mm256_permute2x128_si256::<0x31>(lo, hi),
-                        );
-                        requant8_store(lanes.as_ptr(), ch, c0, out.as_mut_ptr().add(o_at + c0));
-                        requant8_store(lanes[8..].as_ptr(), ch, c0 + 8, out.as_mut_ptr().add(o_at + c0 + 8));
-                    }
-                    c0 += 16;
-                }
-                while c0 < vec_end {
-                    // SAFETY: as above for 8 channels from c0 (c0 + 8 <= c); weights at tap * c + c0 + 8 <= taps * c.
-                    unsafe {
-                        let mut acc = _mm256_setzero_si256();
-                        for (t, a) in at.iter().take(taps).enumerate() {
-                            let Some(a) = *a else { continue };
-                            let xv = _mm256_cvtepi8_epi32(_mm_loadl_epi64(x.as_ptr().add(a + c0) as *const __m128i));
-                            let wv =
-                                _mm256_cvtepi8_epi32(_mm_loadl_epi64(w.as_ptr().add(t * c + c0) as *const __m128i));
-                            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(wv, _mm256_add_epi32(xv, off)));
-                        }
-                        let mut lanes = [0i32; 8];
-                        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc);
-                        requant8_store(lanes.as_ptr(), ch, c0, out.as_mut_ptr().add(o_at + c0));
-                    }
-                    c0 += 8;
-                }
-                // Tail channels: the scalar sum.
-                for cc in vec_end..c {
-                    let mut acc = 0i32;
-                    for (t, a) in at.iter().take(taps).enumerate() {
-                        let Some(a) = *a else { continue };
-                        let xv = x[a + cc] as i8 as i32;
-                        let wv = w[t * c + cc] as i8 as i32;
-                        acc = acc.wrapping_add(wv.wrapping_mul(xv.wrapping_add(p.in_offset)));
-                    }
-                    let mut one = [0u8; 1];
-                    let _ = requant_scalar(&[acc], ch, cc, 1, &mut one);
-                    out[o_at + cc] = one[0];
-                }
-            }
-        }
-    }
-}
-
-/// Same-shape int8 add on 8 lanes at a time; returns how many leading elements it wrote.
-pub fn add(p: &super::add::AddPlan, a: &[u8], b: &[u8], out: &mut [u8]) -> usize {
-    let n = a.len().min(b.len()).min(out.len());
-    let vec = n - n % 8;
-    // SAFETY: AVX2 detected (module doc); `vec` elements of each slice exist.
-    unsafe { add_avx2(p, a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), vec) };
-    vec
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn add_avx2(p: &super::add::AddPlan, a: *const u8, b: *const u8, out: *mut u8, n: usize) {
-    let s = _mm256_set1_epi32;
-    let (zero, min, max) = (s(0), s(i32::MIN), s(i32::MAX));
-    let (zpa, zpb, zpo) = (s(p.zp[0]), s(p.zp[1]), s(p.zp[2]));
-    let left = s(p.left);
-    let (am, ar, bm, br, om, or) = (s(p.a.0), s(p.a.1), s(p.b.0), s(p.b.1), s(p.out.0), s(p.out.1));
-    let (lo, hi) = (s(p.act_min), s(p.act_max));
-    // The shorter exact product form when no multiplier is negative (all a converter writes).
-    let nonneg = p.a.0 >= 0 && p.b.0 >= 0 && p.out.0 >= 0;
-    let mut i = 0;
-    while i < n {
-        // SAFETY: i + 8 <= n elements of a, b and out (the caller's contract).
-        unsafe {
-            let x = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(a.add(i) as *const __m128i)), zpa);
-            let y = _mm256_sub_epi32(_mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(i) as *const __m128i)), zpb);
-            let r = if nonneg {
-                let xs = requant8::<true>(x, am, left, ar, zero, min, max);
-                let ys = requant8::<true>(y, bm, left, br, zero, min, max);
-                requant8::<true>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi)
-            } else {
-                let xs = requant8::<false>(x, am, left, ar, zero, min, max);
-                let ys = requant8::<false>(y, bm, left, br, zero, min, max);
-                requant8::<false>(_mm256_add_epi32(xs, ys), om, zero, or, zpo, lo, hi)
-            };
-            store8(r, out.add(i));
-        }
-        i += 8;
-    }
+/// 8-channel vectors, then scalar channels (rsim-edge-simd's sweep).
+pub fn depthwise(
+    t: Avx2,
+    p: &DwPlan,
+    x: &[u8],
+    w: &[u8],
+    pairs: &[u8],
+    ch: &ChannelData<'_>,
+    out: &mut [u8],
+) -> KResult<()> {
+    t.depthwise(&p.geom(), x, w, pairs, ch, out)
 }
 
 /// The f32 GEMM driver compiled for AVX2 + FMA.
 pub fn rows_f32(
-    p: &super::gemm_f32::GemmF32Plan,
+    t: Avx2,
+    p: &GemmF32Plan,
     first: usize,
     x: &[f32],
     packed: &[f32],
     bias: &[f32],
     out: &mut [f32],
 ) -> KResult<()> {
-    // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
-    unsafe { rows_f32_avx2(p, first, x, packed, bias, out) }
+    t.vectorize_fma(
+        #[inline(always)]
+        || super::gemm_f32::rows_with(t, p, first, x, packed, bias, out),
+    )
 }
 
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_f32_avx2(
-    p: &super::gemm_f32::GemmF32Plan,
-    first: usize,
-    x: &[f32],
-    packed: &[f32],
-    bias: &[f32],
-    out: &mut [f32],
-) -> KResult<()> {
-    super::gemm_f32::rows_with::<Avx2>(p, first, x, packed, bias, out)
-}
-
-impl super::gemm_f32::MicroF32 for Avx2 {
+impl MicroF32 for Avx2 {
     #[inline(always)]
     fn micro(
+        self,
         a: &[f32],
         lda: usize,
         kc: usize,
@@ -566,136 +108,21 @@ impl super::gemm_f32::MicroF32 for Avx2 {
         nb: usize,
         acc: &mut [[f32; 16]; MR],
     ) -> KResult<()> {
-        if !(1..=2).contains(&nb) || lda < kc {
-            return Err("gemm micro-kernel called with a bad shape");
-        }
-        if a.len() < (MR - 1) * lda + kc || w.len() < (nb - 1) * bstride + kc * 8 {
-            return Err("gemm operands shorter than planned");
-        }
-        // SAFETY: AVX2 and FMA detected; lengths checked above.
-        unsafe { micro_f32(a.as_ptr(), lda, kc, w.as_ptr(), bstride, nb, acc) };
-        Ok(())
+        self.gemm_f32_micro(a, lda, kc, w, bstride, nb, acc)
     }
 }
 
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn micro_f32(
-    a: *const f32,
-    lda: usize,
-    kc: usize,
-    w: *const f32,
-    bstride: usize,
-    nb: usize,
-    acc: &mut [[f32; 16]; MR],
-) {
-    // SAFETY (whole body): rows 0..MR of `a` have `kc` floats at stride `lda`, `nb` weight blocks have
-    // `kc * 8` floats at stride `bstride` (checked by the caller).
-    unsafe {
-        macro_rules! ld {
-            ($r:expr, $h:expr) => {
-                _mm256_loadu_ps(acc[$r][$h * 8..].as_ptr())
-            };
-        }
-        let (mut c00, mut c10, mut c20, mut c30) = (ld!(0, 0), ld!(1, 0), ld!(2, 0), ld!(3, 0));
-        let (mut c01, mut c11, mut c21, mut c31) = (ld!(0, 1), ld!(1, 1), ld!(2, 1), ld!(3, 1));
-        let (a0, a1, a2, a3) = (a, a.add(lda), a.add(2 * lda), a.add(3 * lda));
-        if nb == 2 {
-            let w1 = w.add(bstride);
-            for j in 0..kc {
-                let wa = _mm256_loadu_ps(w.add(8 * j));
-                let wb = _mm256_loadu_ps(w1.add(8 * j));
-                let x0 = _mm256_broadcast_ss(&*a0.add(j));
-                c00 = _mm256_fmadd_ps(x0, wa, c00);
-                c01 = _mm256_fmadd_ps(x0, wb, c01);
-                let x1 = _mm256_broadcast_ss(&*a1.add(j));
-                c10 = _mm256_fmadd_ps(x1, wa, c10);
-                c11 = _mm256_fmadd_ps(x1, wb, c11);
-                let x2 = _mm256_broadcast_ss(&*a2.add(j));
-                c20 = _mm256_fmadd_ps(x2, wa, c20);
-                c21 = _mm256_fmadd_ps(x2, wb, c21);
-                let x3 = _mm256_broadcast_ss(&*a3.add(j));
-                c30 = _mm256_fmadd_ps(x3, wa, c30);
-                c31 = _mm256_fmadd_ps(x3, wb, c31);
-            }
-        } else {
-            for j in 0..kc {
-                let wa = _mm256_loadu_ps(w.add(8 * j));
-                c00 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a0.add(j)), wa, c00);
-                c10 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a1.add(j)), wa, c10);
-                c20 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a2.add(j)), wa, c20);
-                c30 = _mm256_fmadd_ps(_mm256_broadcast_ss(&*a3.add(j)), wa, c30);
-            }
-        }
-        for (r, (lo, hi)) in [(c00, c01), (c10, c11), (c20, c21), (c30, c31)].into_iter().enumerate() {
-            _mm256_storeu_ps(acc[r].as_mut_ptr(), lo);
-            _mm256_storeu_ps(acc[r][8..].as_mut_ptr(), hi);
-        }
-    }
-}
-
-/// f32 depthwise (multiplier 1) compiled for AVX2 + FMA.
+/// f32 depthwise (multiplier 1) compiled for AVX2 + FMA (the loop vectorised 8 lanes wide).
 pub fn depthwise_f32(
+    t: Avx2,
     p: &super::depthwise_f32::DwF32Plan,
     x: &[f32],
     w: &[f32],
     b: &[f32],
     out: &mut [f32],
 ) -> KResult<()> {
-    // SAFETY: only reached on the AVX2 path, chosen when AVX2 and FMA were detected (module doc).
-    unsafe { depthwise_f32_avx2(p, x, w, b, out) }
-}
-
-#[target_feature(enable = "avx2,fma")]
-unsafe fn depthwise_f32_avx2(
-    p: &super::depthwise_f32::DwF32Plan,
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    out: &mut [f32],
-) -> KResult<()> {
-    super::depthwise_f32::pixels(p, x, w, b, out)
-}
-
-#[cfg(all(test, feature = "std"))]
-mod tests {
-    use super::*;
-    use crate::kernels::int8::fixedpoint::srdhm;
-
-    /// Both vector forms of `srdhm` against the scalar one on edge and random values.
-    #[test]
-    fn vector_srdhm_equals_the_scalar_one() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            eprintln!("SKIPPED: no AVX2 on this CPU");
-            return;
-        }
-        let edges =
-            [0, 1, -1, 2, -2, i32::MAX, i32::MIN, i32::MIN + 1, 1 << 30, -(1 << 30), (1 << 30) - 1, 12345, -98765];
-        let mut vals: Vec<i32> = edges.to_vec();
-        let mut s = 0x9E37_79B9_7F4A_7C15u64;
-        for _ in 0..4000 {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            vals.push(s as i32);
-        }
-        for chunk in vals.chunks_exact(8) {
-            for &m in edges.iter().chain(&vals[..64]) {
-                let (mut any, mut nn) = ([0i32; 8], [0i32; 8]);
-                // SAFETY: AVX2 detected above; 8-lane arrays.
-                unsafe {
-                    let x = _mm256_loadu_si256(chunk.as_ptr() as *const __m256i);
-                    let mv = _mm256_set1_epi32(m);
-                    _mm256_storeu_si256(any.as_mut_ptr() as *mut __m256i, srdhm_any(x, mv));
-                    _mm256_storeu_si256(nn.as_mut_ptr() as *mut __m256i, srdhm_nonneg(x, mv));
-                }
-                for (i, &x) in chunk.iter().enumerate() {
-                    assert_eq!(any[i], srdhm(x, m), "any: x {x} m {m}");
-                    if m >= 0 {
-                        assert_eq!(nn[i], srdhm(x, m), "nonneg: x {x} m {m}");
-                    }
-                }
-            }
-        }
-    }
+    t.vectorize_fma(
+        #[inline(always)]
+        || super::depthwise_f32::pixels(p, x, w, b, out),
+    )
 }

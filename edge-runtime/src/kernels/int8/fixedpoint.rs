@@ -3,27 +3,9 @@
 //! Every function is total: C's undefined cases (overflowing shifts, shift counts out of range) are
 //! given a defined wrapping or clamped meaning, so no input can panic.
 
-/// `SaturatingRoundingDoublingHighMul`: high 32 bits of `2*a*b`, rounded to nearest (ties toward +inf,
-/// an artefact of C's truncating division); saturates only for `a == b == i32::MIN`.
-#[inline]
-pub fn srdhm(a: i32, b: i32) -> i32 {
-    if a == i32::MIN && b == i32::MIN {
-        return i32::MAX;
-    }
-    let ab = a as i64 * b as i64;
-    let nudge: i64 = if ab >= 0 { 1 << 30 } else { 1 - (1 << 30) };
-    ((ab + nudge) / (1i64 << 31)) as i32
-}
-
-/// `RoundingDivideByPOT`: `x / 2^exponent` rounded half away from zero (exponent clamped to 0..=31).
-#[inline]
-pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
-    let e = exponent.clamp(0, 31) as u32;
-    let mask: i32 = ((1i64 << e) - 1) as i32;
-    let remainder = x & mask;
-    let threshold = (mask >> 1) + i32::from(x < 0);
-    (x >> e) + i32::from(remainder > threshold)
-}
+/// `SaturatingRoundingDoublingHighMul` and `RoundingDivideByPOT`, shared with the fast kernels'
+/// vector code and its scalar tails (defined in rsim-edge-simd).
+pub use rsim_edge_simd::fixedpoint::{rounding_divide_by_pot, srdhm};
 
 /// gemmlowp `SaturatingRoundingMultiplyByPOT<exponent>`: saturating left shift for exponent > 0,
 /// rounding right shift for exponent < 0.
