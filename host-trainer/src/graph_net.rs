@@ -144,7 +144,23 @@ impl FakeQuant {
                     };
                     ExactStage::Mean { requant: Some((mm, ss)), act: act_range(r) }
                 }),
-                _ => None,
+                // No integer output stage to reproduce. Listed, not `_`: a new int8 op with one goes here.
+                Op::Conv2d { requant: None, .. }
+                | Op::FullyConnected { requant: None, .. }
+                | Op::Add { quant: None, .. }
+                | Op::Mul { quant: None, .. }
+                | Op::AvgPool2d { .. }
+                | Op::MaxPool2d { .. }
+                | Op::Reshape { .. }
+                | Op::Softmax { .. }
+                | Op::Concat { .. }
+                | Op::LayerNorm { .. }
+                | Op::MatMul { .. }
+                | Op::Transpose { .. }
+                | Op::Activation { .. }
+                | Op::Lut { .. }
+                | Op::Quantize { .. }
+                | Op::Dequantize { .. } => None,
             };
             if let Some(st) = stage {
                 fq.exact.insert(op.output().id, st);
@@ -308,7 +324,11 @@ impl GraphNet {
                 Op::Lut { .. } | Op::Quantize { .. } | Op::Dequantize { .. } => {
                     return Err(GraphNetError::NotFloat(format!("op #{i} is an int8 {name}")))
                 }
-                _ => return Err(unsupported("no host implementation (Conv2d, FullyConnected, Add, Mul, pools, Reshape, Softmax, Activation are)")),
+                Op::Concat { .. } | Op::LayerNorm { .. } | Op::MatMul { .. } | Op::Transpose { .. } => {
+                    return Err(unsupported(
+                        "no host implementation (Conv2d, FullyConnected, Add, Mul, pools, Reshape, Softmax, Activation are)",
+                    ))
+                }
             };
             let w = to_torch_layout(&constant(&m, weights, i, name)?, layout).contiguous().to_device(device);
             let wv = root.sub(format!("op{i}")).add("weight", w, true);
@@ -476,7 +496,16 @@ impl GraphNet {
                     ((x * *beta as f64).softmax(dim, x.kind()), Activation::None)
                 }
                 Op::Activation { input, activation, .. } => (get(input)?.shallow_clone(), *activation),
-                _ => return Err(GraphNetError::Unsupported { index: i, op: name, why: "not a float op".into() }),
+                // `from_rsm` refused these already.
+                Op::Concat { .. }
+                | Op::LayerNorm { .. }
+                | Op::MatMul { .. }
+                | Op::Transpose { .. }
+                | Op::Lut { .. }
+                | Op::Quantize { .. }
+                | Op::Dequantize { .. } => {
+                    return Err(GraphNetError::Unsupported { index: i, op: name, why: "not a float op".into() })
+                }
             };
             let y = match fq.and_then(|q| q.pre_act.get(&out_id)) {
                 Some(&(s, z)) if is_lut_activation(act) => {

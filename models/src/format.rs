@@ -294,6 +294,7 @@ impl<'a> Model<'a> {
             Op::GlobalAvgPool { requant: Some(Requant { multiplier: Multiplier::PerChannel { .. }, .. }), .. } => {
                 return Err(bad("global pool multiplier must be per-tensor"));
             }
+            Op::GlobalAvgPool { .. } => {}
             Op::AvgPool2d { params, .. } | Op::MaxPool2d { params, .. } => {
                 if params.kernel.contains(&0) || params.stride.contains(&0) {
                     return Err(bad("pool kernel and stride must be non-zero"));
@@ -328,7 +329,15 @@ impl<'a> Model<'a> {
                     return Err(bad("layer norm eps must be finite and non-negative"));
                 }
             }
-            _ => {}
+            // No parameters beyond their tensors (the runtime's prepare checks shapes and dtypes).
+            // Listed, not `_`: a new op must decide what it validates here.
+            Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::Reshape { .. }
+            | Op::MatMul { .. }
+            | Op::Activation { .. }
+            | Op::Quantize { .. }
+            | Op::Dequantize { .. } => {}
         }
         Ok(())
     }

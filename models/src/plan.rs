@@ -101,7 +101,24 @@ pub fn plan(ops: &mut [Op], input: &mut Tensor, output: &mut Tensor) -> Result<A
                 bufs[b].size = bufs[b].size.max(size_of(&out)?);
                 buf_of.insert(out.id, b);
             }
-            _ => {
+            // Listed, not `_`: a new op that could alias its input must say so here.
+            Op::Reshape { .. }
+            | Op::Conv2d { .. }
+            | Op::FullyConnected { .. }
+            | Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AvgPool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::GlobalAvgPool { .. }
+            | Op::Softmax { .. }
+            | Op::Concat { .. }
+            | Op::LayerNorm { .. }
+            | Op::MatMul { .. }
+            | Op::Transpose { .. }
+            | Op::Activation { .. }
+            | Op::Lut { .. }
+            | Op::Quantize { .. }
+            | Op::Dequantize { .. } => {
                 buf_of.insert(out.id, bufs.len());
                 bufs.push(Buffer { id: out.id, size: size_of(&out)?, first: step, last: step });
             }

@@ -182,7 +182,7 @@ pub fn to_f16(float_rsm: &[u8]) -> Result<Vec<u8>, PtqError> {
     let mut ops = Vec::new();
     for (i, op) in model.ops().enumerate() {
         let mut op = op?;
-        let is_weighted = matches!(op, Op::Conv2d { .. } | Op::FullyConnected { .. });
+        let is_weighted = has_weights(&op);
         let mut err = None;
         let mut k = 0usize;
         op.for_each_tensor_mut(|t| {
@@ -205,6 +205,29 @@ pub fn to_f16(float_rsm: &[u8]) -> Result<Vec<u8>, PtqError> {
     let info =
         ModelInfo { name: &name, provenance: Provenance { method: &method, ..model.info.provenance }, ..model.info };
     Ok(encode(&info, &ops, &wb.bytes, None))
+}
+
+/// Whether the op's second tensor (`for_each_tensor` order) is a weight matrix that `to_f16` halves.
+/// Exhaustive: a new op with weights must be listed.
+fn has_weights(op: &Op) -> bool {
+    match op {
+        Op::Conv2d { .. } | Op::FullyConnected { .. } => true,
+        Op::Add { .. }
+        | Op::Mul { .. }
+        | Op::AvgPool2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::GlobalAvgPool { .. }
+        | Op::Reshape { .. }
+        | Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::LayerNorm { .. }
+        | Op::MatMul { .. }
+        | Op::Transpose { .. }
+        | Op::Activation { .. }
+        | Op::Lut { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => false,
+    }
 }
 
 /// Copies one constant into `wb`, as F16 when `to_half` and it is F32. `Err(())` when it is not

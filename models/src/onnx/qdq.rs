@@ -44,7 +44,16 @@ fn float_form(op: &Op) -> (Op, Option<(i32, i32)>) {
             (Op::GlobalAvgPool { input, output, requant: None }, stage(&requant))
         }
         Op::Softmax { input, output, beta, .. } => (Op::Softmax { input, output, beta, quant: None }, None),
-        _ => (*op, None),
+        // No int8-only parameters: the op is its own float form.
+        Op::Reshape { .. }
+        | Op::Concat { .. }
+        | Op::LayerNorm { .. }
+        | Op::MatMul { .. }
+        | Op::Transpose { .. }
+        | Op::Activation { .. }
+        | Op::Lut { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => (*op, None),
     }
 }
 
@@ -169,7 +178,17 @@ impl Writer<'_, '_> {
                 op.name()
             )))
             }
-            _ => {}
+            // The float form between DequantizeLinear and QuantizeLinear, below.
+            Op::Conv2d { .. }
+            | Op::FullyConnected { .. }
+            | Op::Add { .. }
+            | Op::Mul { .. }
+            | Op::AvgPool2d { .. }
+            | Op::MaxPool2d { .. }
+            | Op::GlobalAvgPool { .. }
+            | Op::Reshape { .. }
+            | Op::Concat { .. }
+            | Op::Transpose { .. } => {}
         }
         let (float_op, clamp) = float_form(op);
         self.float_op(&float_op)?;

@@ -41,7 +41,20 @@ fn fused_mut(op: &mut Op) -> Option<(&mut Activation, &mut Tensor)> {
         Op::FullyConnected { activation, output, .. }
         | Op::Add { activation, output, .. }
         | Op::Mul { activation, output, .. } => Some((activation, output)),
-        _ => None,
+        // No fused activation. Listed, not `_`: a new op with one must be split here.
+        Op::AvgPool2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::GlobalAvgPool { .. }
+        | Op::Reshape { .. }
+        | Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::LayerNorm { .. }
+        | Op::MatMul { .. }
+        | Op::Transpose { .. }
+        | Op::Activation { .. }
+        | Op::Lut { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => None,
     }
 }
 

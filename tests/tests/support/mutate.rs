@@ -388,7 +388,12 @@ fn mutate_op(op: &mut Op, rng: &mut Rng, arena: u32, weights: u32) {
             *table = Blob { offset: interesting_u32(rng, weights), len: interesting_u32(rng, 256) }
         }
         Op::LayerNorm { eps, .. } => *eps = [0.0, -1.0, f32::NAN][rng.below(3) as usize],
-        _ => {
+        // No parameters beyond their tensors. Listed, not `_`: a new op's parameters get mutated here.
+        Op::Reshape { .. }
+        | Op::MatMul { .. }
+        | Op::Activation { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => {
             let mut ts = tensors_mut(op);
             let i = rng.below(ts.len() as u64) as usize;
             mutate_tensor(ts[i], rng, arena, weights);

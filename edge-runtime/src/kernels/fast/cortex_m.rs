@@ -49,7 +49,22 @@ pub struct DspPlan {
 pub fn plan(op: &Op, model: &Model<'_>) -> Option<DspPlan> {
     let (requant, bias) = match op {
         Op::Conv2d { requant, bias, .. } | Op::FullyConnected { requant, bias, .. } => (requant.as_ref()?, bias),
-        _ => return None,
+        // The reference kernel. Listed, not `_`: a new op must decide whether this kernel applies.
+        Op::Add { .. }
+        | Op::Mul { .. }
+        | Op::AvgPool2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::GlobalAvgPool { .. }
+        | Op::Reshape { .. }
+        | Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::LayerNorm { .. }
+        | Op::MatMul { .. }
+        | Op::Transpose { .. }
+        | Op::Activation { .. }
+        | Op::Lut { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => return None,
     };
     // The GEMM's planner does the shape, dtype and quantization checks; its packed-weight and
     // channel-array reservations are discarded (this kernel reads everything in place).

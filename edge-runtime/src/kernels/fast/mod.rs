@@ -264,7 +264,21 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Kernel {
             depthwise::plan(op, model, at).map(Kernel::Depthwise)
         }),
         Op::Add { .. } => add::plan(op).map(Kernel::Add),
-        _ => None,
+        // The reference kernel. Listed, not `_`: a new op must decide whether a fast kernel applies.
+        Op::Mul { .. }
+        | Op::AvgPool2d { .. }
+        | Op::MaxPool2d { .. }
+        | Op::GlobalAvgPool { .. }
+        | Op::Reshape { .. }
+        | Op::Softmax { .. }
+        | Op::Concat { .. }
+        | Op::LayerNorm { .. }
+        | Op::MatMul { .. }
+        | Op::Transpose { .. }
+        | Op::Activation { .. }
+        | Op::Lut { .. }
+        | Op::Quantize { .. }
+        | Op::Dequantize { .. } => None,
     };
     match k {
         Some(k) => k,
