@@ -94,7 +94,7 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
         };
         let o = if groups == c && c > 1 { c } else { groups * range(rng, 1, if big { 40 } else { 20 }) as usize };
         // Pointwise convs often: the GEMM reads their input rows in place.
-        let pointwise = rng.next_u64() % 4 == 0;
+        let pointwise = rng.next_u64().is_multiple_of(4);
         let k = if pointwise { [1, 1] } else { [range(rng, 1, 4) as usize, range(rng, 1, 4) as usize] };
         let stride = if pointwise { [1, 1] } else { [range(rng, 1, 3) as usize, range(rng, 1, 3) as usize] };
         let dil = [range(rng, 1, 2) as usize, range(rng, 1, 2) as usize];
@@ -105,11 +105,11 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
             continue;
         };
         let mut wb = WeightsBuilder { bytes: vec![] };
-        let f16 = rng.next_u64() % 3 == 0;
+        let f16 = rng.next_u64().is_multiple_of(3);
         let dw = groups == c && c > 1;
         let wdims = if dw { [1, k[0], k[1], o] } else { [o, k[0], k[1], c / groups] };
         let weights = constant(&mut wb, rng, 1, &wdims.map(|v| v as u32), f16);
-        let bias = (rng.next_u64() % 4 != 0).then(|| constant(&mut wb, rng, 2, &[o as u32], f16));
+        let bias = (!rng.next_u64().is_multiple_of(4)).then(|| constant(&mut wb, rng, 2, &[o as u32], f16));
         let in_len = (n * h * w * c * 4) as u32;
         let out_off = in_len.next_multiple_of(16);
         let input = act_t(0, &[n as u32, h as u32, w as u32, c as u32], 0);
@@ -132,9 +132,9 @@ fn fc_case(rng: &mut Rng, big: bool) -> Built {
     let depth = if big { range(rng, 4000, 9000) as usize } else { range(rng, 1, 300) as usize };
     let units = range(rng, 1, 70) as usize;
     let mut wb = WeightsBuilder { bytes: vec![] };
-    let f16 = rng.next_u64() % 3 == 0;
+    let f16 = rng.next_u64().is_multiple_of(3);
     let weights = constant(&mut wb, rng, 1, &[units as u32, depth as u32], f16);
-    let bias = (rng.next_u64() % 4 != 0).then(|| constant(&mut wb, rng, 2, &[units as u32], f16));
+    let bias = (!rng.next_u64().is_multiple_of(4)).then(|| constant(&mut wb, rng, 2, &[units as u32], f16));
     let out_off = ((batches * depth * 4) as u32).next_multiple_of(16);
     let input = act_t(0, &[batches as u32, depth as u32], 0);
     let output = act_t(3, &[batches as u32, units as u32], out_off);

@@ -44,7 +44,7 @@ fn range(rng: &mut Rng, lo: i64, hi: i64) -> i64 {
 
 /// Requantization: usually converter-like multipliers, sometimes anything.
 fn requant(rng: &mut Rng, wb: &mut WeightsBuilder, channels: usize) -> Requant {
-    let hostile = rng.next_u64() % 8 == 0;
+    let hostile = rng.next_u64().is_multiple_of(8);
     let one = |rng: &mut Rng| -> (i32, i32) {
         if hostile {
             (rng.next_u64() as i32, range(rng, -40, 40) as i32)
@@ -52,23 +52,26 @@ fn requant(rng: &mut Rng, wb: &mut WeightsBuilder, channels: usize) -> Requant {
             (range(rng, 1 << 30, i32::MAX as i64) as i32, range(rng, -12, 1) as i32)
         }
     };
-    let multiplier = if rng.next_u64() % 3 == 0 {
+    let multiplier = if rng.next_u64().is_multiple_of(3) {
         let (mult, shift) = one(rng);
         Multiplier::PerTensor { mult, shift }
     } else {
         let (m, s): (Vec<i32>, Vec<i32>) = (0..channels).map(|_| one(rng)).unzip();
         Multiplier::PerChannel { mult: wb.push_i32(&m), shift: wb.push_i32(&s) }
     };
-    let (act_min, act_max) =
-        if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
+    let (act_min, act_max) = if rng.next_u64().is_multiple_of(3) {
+        (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32)
+    } else {
+        (-128, 127)
+    };
     Requant { multiplier, act_min, act_max }
 }
 
 fn bias(rng: &mut Rng, wb: &mut WeightsBuilder, channels: usize, id: u16) -> Option<Tensor> {
-    if rng.next_u64() % 5 == 0 {
+    if rng.next_u64().is_multiple_of(5) {
         return None;
     }
-    let big = rng.next_u64() % 6 == 0;
+    let big = rng.next_u64().is_multiple_of(6);
     let b: Vec<i32> =
         (0..channels).map(|_| if big { rng.next_u64() as i32 } else { range(rng, -40_000, 40_000) as i32 }).collect();
     let bytes: Vec<u8> = b.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -96,7 +99,7 @@ fn out_dim(i: usize, pa: usize, pb: usize, k: usize, s: usize, d: usize) -> Opti
 /// A random Conv2d: dense, or depthwise (multiplier 1 mostly, sometimes 2: a reference-only shape).
 fn conv_case(rng: &mut Rng, big: bool) -> Built {
     loop {
-        let depthwise = rng.next_u64() % 3 == 0;
+        let depthwise = rng.next_u64().is_multiple_of(3);
         let n = range(rng, 1, 2) as usize;
         let (h, w) = if big {
             (range(rng, 6, 14) as usize, range(rng, 6, 14) as usize)
@@ -106,12 +109,12 @@ fn conv_case(rng: &mut Rng, big: bool) -> Built {
         // Multiples of 16 channels often: the AVX2 im2col has its own path for them.
         let c = if big {
             range(rng, 64, 300) as usize
-        } else if rng.next_u64() % 3 == 0 {
+        } else if rng.next_u64().is_multiple_of(3) {
             16 * range(rng, 1, 3) as usize
         } else {
             range(rng, 1, 40) as usize
         };
-        let mult = if depthwise && rng.next_u64() % 4 == 0 { 2 } else { 1 };
+        let mult = if depthwise && rng.next_u64().is_multiple_of(4) { 2 } else { 1 };
         let o = if depthwise {
             c * mult
         } else if big {
@@ -239,15 +242,18 @@ fn fast_fully_connected_equals_the_reference_bytes() {
 fn add_case(rng: &mut Rng) -> Built {
     let dims = [range(rng, 1, 2) as u32, range(rng, 1, 9) as u32, range(rng, 1, 9) as u32, range(rng, 1, 40) as u32];
     // Every fourth case broadcasts b over H and W (the reference's job; compared all the same).
-    let broadcast = rng.next_u64() % 4 == 0;
+    let broadcast = rng.next_u64().is_multiple_of(4);
     let bdims = if broadcast { [dims[0], 1, 1, dims[3]] } else { dims };
     let len: u32 = dims.iter().product();
     let blen: u32 = bdims.iter().product();
-    let hostile = rng.next_u64() % 8 == 0;
+    let hostile = rng.next_u64().is_multiple_of(8);
     let m = |rng: &mut Rng| if hostile { rng.next_u64() as i32 } else { range(rng, 1 << 30, i32::MAX as i64) as i32 };
     let s = |rng: &mut Rng| if hostile { range(rng, -40, 40) as i32 } else { range(rng, -20, 0) as i32 };
-    let (act_min, act_max) =
-        if rng.next_u64() % 3 == 0 { (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32) } else { (-128, 127) };
+    let (act_min, act_max) = if rng.next_u64().is_multiple_of(3) {
+        (range(rng, -128, 0) as i32, range(rng, 0, 127) as i32)
+    } else {
+        (-128, 127)
+    };
     let quant = BinaryQuant {
         left_shift: if hostile { range(rng, -5, 40) as i32 } else { 20 },
         a_mult: m(rng),

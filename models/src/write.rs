@@ -13,7 +13,7 @@ pub struct WeightsBuilder {
 
 impl WeightsBuilder {
     pub fn push_bytes(&mut self, data: &[u8]) -> Blob {
-        while self.bytes.len() % WEIGHTS_ALIGN != 0 {
+        while !self.bytes.len().is_multiple_of(WEIGHTS_ALIGN) {
             self.bytes.push(0);
         }
         let offset = self.bytes.len() as u32;
@@ -61,7 +61,7 @@ pub fn encode(info: &ModelInfo<'_>, ops: &[Op], weights: &[u8], test_vector: Opt
     let mut entries = Vec::new();
     for (kind, data) in &sections {
         if *kind == SECTION_WEIGHTS {
-            while body.len() % WEIGHTS_ALIGN != 0 {
+            while !body.len().is_multiple_of(WEIGHTS_ALIGN) {
                 body.push(0);
             }
         }
