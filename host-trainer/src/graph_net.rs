@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use rsim_model::{
-    Activation, BinaryQuant, DType, InputSpec, Model, Multiplier, Op, Quant, Requant, Shape, Storage, Tensor as MTensor,
+    Activation, BinaryQuant, ConvGeometry, ConvKind, DType, InputSpec, Model, Multiplier, Op, Quant, Requant, Shape,
+    Storage, Tensor as MTensor,
 };
 use tch::{nn, Device, Kind, Tensor};
 
@@ -301,11 +302,17 @@ impl GraphNet {
             let unsupported = |why: &str| GraphNetError::Unsupported { index: i, op: name, why: why.to_string() };
             check_float(op.output(), i, name)?;
             let (weights, bias, layout) = match &op {
-                Op::Conv2d { input, weights, bias, params, .. } => {
-                    let layout = match params.groups {
-                        1 => WLayout::Dense,
-                        g if g == input.shape.nhwc()[3] as u32 && weights.shape.dims().first() == Some(&1) => WLayout::Depthwise,
-                        g => return Err(unsupported(&format!("grouped conv with {g} groups (only dense and depthwise)"))),
+                Op::Conv2d { input, weights, bias, output, params, .. } => {
+                    let g = ConvGeometry::new(input, weights, bias.as_ref(), output, params)
+                        .map_err(|e| unsupported(e.reason()))?;
+                    let layout = match g.kind {
+                        ConvKind::Dense => WLayout::Dense,
+                        ConvKind::Depthwise { .. } => WLayout::Depthwise,
+                        ConvKind::Grouped { groups } => {
+                            return Err(unsupported(&format!(
+                                "grouped conv with {groups} groups (only dense and depthwise)"
+                            )))
+                        }
                     };
                     (weights, bias, layout)
                 }

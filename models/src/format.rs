@@ -343,6 +343,11 @@ impl<'a> Model<'a> {
     }
 }
 
+/// Decodes the first op of `bytes` (the GRAPH section's encoding), returning it and the rest.
+pub fn decode_op(bytes: &[u8]) -> Result<(Op, &[u8]), ModelError> {
+    postcard::take_from_bytes::<Op>(bytes).map_err(|_| ModelError::Decode { section: SectionKind::Graph })
+}
+
 /// Iterator over the ops of the graph section.
 #[derive(Clone, Debug)]
 pub struct OpIter<'a> {
@@ -357,16 +362,16 @@ impl Iterator for OpIter<'_> {
         if self.remaining == 0 {
             return None;
         }
-        match postcard::take_from_bytes::<Op>(self.rest) {
+        match decode_op(self.rest) {
             Ok((op, rest)) => {
                 self.rest = rest;
                 self.index += 1;
                 self.remaining -= 1;
                 Some(Ok(op))
             }
-            Err(_) => {
+            Err(e) => {
                 self.remaining = 0;
-                Some(Err(ModelError::Decode { section: SectionKind::Graph }))
+                Some(Err(e))
             }
         }
     }

@@ -166,7 +166,8 @@ pub struct Conv2dParams {
     pub stride: [u16; 2],
     pub dilation: [u16; 2],
     pub padding: Padding,
-    /// 1 = dense, in_channels = depthwise (weights laid out 1HW(C*M) as TFLite's DEPTHWISE_CONV_2D).
+    /// 1 = dense; in_channels with weights [1, KH, KW, C*M] = depthwise (TFLite's DEPTHWISE_CONV_2D
+    /// layout); otherwise grouped OHWI. [`crate::ConvGeometry`] is the one place that decides.
     pub groups: u32,
     pub activation: Activation,
 }

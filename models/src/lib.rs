@@ -5,6 +5,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod conv;
 pub mod error;
 pub mod format;
 pub mod graph;
@@ -28,6 +29,7 @@ pub mod tflite;
 #[cfg(feature = "std")]
 pub mod write;
 
+pub use conv::{ConvError, ConvGeometry, ConvKind};
 pub use error::ModelError;
 pub use format::{Model, FORMAT_VERSION, MAGIC};
 pub use graph::*;

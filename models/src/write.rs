@@ -39,6 +39,11 @@ impl WeightsBuilder {
     }
 }
 
+/// One op as the GRAPH section stores it (postcard; golden bytes in `models/tests/golden_encoding.rs`).
+pub fn encode_op(op: &Op) -> Vec<u8> {
+    postcard::to_allocvec(op).expect("postcard encoding into a Vec cannot fail")
+}
+
 /// Encodes a model. `info.op_count` is set from `ops`.
 pub fn encode(info: &ModelInfo<'_>, ops: &[Op], weights: &[u8], test_vector: Option<TestVector<'_>>) -> Vec<u8> {
     let mut info = *info;
@@ -46,7 +51,7 @@ pub fn encode(info: &ModelInfo<'_>, ops: &[Op], weights: &[u8], test_vector: Opt
     let meta = postcard::to_allocvec(&info).expect("postcard encoding into a Vec cannot fail");
     let mut graph = Vec::new();
     for op in ops {
-        graph.extend(postcard::to_allocvec(op).expect("postcard encoding into a Vec cannot fail"));
+        graph.extend(encode_op(op));
     }
     let tv = test_vector.map(|t| postcard::to_allocvec(&t).expect("postcard encoding into a Vec cannot fail"));
 

@@ -2,6 +2,7 @@
 
 use super::proto::*;
 use super::{OnnxError, OPSET};
+use crate::conv::ConvGeometry;
 use crate::format::Model;
 use crate::graph::*;
 use std::collections::{HashMap, HashSet};
@@ -196,8 +197,10 @@ impl Writer<'_, '_> {
     pub(super) fn float_op(&mut self, op: &Op) -> Result<(), OnnxError> {
         match op {
             Op::Conv2d { input, weights, bias, output, params, .. } => {
-                let [_, kh, kw, _] = weights.shape.nhwc();
-                let wname = self.conv_weights(weights, params.groups, input.shape.nhwc()[3])?;
+                let g = ConvGeometry::new(input, weights, bias.as_ref(), output, params)
+                    .map_err(|e| self.err(e.to_string()))?;
+                let (kh, kw) = (g.k_h, g.k_w);
+                let wname = self.conv_weights(weights, &g)?;
                 let x = self.onnx(input)?;
                 let mut inputs = vec![x, wname];
                 if let Some(b) = bias {

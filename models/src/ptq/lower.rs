@@ -3,6 +3,7 @@
 //! 256-entry tables for non-clamp activations.
 
 use super::{activation_qparams, const_f32, depthwise_weight_scales, weight_scales, PtqError, Ranges};
+use crate::conv::ConvGeometry;
 use crate::format::Model;
 use crate::graph::*;
 use crate::quant::{self, activation_range_i8, round_half_away_f64, QuantError};
@@ -75,11 +76,11 @@ impl<'m, 'r> Quantizer<'m, 'r> {
         let unsupported = || PtqError::Unsupported { op: op.name().to_string(), index };
         Ok(match *op {
             Op::Conv2d { input, weights, bias, output, params, .. } => {
+                let g = ConvGeometry::new(&input, &weights, bias.as_ref(), &output, &params)
+                    .map_err(|e| PtqError::Quant { index, op: op.name().to_string(), reason: e.to_string() })?;
                 let input = self.activation(&input, index)?;
                 let output = self.output_from_range(&output, index)?;
-                let oc = output.shape.nhwc()[3];
-                let wd = weights.shape.nhwc();
-                let depthwise = params.groups > 1 && wd[0] == 1 && wd[3] == oc;
+                let (oc, depthwise) = (g.out_c, g.is_depthwise());
                 let (weights, bias, requant) = self.weighted(
                     index,
                     op,

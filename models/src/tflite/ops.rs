@@ -3,6 +3,7 @@
 
 use super::fb::Table;
 use super::Ctx;
+use crate::conv::ConvGeometry;
 use crate::graph::*;
 use crate::quant::{self, activation_range_i8};
 
@@ -225,6 +226,8 @@ fn conv(ctx: &mut Ctx, io: &OpIo<'_>, depthwise: bool) -> Result<Op, String> {
         groups,
         activation: act,
     };
+    // The runtime's full check (bias length, output size), at import rather than at engine creation.
+    ConvGeometry::new(&input, &weights, bias.as_ref(), &output, &params).map_err(|e| e.to_string())?;
     Ok(Op::Conv2d { input, weights, bias, output, params, requant: Some(requant) })
 }
 

@@ -4,10 +4,9 @@
 
 use super::gemm::requant_scalar;
 use super::{ChannelData, Channels, Isa, Span};
-use crate::kernels::float::conv::out_size;
 use crate::kernels::int8::KResult;
 use rsim_edge_simd::DwGeom;
-use rsim_model::{DType, Model, Op};
+use rsim_model::{ConvGeometry, ConvKind, DType, Model, Op};
 
 /// Geometry of a planned depthwise op (u32: the same record on every target).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,38 +62,16 @@ impl DwPlan {
 
 /// Plans a depthwise conv whose output channels equal its input channels (multiplier 1).
 pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<DwPlan> {
-    let Op::Conv2d { input, weights: wt, output, params, requant, .. } = op else { return None };
+    let Op::Conv2d { input, weights: wt, bias, output, params, requant } = op else { return None };
     if input.dtype != DType::I8 || output.dtype != DType::I8 || wt.dtype != DType::I8 {
         return None;
     }
-    let [n, ih, iw, c] = input.shape.nhwc();
-    let [on, oh, ow, oc] = output.shape.nhwc();
-    let [wo, kh, kw, wc] = wt.shape.nhwc();
-    if input.shape.rank != 4 || output.shape.rank != 4 || wt.shape.rank != 4 {
+    let g = ConvGeometry::new(input, wt, bias.as_ref(), output, params).ok()?;
+    if g.kind != (ConvKind::Depthwise { multiplier: 1 }) {
         return None;
     }
-    // The reference's depthwise rule, restricted to multiplier 1.
-    if params.groups as usize != c
-        || wo != 1
-        || wc != oc
-        || oc != c
-        || c == 0
-        || on != n
-        || n == 0
-        || kh == 0
-        || kw == 0
-    {
-        return None;
-    }
-    let (s, d, p) = (params.stride, params.dilation, params.padding);
-    if s.contains(&0) || d.contains(&0) {
-        return None;
-    }
-    if out_size(ih, p.top as usize, p.bottom as usize, kh, s[0] as usize, d[0] as usize)? != oh
-        || out_size(iw, p.left as usize, p.right as usize, kw, s[1] as usize, d[1] as usize)? != ow
-    {
-        return None;
-    }
+    let (n, ih, iw, c, oh, ow, kh, kw) = (g.batch, g.in_h, g.in_w, g.in_c, g.out_h, g.out_w, g.k_h, g.k_w);
+    let (s, d, p) = (g.stride, g.dilation, [g.pad_top, g.pad_left]);
     let in_zp = super::per_tensor_zp(input)?;
     let stage = super::out_stage(requant, output, model.weights)?;
     if kh * kw > MAX_TAPS {
@@ -114,9 +91,9 @@ pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<DwPlan> {
         out_w: u(ow)?,
         k_h: u(kh)?,
         k_w: u(kw)?,
-        stride: [s[0] as u32, s[1] as u32],
-        dilation: [d[0] as u32, d[1] as u32],
-        pad: [p.top as u32, p.left as u32],
+        stride: [u(s[0])?, u(s[1])?],
+        dilation: [u(d[0])?, u(d[1])?],
+        pad: [u(p[0])?, u(p[1])?],
         in_offset: in_zp.wrapping_neg(),
         ch,
         pairs,

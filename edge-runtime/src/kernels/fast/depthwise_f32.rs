@@ -9,7 +9,7 @@ use crate::kernels::float::act;
 use crate::kernels::float::conv::conv_geom;
 use crate::kernels::float::Operand;
 use crate::kernels::int8::KResult;
-use rsim_model::{Activation, DType, Model, Op, Storage, Tensor};
+use rsim_model::{Activation, ConvKind, DType, Model, Op, Storage, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DwF32Plan {
@@ -40,7 +40,8 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<DwF32Plan> {
         return None;
     }
     let g = conv_geom(&input.shape, &weights.shape, &output.shape, params).ok()?;
-    if !g.depthwise || g.out_c != g.in_c || bias.is_some_and(|b| b.shape.checked_len() != Some(g.out_c)) {
+    if g.kind != (ConvKind::Depthwise { multiplier: 1 }) || bias.is_some_and(|b| b.shape.checked_len() != Some(g.out_c))
+    {
         return None;
     }
     let u = |v: usize| u32::try_from(v).ok();

@@ -10,9 +10,8 @@
 //! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
 
 use super::{im2col, ChannelData, Channels, Isa, Span};
-use crate::kernels::float::conv::out_size;
 use crate::kernels::int8::{KResult, OutStage};
-use rsim_model::{DType, Model, Op, Quant};
+use rsim_model::{ConvGeometry, ConvKind, DType, Model, Op, Quant};
 
 /// Scalar requantization of `n` lanes from the prepared channel arrays.
 pub use rsim_edge_simd::requant::requant_scalar;
@@ -45,43 +44,24 @@ fn u32_of(v: usize) -> Option<u32> {
 /// leaves the op to the reference kernel.
 pub fn plan(op: &Op, model: &Model<'_>, at: &mut u32) -> Option<GemmPlan> {
     let (geom, input, wt, output, requant) = match op {
-        Op::Conv2d { input, weights: wt, output, params, requant, .. } => {
-            let [n, ih, iw, ic] = input.shape.nhwc();
-            let [on, oh, ow, oc] = output.shape.nhwc();
-            let [wo, kh, kw, wi] = wt.shape.nhwc();
-            if input.shape.rank != 4 || output.shape.rank != 4 || wt.shape.rank != 4 || params.groups != 1 {
-                return None;
-            }
-            // The reference treats [1, kh, kw, oc] weights with groups == ic as depthwise.
-            if ic == 1 && wo == 1 && wi == oc && oc != 1 {
-                return None;
-            }
-            if wo != oc || wi != ic || on != n || n == 0 || ic == 0 || oc == 0 || kh == 0 || kw == 0 {
-                return None;
-            }
-            let (s, d, p) = (params.stride, params.dilation, params.padding);
-            if s.contains(&0) || d.contains(&0) {
-                return None;
-            }
-            let (sh, sw, dh, dw) = (s[0] as usize, s[1] as usize, d[0] as usize, d[1] as usize);
-            if out_size(ih, p.top as usize, p.bottom as usize, kh, sh, dh)? != oh
-                || out_size(iw, p.left as usize, p.right as usize, kw, sw, dw)? != ow
-            {
+        Op::Conv2d { input, weights: wt, bias, output, params, requant } => {
+            let g = ConvGeometry::new(input, wt, bias.as_ref(), output, params).ok()?;
+            if g.kind != ConvKind::Dense {
                 return None;
             }
             let g = GemmGeom {
-                batch: u32_of(n)?,
-                in_h: u32_of(ih)?,
-                in_w: u32_of(iw)?,
-                in_c: u32_of(ic)?,
-                out_h: u32_of(oh)?,
-                out_w: u32_of(ow)?,
-                out_c: u32_of(oc)?,
-                k_h: u32_of(kh)?,
-                k_w: u32_of(kw)?,
-                stride: [sh as u32, sw as u32],
-                dilation: [dh as u32, dw as u32],
-                pad: [p.top as u32, p.left as u32],
+                batch: u32_of(g.batch)?,
+                in_h: u32_of(g.in_h)?,
+                in_w: u32_of(g.in_w)?,
+                in_c: u32_of(g.in_c)?,
+                out_h: u32_of(g.out_h)?,
+                out_w: u32_of(g.out_w)?,
+                out_c: u32_of(g.out_c)?,
+                k_h: u32_of(g.k_h)?,
+                k_w: u32_of(g.k_w)?,
+                stride: [u32_of(g.stride[0])?, u32_of(g.stride[1])?],
+                dilation: [u32_of(g.dilation[0])?, u32_of(g.dilation[1])?],
+                pad: [u32_of(g.pad_top)?, u32_of(g.pad_left)?],
             };
             (g, input, wt, output, requant)
         }

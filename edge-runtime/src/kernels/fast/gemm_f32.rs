@@ -10,7 +10,7 @@ use crate::kernels::float::act;
 use crate::kernels::float::conv::conv_geom;
 use crate::kernels::float::fc::fc_geom;
 use crate::kernels::int8::KResult;
-use rsim_model::{Activation, DType, Model, Op, Storage, Tensor};
+use rsim_model::{Activation, ConvKind, DType, Model, Op, Storage, Tensor};
 
 /// Output pixels per micro-kernel call.
 pub const MR: usize = 4;
@@ -39,7 +39,7 @@ pub fn plan(op: &Op, at: &mut u32) -> Option<GemmF32Plan> {
                 return None;
             }
             let g = conv_geom(&input.shape, &weights.shape, &output.shape, params).ok()?;
-            if g.depthwise || g.groups != 1 {
+            if g.kind != ConvKind::Dense {
                 return None;
             }
             let u = |v: usize| u32::try_from(v).ok();

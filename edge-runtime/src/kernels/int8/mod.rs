@@ -18,7 +18,7 @@ pub mod pool;
 pub mod softmax;
 
 use crate::EngineError;
-use rsim_model::{Blob, DType, Model, Multiplier, Op, Quant, Requant, Tensor};
+use rsim_model::{Blob, ConvError, ConvGeometry, ConvKind, DType, Model, Multiplier, Op, Quant, Requant, Tensor};
 
 /// Kernel result: the reason names what was wrong; [`eval`] adds the op.
 pub type KResult<T> = Result<T, &'static str>;
@@ -142,16 +142,8 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                 }
             }
             if let Op::Conv2d { params, .. } = op {
-                let (ic, oc) = (input.shape.nhwc()[3], output.shape.nhwc()[3]);
-                let wd = w.shape.nhwc();
-                let g = params.groups as usize;
-                let dw = g == ic && wd[0] == 1 && wd[3] == oc;
-                if !dw && (g == 0 || ic % g != 0 || oc % g != 0 || wd[0] != oc || wd[3] != ic / g) {
-                    return Err("conv weights shape does not match the channels and groups");
-                }
-                if dw && oc % ic.max(1) != 0 {
-                    return Err("depthwise output channels are not a multiple of the input channels");
-                }
+                // The same full geometry check as the float path.
+                ConvGeometry::new(input, w, bias.as_ref(), output, params).map_err(ConvError::reason)?;
             } else {
                 let wd = w.shape.dims();
                 if wd.len() != 2
@@ -271,21 +263,19 @@ fn run(op: &Op, weights: &[u8], inputs: &[&[u8]], out: &mut [u8]) -> KResult<()>
             let (x, w) = (input(inputs, 0)?, input(inputs, 1)?);
             let b = if bias.is_some() { Some(input(inputs, 2)?) } else { None };
             let s = stage(requant, output, weights)?;
-            let (wd, ic, oc) = (wt.shape.nhwc(), it.shape.nhwc()[3], output.shape.nhwc()[3]);
-            let u = |v: u16| v as usize;
+            let cg = ConvGeometry::new(it, wt, bias.as_ref(), output, params).map_err(ConvError::reason)?;
             let g = conv::ConvGeom {
-                input: it.shape.nhwc(),
-                output: output.shape.nhwc(),
-                kernel: [wd[1], wd[2]],
-                stride: [u(params.stride[0]), u(params.stride[1])],
-                dilation: [u(params.dilation[0]), u(params.dilation[1])],
-                pad: [u(params.padding.top), u(params.padding.left)],
+                input: [cg.batch, cg.in_h, cg.in_w, cg.in_c],
+                output: [cg.batch, cg.out_h, cg.out_w, cg.out_c],
+                kernel: [cg.k_h, cg.k_w],
+                stride: cg.stride,
+                dilation: cg.dilation,
+                pad: [cg.pad_top, cg.pad_left],
             };
             let zp = per_tensor(it)?.1;
-            if params.groups as usize == ic && wd[0] == 1 && wd[3] == oc {
-                conv::depthwise(&g, x, zp, w, b, &s, out)
-            } else {
-                conv::conv(&g, params.groups as usize, x, zp, w, b, &s, out)
+            match cg.kind {
+                ConvKind::Depthwise { .. } => conv::depthwise(&g, x, zp, w, b, &s, out),
+                ConvKind::Dense | ConvKind::Grouped { .. } => conv::conv(&g, cg.groups, x, zp, w, b, &s, out),
             }
         }
         Op::FullyConnected { input: it, weights: wt, bias, output, requant, .. } => {
