@@ -51,10 +51,10 @@ pub fn layout(model: &Model<'_>) -> Result<Layout, EngineError> {
 
 /// Writes `count` records produced by `make(i)` at the start of `bytes` and returns them; `None` when
 /// `bytes` is misaligned or too short, or `make`'s first error (`rsim_edge_simd::records`).
-pub fn write_records<'b, E>(
-    bytes: &'b mut [u8],
+pub fn write_records<E>(
+    bytes: &mut [u8],
     count: usize,
     make: impl FnMut(usize) -> Result<PreparedOp, E>,
-) -> Option<Result<&'b [PreparedOp], E>> {
+) -> Option<Result<&[PreparedOp], E>> {
     rsim_edge_simd::records::write_records(bytes, count, make)
 }

@@ -94,7 +94,7 @@ impl Neon {
 /// holding `nb` blocks of `kc * 8` bytes at stride `bstride` (overflowing sizes fail too).
 #[inline(always)]
 pub fn check_micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize) -> KResult<()> {
-    if kc % 2 != 0 || !(1..=2).contains(&nb) || lda < kc {
+    if !kc.is_multiple_of(2) || !(1..=2).contains(&nb) || lda < kc {
         return Err("gemm micro-kernel called with a bad shape");
     }
     check_operands(a.len(), lda, kc, w.len(), bstride, nb, 8)

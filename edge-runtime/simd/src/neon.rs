@@ -50,7 +50,7 @@ unsafe fn block(
     first: bool,
     acc: &mut [[i32; 16]; MR],
 ) {
-    // SAFETY (whole body): the caller's contract on `a` and `w`; `acc` is a plain array.
+    // SAFETY: (whole body) the caller's contract on `a` and `w`; `acc` is a plain array.
     unsafe {
         let z = vdupq_n_s32(0);
         let mut s = [[z; 4]; MR];

@@ -12,29 +12,71 @@ use crate::{check_micro, check_operands, Avx2, KResult, MR};
 use core::arch::x86_64::*;
 
 impl Avx2 {
-    /// Runs `f` inside a function compiled with AVX2, so that the token's `#[inline(always)]` methods
-    /// (and `f`'s own loops) inline into it as AVX2 code. Mark the closure `#[inline(always)]` so that
-    /// it is inlined into that function. Safe for any `f`: it only changes which instructions the
-    /// compiler may use, and the token proves the CPU has them.
+    /// Runs `f(self, p, first, x, w, c, out)` inside a function compiled with AVX2, so that the token's
+    /// `#[inline(always)]` methods (and `f`'s own loops) inline into it as AVX2 code: pass an
+    /// `#[inline(always)]` function or closure. The operands go through that function's own
+    /// parameters rather than captures, so the compiler keeps their no-alias facts (a captured
+    /// `&mut` output costs reloads after every store). Safe for any `f`: it only changes which
+    /// instructions the compiler may use, and the token proves the CPU has them.
     #[inline]
-    pub fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+    #[allow(clippy::too_many_arguments)]
+    pub fn vectorize<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+        self,
+        p: &P,
+        first: usize,
+        x: &X,
+        w: &W,
+        c: &C,
+        out: &mut O,
+        f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
+    ) -> R {
         #[target_feature(enable = "avx2")]
-        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
+        #[allow(clippy::too_many_arguments)]
+        fn with_avx2<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+            t: Avx2,
+            p: &P,
+            first: usize,
+            x: &X,
+            w: &W,
+            c: &C,
+            out: &mut O,
+            f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
+        ) -> R {
+            f(t, p, first, x, w, c, out)
         }
         // SAFETY: an `Avx2` exists only when the CPU has AVX2 (`Avx2::detect`).
-        unsafe { with_avx2(f) }
+        unsafe { with_avx2(self, p, first, x, w, c, out, f) }
     }
 
     /// [`vectorize`](Self::vectorize) with AVX2 and FMA (the f32 kernels).
     #[inline]
-    pub fn vectorize_fma<R>(self, f: impl FnOnce() -> R) -> R {
+    #[allow(clippy::too_many_arguments)]
+    pub fn vectorize_fma<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+        self,
+        p: &P,
+        first: usize,
+        x: &X,
+        w: &W,
+        c: &C,
+        out: &mut O,
+        f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
+    ) -> R {
         #[target_feature(enable = "avx2,fma")]
-        fn with_avx2_fma<R>(f: impl FnOnce() -> R) -> R {
-            f()
+        #[allow(clippy::too_many_arguments)]
+        fn with_avx2_fma<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+            t: Avx2,
+            p: &P,
+            first: usize,
+            x: &X,
+            w: &W,
+            c: &C,
+            out: &mut O,
+            f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
+        ) -> R {
+            f(t, p, first, x, w, c, out)
         }
         // SAFETY: an `Avx2` exists only when the CPU has AVX2 and FMA (`Avx2::detect`).
-        unsafe { with_avx2_fma(f) }
+        unsafe { with_avx2_fma(self, p, first, x, w, c, out, f) }
     }
 
     /// The int8 GEMM micro-kernel: `acc[r][l] (+)= sum_j a[r * lda + 2j] * w[j][l][0] +
@@ -237,7 +279,7 @@ unsafe fn gather_whole_avx2(g: &GemmGeom, kp: usize, in_offset: i32, p0: usize, 
     let (hw, w1) = ((oh * ow).max(1), ow.max(1));
     let p0_pos = (p0 / hw, (p0 % hw) / w1, p0 % w1);
     for r in 0..MR {
-        // SAFETY (loop body): row r < MR of `a` spans kp i16 and gets k <= kp elements then zeros; a
+        // SAFETY: (loop body) row r < MR of `a` spans kp i16 and gets k <= kp elements then zeros; a
         // row r < nr is pixel p0 + r < batch * out_h * out_w, so its image index b < batch and each tap
         // read (iy < ih, ix < iw, ic elements) lies inside `x` (contract above).
         unsafe {
@@ -318,7 +360,7 @@ unsafe fn micro_avx2(
     first: bool,
     acc: &mut [[i32; 16]; MR],
 ) {
-    // SAFETY (whole body): the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
+    // SAFETY: (whole body) the caller checked that rows 0..MR of `a` have `2 * pairs` i16 and that
     // `nb` weight blocks have `pairs` 16-byte groups; accumulators are plain arrays.
     unsafe {
         // Macros, not closures: the loads must be compiled with this function's AVX2.
@@ -632,7 +674,7 @@ unsafe fn micro_f32(
     nb: usize,
     acc: &mut [[f32; 16]; MR],
 ) {
-    // SAFETY (whole body): rows 0..MR of `a` have `kc` floats at stride `lda`, `nb` weight blocks have
+    // SAFETY: (whole body) rows 0..MR of `a` have `kc` floats at stride `lda`, `nb` weight blocks have
     // `kc * 8` floats at stride `bstride` (checked by the caller).
     unsafe {
         macro_rules! ld {

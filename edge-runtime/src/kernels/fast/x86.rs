@@ -1,4 +1,4 @@
-//! x86_64 AVX2 paths: the generic GEMM and depthwise drivers compiled with AVX2 (`Avx2::vectorize`),
+//! x86_64 AVX2 paths: the generic GEMM and f32 depthwise drivers compiled with AVX2 (`Avx2::vectorize`),
 //! so that rsim-edge-simd's micro-kernel (`vpmaddwd` on i16 pairs, 4 rows x 16 channels in registers),
 //! widening, 8-lane requantization and the f32 micro-kernel (`vfmadd`) inline into them; the depthwise
 //! and ADD sweeps are rsim-edge-simd's whole.
@@ -24,8 +24,14 @@ pub fn rows(
     out: &mut [u8],
 ) -> KResult<()> {
     t.vectorize(
+        p,
+        first,
+        x,
+        packed,
+        ch,
+        out,
         #[inline(always)]
-        || super::gemm::rows_with(t, p, first, x, packed, ch, out),
+        |t, p, first, x, packed, ch, out| super::gemm::rows_with(t, p, first, x, packed, ch, out),
     )
 }
 
@@ -91,8 +97,14 @@ pub fn rows_f32(
     out: &mut [f32],
 ) -> KResult<()> {
     t.vectorize_fma(
+        p,
+        first,
+        x,
+        packed,
+        bias,
+        out,
         #[inline(always)]
-        || super::gemm_f32::rows_with(t, p, first, x, packed, bias, out),
+        |t, p, first, x, packed, bias, out| super::gemm_f32::rows_with(t, p, first, x, packed, bias, out),
     )
 }
 
@@ -122,7 +134,13 @@ pub fn depthwise_f32(
     out: &mut [f32],
 ) -> KResult<()> {
     t.vectorize_fma(
+        p,
+        0,
+        x,
+        w,
+        b,
+        out,
         #[inline(always)]
-        || super::depthwise_f32::pixels(p, x, w, b, out),
+        |_, p, _, x, w, b, out| super::depthwise_f32::pixels(p, x, w, b, out),
     )
 }
