@@ -22,6 +22,8 @@
 // Every `unsafe` the runtime needs (SIMD intrinsics, Cortex-M DSP assembly, the prepared-op records)
 // lives in the rsim-edge-simd crate, behind safe, bounds-checked functions.
 #![forbid(unsafe_code)]
+// A model's bytes or an input must never stop a board: failures are typed errors, not panics (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 // Tensors are read in place as little-endian; every target rsim supports is little-endian.
 #[cfg(target_endian = "big")]

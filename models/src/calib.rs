@@ -1,5 +1,5 @@
 //! Calibration observers (std): per-tensor statistics of float activations, turned into the
-//! [`Ranges`](crate::ptq::Ranges) PTQ needs by one of three calibrators.
+//! [`Ranges`] PTQ needs by one of three calibrators.
 //!
 //! The runner (which needs `rsim-edge`, so it lives with the caller) feeds every op output of the
 //! float [`calibration_model`](crate::ptq::calibration_model) to [`Observer::observe_le_f32`]:

@@ -128,7 +128,7 @@ impl<'a> Model<'a> {
                     if weights.is_some() {
                         return Err(ModelError::DuplicateSection { section: sk });
                     }
-                    if off as usize % WEIGHTS_ALIGN != 0 {
+                    if !(off as usize).is_multiple_of(WEIGHTS_ALIGN) {
                         return Err(ModelError::MisalignedWeights { offset: off });
                     }
                     weights = Some((off, body));

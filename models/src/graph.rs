@@ -230,7 +230,7 @@ pub enum Op {
         activation: Activation,
         quant: Option<BinaryQuant>,
     },
-    /// Elementwise multiply; `b` may be [N,1,1,C] (squeeze-excite gate).
+    /// Elementwise multiply; `b` may be `[N,1,1,C]` (squeeze-excite gate).
     Mul {
         a: Tensor,
         b: Tensor,
@@ -252,7 +252,7 @@ pub enum Op {
         act_min: i32,
         act_max: i32,
     },
-    /// Mean over H and W to [N,1,1,C]; int8 requantizes (TFLM MEAN).
+    /// Mean over H and W to `[N,1,1,C]`; int8 requantizes (TFLM MEAN).
     GlobalAvgPool {
         input: Tensor,
         output: Tensor,

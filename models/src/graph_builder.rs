@@ -1,7 +1,7 @@
 //! A [`NetBuilder`] that emits `.rsm` graph ops instead of running anything.
 //!
 //! The architecture functions speak PyTorch (NCHW, OIHW weights, separate BatchNorm); this builder
-//! records them as nodes and [`lower`] turns those into the runtime's form: NHWC activations, OHWI
+//! records them as nodes and `lower` turns those into the runtime's form: NHWC activations, OHWI
 //! (depthwise 1HW(C*M)) weights, BatchNorm folded into the conv before it, activations fused into the
 //! op that produces their input. Weights come from a map in PyTorch names and layouts (what the
 //! trainer exports) or from a seeded random init that exercises the folding.

@@ -4,6 +4,8 @@
 //! With the `std` feature it also writes models, builds architectures and converts ONNX/TFLite.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+// A model's bytes or an input must never stop a board: failures are typed errors, not panics (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod conv;
 pub mod error;

@@ -86,6 +86,7 @@ pub fn plan(ops: &mut [Op], input: &mut Tensor, output: &mut Tensor) -> Result<A
     for (step, op) in ops.iter().enumerate() {
         let mut reads = Vec::new();
         op.for_each_tensor(|t| reads.push(*t));
+        #[allow(clippy::expect_used, reason = "for_each_tensor ends with the op's output for every variant")]
         let out = reads.pop().expect("every op has an output");
         for t in reads.iter().filter(|t| is_arena(t)) {
             let b = *buf_of.get(&t.id).ok_or(PlanError::ReadBeforeWrite { op: step, tensor: t.id })?;

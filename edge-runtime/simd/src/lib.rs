@@ -19,6 +19,8 @@
 //! its `detect` is the only constructor. Every `unsafe` block carries a `// SAFETY:` comment naming
 //! the checks it relies on.
 #![no_std]
+// A model's bytes or an input must never stop a board: failures are typed errors, not panics (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

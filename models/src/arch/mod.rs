@@ -1,7 +1,7 @@
 //! Architectures described once, interpreted twice.
 //!
 //! Each architecture is a plain function over a [`NetBuilder`]. The host trainer implements the trait
-//! with tch modules (names match torchvision's `state_dict` keys); [`graph_builder`] implements it by
+//! with tch modules (names match torchvision's `state_dict` keys); [`graph_builder`](crate::graph_builder) implements it by
 //! emitting `.rsm` graph ops with given or random weights. Because both sides walk the same function,
 //! an exported model maps 1:1 onto the trained network.
 

@@ -134,7 +134,7 @@ impl Writer<'_, '_> {
     }
 
     /// Makes `out` (ONNX layout) from `src`, which holds it in NHWC layout.
-    pub(super) fn from_nhwc(&mut self, src: &str, out: &Tensor) -> Result<(), OnnxError> {
+    pub(super) fn nhwc_to_onnx(&mut self, src: &str, out: &Tensor) -> Result<(), OnnxError> {
         let dst = self.onnx(out)?;
         if is4(out) {
             self.push("Transpose", &[src], &dst, vec![attr_ints("perm", &[0, 3, 1, 2])]);
@@ -243,7 +243,7 @@ impl Writer<'_, '_> {
                     let shaped = self.fresh();
                     let shape = self.shape_const(&dims_i64(output));
                     self.push("Reshape", &[&tmp, &shape], &shaped, vec![]);
-                    self.from_nhwc(&shaped, output)?;
+                    self.nhwc_to_onnx(&shaped, output)?;
                 }
             }
             Op::Add { a, b, output, activation, .. } | Op::Mul { a, b, output, activation, .. } => {
@@ -255,7 +255,7 @@ impl Writer<'_, '_> {
                     // Right-aligned broadcasting means NHWC semantics: compute in that layout.
                     let (x, y, tmp) = (self.nhwc(a)?, self.nhwc(b)?, self.fresh());
                     self.with_act(kind, &[&x, &y], vec![], *activation, &tmp);
-                    self.from_nhwc(&tmp, output)?;
+                    self.nhwc_to_onnx(&tmp, output)?;
                 }
             }
             Op::AvgPool2d { input, output, params, .. } | Op::MaxPool2d { input, output, params, .. } => {
@@ -284,7 +284,7 @@ impl Writer<'_, '_> {
                 let shape = self.shape_const(&dims_i64(output));
                 let tmp = self.fresh();
                 self.push("Reshape", &[&x, &shape], &tmp, vec![]);
-                self.from_nhwc(&tmp, output)?;
+                self.nhwc_to_onnx(&tmp, output)?;
             }
             Op::Softmax { input, output, beta, .. } => {
                 let mut x = self.onnx(input)?;
@@ -315,19 +315,19 @@ impl Writer<'_, '_> {
                     &tmp,
                     vec![attr_int("axis", -1), attr_float("epsilon", *eps)],
                 );
-                self.from_nhwc(&tmp, output)?;
+                self.nhwc_to_onnx(&tmp, output)?;
             }
             Op::MatMul { a, b, output } => {
                 let (x, y, tmp) = (self.nhwc(a)?, self.nhwc(b)?, self.fresh());
                 self.push("MatMul", &[&x, &y], &tmp, vec![]);
-                self.from_nhwc(&tmp, output)?;
+                self.nhwc_to_onnx(&tmp, output)?;
             }
             Op::Transpose { input, output, perm } => {
                 let r = input.shape.rank as usize;
                 let perm: Vec<i64> = perm[..r.min(4)].iter().map(|&p| p as i64).collect();
                 let (x, tmp) = (self.nhwc(input)?, self.fresh());
                 self.push("Transpose", &[&x], &tmp, vec![attr_ints("perm", &perm)]);
-                self.from_nhwc(&tmp, output)?;
+                self.nhwc_to_onnx(&tmp, output)?;
             }
             Op::Activation { input, output, activation } => {
                 let (x, out) = (self.onnx(input)?, self.onnx(output)?);
@@ -370,7 +370,7 @@ pub(super) fn convert(model: &Model<'_>) -> Result<pb::ModelProto, OnnxError> {
         w.qdq_input(&tin)?;
     } else {
         w.nhwc_views.insert(tin.id, "input".into());
-        w.from_nhwc("input", &tin)?;
+        w.nhwc_to_onnx("input", &tin)?;
     }
     for (i, op) in model.ops().enumerate() {
         w.op = i;

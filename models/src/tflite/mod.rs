@@ -1,7 +1,7 @@
 //! Full-int8 `.tflite` -> `.rsm` conversion (std).
 //!
 //! Reads the TFLite flatbuffer with a small checked reader ([`fb`]), maps each builtin op to the
-//! rsim graph IR ([`ops`]), computes TFLM's `Prepare`-time parameters offline (multipliers, SAME
+//! rsim graph IR (`ops`), computes TFLM's `Prepare`-time parameters offline (multipliers, SAME
 //! padding, clamps; see [`crate::quant`]), plans the arena and encodes the container. Tensor ids
 //! in the `.rsm` are the TFLite tensor indices, so dumps line up with TFLite tooling.
 

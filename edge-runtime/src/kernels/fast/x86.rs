@@ -87,6 +87,10 @@ pub fn depthwise(
 }
 
 /// The f32 GEMM driver compiled for AVX2 + FMA.
+#[allow(
+    clippy::redundant_closure,
+    reason = "an #[inline(always)] closure, so the AVX2 body is inlined into the target-feature function"
+)]
 pub fn rows_f32(
     t: Avx2,
     p: &GemmF32Plan,
