@@ -166,8 +166,9 @@ pub fn mac(
     if kc > KC {
         return Err("im2col block short");
     }
-    let row = |c: usize| c.checked_mul(k).and_then(|v| v.checked_add(k0)).ok_or(E);
-    let (s0, s1) = (row(c0)?, row(c1)?);
+    // Wrapping: an overflowed start is a wrong start, and the `room` check below still keeps every
+    // read inside `w`.
+    let (s0, s1) = (c0.wrapping_mul(k).wrapping_add(k0), c1.wrapping_mul(k).wrapping_add(k0));
     let valid = kc.min(k.saturating_sub(k0));
     let room = w.len().checked_sub(s0.max(s1)).ok_or(E)?;
     let groups = if room >= valid.div_ceil(4) * 4 { valid.div_ceil(4) } else { room.min(valid) / 4 };

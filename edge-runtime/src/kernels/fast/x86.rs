@@ -14,6 +14,9 @@ use crate::kernels::int8::KResult;
 use rsim_edge_simd::Avx2;
 
 /// The GEMM driver compiled for AVX2, so the micro-kernel, widening and requantization inline into it.
+// An `#[inline(always)]` closure, not the function item: the item was called, not inlined, into the
+// AVX2 function (compiling the driver without AVX2).
+#[allow(clippy::redundant_closure)]
 pub fn rows(
     t: Avx2,
     p: &GemmPlan,
@@ -87,10 +90,9 @@ pub fn depthwise(
 }
 
 /// The f32 GEMM driver compiled for AVX2 + FMA.
-#[allow(
-    clippy::redundant_closure,
-    reason = "an #[inline(always)] closure, so the AVX2 body is inlined into the target-feature function"
-)]
+// An `#[inline(always)]` closure, not the function item: the item was called, not inlined, into the
+// AVX2 function (compiling the driver without AVX2).
+#[allow(clippy::redundant_closure)]
 pub fn rows_f32(
     t: Avx2,
     p: &GemmF32Plan,
