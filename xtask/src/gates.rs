@@ -1,5 +1,6 @@
-//! The static gates of `cargo xtask test`, cheapest first: formatting, the no_std builds, clippy,
-//! rustdoc and the minimum supported Rust version. Each fails the run with the command to reproduce.
+//! The gates of `cargo xtask test`, cheapest first: formatting, the no_std builds, rustdoc and the
+//! minimum supported Rust version, and the environment that lints the test build with clippy. Each
+//! fails the run with the command to reproduce.
 use crate::prereq;
 use crate::setup;
 use std::path::Path;
@@ -42,14 +43,34 @@ pub fn no_std() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo clippy -D warnings` over every target of every member. The trainer links libtorch: with
-/// `.venv` it is linted whole, without it only its torch-free part (`--no-default-features`).
-pub fn clippy(with_torch: bool) -> Result<(), String> {
-    if with_torch {
-        return cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], None, &setup::torch_env());
+/// The environment that makes the test build lint as it compiles: cargo runs every workspace member
+/// through `clippy-driver` (as `cargo clippy` itself does), which compiles for real and denies every
+/// warning. `cargo test` then builds each member's lib, bins, tests and examples once, linted, instead
+/// of a separate check-mode build of the whole tree (tract, libtorch's bindings) only for clippy.
+/// Dependencies are not wrapped, so their artifacts are the same as without it.
+pub fn lint_env() -> Result<Vec<(String, String)>, String> {
+    let driver = clippy_driver()?;
+    Ok(vec![
+        ("RUSTC_WORKSPACE_WRAPPER".into(), driver),
+        // cargo-clippy's own encoding of the arguments after `--`.
+        ("CLIPPY_ARGS".into(), "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__".into()),
+    ])
+}
+
+/// The `clippy-driver` of the toolchain running xtask: beside `$CARGO`, else rustup's proxy on PATH.
+fn clippy_driver() -> Result<String, String> {
+    if let Ok(cargo) = std::env::var("CARGO") {
+        if let Some(dir) = Path::new(&cargo).parent() {
+            let driver = dir.join("clippy-driver");
+            if driver.is_file() {
+                return Ok(driver.display().to_string());
+            }
+        }
     }
-    cargo(&["clippy", "--workspace", "--exclude", "rsim-train", "--all-targets", "--", "-D", "warnings"], None, &[])?;
-    cargo(&["clippy", "-p", "rsim-train", "--no-default-features", "--all-targets", "--", "-D", "warnings"], None, &[])
+    if prereq::on_path("clippy-driver") {
+        return Ok("clippy-driver".into());
+    }
+    Err("clippy-driver not found (rustup component add clippy)".into())
 }
 
 /// The libraries whose API others build on; their docs are what a board integrator reads.

@@ -3,12 +3,14 @@
 //! 0. set-up: missing rustup targets and components are installed; missing system packages are
 //!    named with their `apt-get` line (an error under `CI`, loud skips otherwise);
 //! 1. gates: `cargo fmt --check` (workspace and the crates outside it); the no_std crates built for
-//!    thumbv6m/thumbv7em/thumbv8m with no `std`/`alloc` feature in their graph; `cargo clippy
-//!    -D warnings`; rustdoc with warnings denied; the MSRV build of the embeddable libraries;
-//! 2. `cargo test` on the workspace: with `.venv` (`cargo xtask setup`) every member in one cargo
-//!    invocation (one feature resolution, one build); without it the default members plus the
-//!    trainer's torch-free tests (`--no-default-features`). This includes the cross-target tests
-//!    (firmware under qemu-system-arm, `rsim-run` and the agent under qemu-aarch64);
+//!    thumbv6m/thumbv7em/thumbv8m with no `std`/`alloc` feature in their graph; rustdoc with warnings
+//!    denied; the MSRV build of the embeddable libraries;
+//! 2. `cargo test` on the workspace, every member compiled through clippy with `-D warnings` (the
+//!    clippy gate: the same lints as `cargo clippy --all-targets`, without a second build of the
+//!    whole tree): with `.venv` (`cargo xtask setup`) every member in one cargo invocation (one feature
+//!    resolution, one build); without it every member but the trainer plus the trainer's torch-free
+//!    tests (`--no-default-features`). This includes the cross-target tests (firmware under
+//!    qemu-system-arm, `rsim-run` and the agent under qemu-aarch64);
 //! 3. the fast kernels' property tests built for aarch64 and run under qemu-aarch64.
 use crate::{gates, prereq, setup};
 use std::process::Command;
@@ -22,15 +24,16 @@ Runs every check CI runs, cheapest first:
      (rustfmt, clippy); names missing system packages (qemu, aarch64 cross gcc) with the apt-get line
   1. gates: cargo fmt --check; no_std cargo check of rsim-model/rsim-edge/rsim-boards for thumbv6m-none-eabi,
      thumbv7em-none-eabihf and thumbv8m.main-none-eabihf (and no std/alloc feature in that graph);
-     cargo clippy --all-targets -D warnings; cargo doc of the libraries with warnings denied; cargo +MSRV check of the
-     embeddable libraries (toolchain from Cargo.toml's rust-version, installed by rustup)
-  2. cargo test: every member with the torch in .venv if it exists (cargo xtask setup), else the
-     default members and rsim-train's torch-free tests; includes emulated Cortex-M4/M55 and aarch64
+     cargo doc of the libraries with warnings denied; cargo +MSRV check of the embeddable libraries
+     (toolchain from Cargo.toml's rust-version, installed by rustup)
+  2. cargo test, built through clippy-driver with -D warnings (the lints of cargo clippy --all-targets):
+     every member with the torch in .venv if it exists (cargo xtask setup), else every member but the
+     trainer plus rsim-train's torch-free tests; includes emulated Cortex-M4/M55 and aarch64
   3. the fast-kernel property tests built for aarch64, run under qemu-aarch64
 
 options:
   --no-train   leave the libtorch part of rsim-train out even when .venv exists
-  --no-gates   skip step 1 (for a quick local rerun of the tests)
+  --no-gates   skip step 1 and the clippy lints of step 2 (for a quick local rerun of the tests)
   -h, --help   print this help
   -- ARGS      passed to `cargo test` in step 2 (e.g. `-- --test cross_targets`)
 
@@ -63,38 +66,43 @@ pub fn run(args: &[String]) -> Result<(), String> {
     prereq::ensure_rust()?;
     prereq::check_system()?;
 
+    // With the gates on, the test build itself is linted (clippy -D warnings on every member).
+    let mut lint = Vec::new();
     if gates {
         step("gate: cargo fmt --check");
         gates::fmt()?;
         step("gate: no_std check for thumbv6m, thumbv7em and thumbv8m.main");
         gates::no_std()?;
         check_no_std_features()?;
-        step("gate: cargo clippy --all-targets -D warnings");
-        gates::clippy(with_torch)?;
         step("gate: cargo doc of the libraries, warnings denied");
         gates::doc()?;
         step("gate: MSRV build");
         gates::msrv()?;
+        lint = gates::lint_env()?;
     }
+    let torch_lint: Vec<(String, String)> = setup::torch_env().into_iter().chain(lint.iter().cloned()).collect();
+    let linted = if gates { ", linted by clippy -D warnings" } else { "" };
 
     if with_torch && passthrough.is_empty() {
         // One cargo invocation for every member: features unify once, so the crates shared with the
         // trainer (rsim-model, rsim-edge, tract, ...) compile once instead of twice (CI time).
-        step(
-            "cargo test --workspace (incl. emulated Cortex-M4/M55 and aarch64, and rsim-train with the torch in .venv)",
-        );
-        gates::cargo(&["test", "--workspace"], None, &setup::torch_env())?;
+        step(&format!(
+            "cargo test --workspace (incl. emulated Cortex-M4/M55 and aarch64, and rsim-train with the torch in .venv){linted}"
+        ));
+        gates::cargo(&["test", "--workspace"], None, &torch_lint)?;
     } else {
-        step("cargo test (default workspace members, incl. emulated Cortex-M4/M55 and aarch64)");
-        let mut test_args = vec!["test"];
+        step(&format!(
+            "cargo test --workspace --exclude rsim-train (incl. emulated Cortex-M4/M55 and aarch64){linted}"
+        ));
+        let mut test_args = vec!["test", "--workspace", "--exclude", "rsim-train"];
         test_args.extend(passthrough.iter().map(String::as_str));
-        gates::cargo(&test_args, None, &[])?;
+        gates::cargo(&test_args, None, &lint)?;
         if with_torch {
-            step("cargo test -p rsim-train (torch from .venv)");
-            gates::cargo(&["test", "-p", "rsim-train"], None, &setup::torch_env())?;
+            step(&format!("cargo test -p rsim-train (torch from .venv){linted}"));
+            gates::cargo(&["test", "-p", "rsim-train"], None, &torch_lint)?;
         } else {
-            step("cargo test -p rsim-train --no-default-features (the trainer's torch-free tests)");
-            gates::cargo(&["test", "-p", "rsim-train", "--no-default-features"], None, &[])?;
+            step(&format!("cargo test -p rsim-train --no-default-features (the trainer's torch-free tests){linted}"));
+            gates::cargo(&["test", "-p", "rsim-train", "--no-default-features"], None, &lint)?;
             if train {
                 eprintln!("\n*** SKIPPED rsim-train's libtorch tests: no .venv (run `cargo xtask setup` first)\n");
             }

@@ -47,10 +47,13 @@ pub fn prerequisites(what: &str, bins: &[&str], targets: &[&str], how: &str) -> 
     None
 }
 
-/// `cargo` for a cross build: the outer cargo may export settings meant for the host build.
+/// `cargo` for a cross build: the outer cargo may export settings meant for the host build, and
+/// `cargo xtask test` lints the workspace through clippy-driver, which the firmware build must not get.
 pub fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.env_remove("CARGO_TARGET_DIR").env_remove("CARGO_BUILD_TARGET").env_remove("RUSTFLAGS");
+    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET", "RUSTFLAGS", "RUSTC_WORKSPACE_WRAPPER", "CLIPPY_ARGS"] {
+        c.env_remove(var);
+    }
     c
 }
 
