@@ -20,6 +20,9 @@ mod loop_emulated;
 /// Goodput is about the link protocol, so the device's check is not part of the timing.
 struct Accept;
 impl SelfTest for Accept {
+    fn build(&mut self, _: &[u8]) -> Result<(), &'static str> {
+        Ok(())
+    }
     fn run(&mut self, _: &[u8], _: &[u8], _: &[u8]) -> Result<(), &'static str> {
         Ok(())
     }
@@ -28,7 +31,7 @@ impl SelfTest for Accept {
 fn goodput(image: &[u8], faults: Faults, label: &str) {
     let flash: RamFlash<4, 4096> = RamFlash::new(2 * 4096 + 2 * 256 * 1024);
     let layout = Layout::split(0, flash.mem().len() as u32, 4096).unwrap();
-    let limits = BoardLimits { max_arena: 1 << 20, max_input_bytes: 1 << 20, require_test_vector: false };
+    let limits = BoardLimits::new(1 << 20, 1 << 20, false);
     let mut dev = Updater::new(flash, layout, limits, Accept).unwrap();
     let sha: [u8; 32] = Sha256::digest(image).into();
     let mut s = Sender::new(image, sha, SenderConfig { timeout_us: 200_000, ..SenderConfig::default() });

@@ -169,3 +169,91 @@ fn power_cut_during_rollback_still_rolls_back_next_boot() {
         assert_eq!(booted_image(&mut dev).unwrap(), old);
     }
 }
+
+/// Trial boot and signed images under power cuts: a cut anywhere in a trial commit, in the
+/// confirm's record write, or in the boot-time revert leaves the old or the new model bootable,
+/// never none; an unconfirmed image never survives a reset.
+#[test]
+fn power_cut_in_trial_commit_confirm_and_revert_leaves_old_or_new() {
+    use rsim_boards::field::trust::sign_image;
+    use rsim_boards::flash::sign::TrustPolicy;
+    use rsim_boards::flash::BoardLimits;
+    let seed = [3u8; 32];
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let keys: &'static [[u8; 32]] = Box::leak(Box::new([public]));
+    let l = BoardLimits { trust: TrustPolicy { keys, allow_downgrade: false }, confirm_after: Some(2), ..LIMITS };
+    let old = sign_image(&echo_model(4, 64, 4_000, 11, true), &seed, 1, 0).unwrap();
+    let new = sign_image(&echo_model(4, 64, 6_000, 12, true), &seed, 2, 0).unwrap();
+    let confirmed_old = || {
+        let mut dev = device_with(blank_flash(), l);
+        install(&mut dev, &old);
+        dev.inference_ok().unwrap();
+        assert!(dev.inference_ok().unwrap().is_some(), "old model confirmed");
+        dev
+    };
+    let on_trial = || {
+        let mut dev = confirmed_old();
+        install(&mut dev, &new);
+        dev
+    };
+    let mut rng = Rng::new(2024);
+    let mut tally = [(0u32, 0u32); 3]; // (old booted, new booted) per phase
+                                       // Storage bytes of each phase, measured on an uncut run.
+    let mut probe = confirmed_old();
+    let t0 = probe.flash().bytes_touched;
+    install(&mut probe, &new);
+    let commit_bytes = probe.flash().bytes_touched - t0;
+    let t1 = probe.flash().bytes_touched;
+    probe.confirm().unwrap().unwrap();
+    let confirm_bytes = probe.flash().bytes_touched - t1;
+    let mut probe = device_with(on_trial().into_flash(), l);
+    let t2 = probe.flash().bytes_touched;
+    assert!(probe.boot().unwrap().reverted);
+    let revert_bytes = probe.flash().bytes_touched - t2;
+    let runs = 80u64;
+    for i in 0..runs {
+        // Phase 0: the trial commit (transfer, verification, record write).
+        let mut dev = confirmed_old();
+        let cut = if i % 3 == 0 { commit_bytes - 1 - rng.below(200) } else { rng.below(commit_bytes) };
+        dev.flash_mut().cut_power_after(cut);
+        let mut s = Sender::new(&new, sha(&new), cfg());
+        let (mut a, mut b) = (Wire::new(BAUD, Faults::default(), 5), Wire::new(BAUD, Faults::default(), 6));
+        run_flash(&mut s, &mut dev, &mut a, &mut b, 60_000_000);
+        let mut fl = dev.into_flash();
+        fl.revive();
+        let booted = booted_image(&mut device_with(fl, l)).expect("cut in a trial commit left no model");
+        assert!(booted == old, "cut {cut}/{commit_bytes}: a reset before confirmation must leave the old model");
+        tally[0].0 += 1;
+
+        // Phase 1: the confirm's record write.
+        let mut dev = on_trial();
+        let cut = rng.below(confirm_bytes);
+        dev.flash_mut().cut_power_after(cut);
+        assert!(dev.confirm().is_err(), "confirm cannot finish with the power cut at {cut}");
+        let mut fl = dev.into_flash();
+        fl.revive();
+        let booted = booted_image(&mut device_with(fl, l)).expect("cut in a confirm left no model");
+        if booted == new {
+            tally[1].1 += 1;
+        } else {
+            assert_eq!(booted, old, "cut {cut}/{confirm_bytes} in confirm: neither image");
+            tally[1].0 += 1;
+        }
+
+        // Phase 2: the boot-time revert of an unconfirmed image.
+        let mut dev = device_with(on_trial().into_flash(), l);
+        let cut = rng.below(revert_bytes);
+        dev.flash_mut().cut_power_after(cut);
+        assert!(dev.boot().is_err(), "revert cannot finish with the power cut at {cut}");
+        let mut fl = dev.into_flash();
+        fl.revive();
+        let booted = booted_image(&mut device_with(fl, l)).expect("cut in a revert left no model");
+        assert_eq!(booted, old, "cut {cut}/{revert_bytes} in revert");
+        tally[2].0 += 1;
+    }
+    println!(
+        "power cuts with trial boot: {runs} cuts per phase; trial commit ({commit_bytes} storage bytes): old {} new {}; \
+         confirm ({confirm_bytes} bytes): old {} new {}; boot revert ({revert_bytes} bytes): old {} new {}; none: 0",
+        tally[0].0, tally[0].1, tally[1].0, tally[1].1, tally[2].0, tally[2].1
+    );
+}

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use rsim_boards::field::{run_flash, run_ground, FlashArgs, GroundArgs};
+use rsim_boards::field::{
+    run_flash, run_ground, run_keygen, run_sign, run_verify, FlashArgs, GroundArgs, KeygenArgs, SignArgs, VerifyArgs,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,6 +39,12 @@ pub enum Cmd {
     Flash(FlashArgs),
     /// Ground station: decode board telemetry live into a table; write CSV and a class-map PNG.
     Ground(GroundArgs),
+    /// Generate an Ed25519 key pair for signing models (secret file mode 0600; never printed).
+    Keygen(KeygenArgs),
+    /// Sign a .rsm with a monotonic model version; boards with keys accept only signed models.
+    Sign(SignArgs),
+    /// Check a signed model's signature, version and model as a board would.
+    Verify(VerifyArgs),
     /// Quantize a float .rsm: int8 post-training (calibrated on train-split images) or f16 weights.
     Quantize(crate::field::quantize::QuantizeArgs),
     /// Score a .rsm with the edge runtime on a dataset split: OA, AA, kappa, confusion PNG, bytes, latency.
@@ -177,6 +185,9 @@ pub fn main() -> i32 {
         Cmd::Convert(a) => convert(a),
         Cmd::Flash(a) => run_flash(a).map(|_| ()),
         Cmd::Ground(a) => run_ground(a).map(|_| ()),
+        Cmd::Keygen(a) => run_keygen(a).map(|_| ()),
+        Cmd::Sign(a) => run_sign(a).map(|_| ()),
+        Cmd::Verify(a) => run_verify(a).map(|_| ()),
         Cmd::Quantize(a) => crate::field::quantize::run(a).map(|_| ()),
         Cmd::Eval(a) => crate::field::eval::run(a).map(|_| ()),
     };

@@ -46,6 +46,18 @@ pub fn explain(code: FlashErrorCode) -> &'static str {
         FlashErrorCode::SelfTestFailed => "the model's test vector gave a different output on the board",
         FlashErrorCode::Storage => "the board's flash storage failed",
         FlashErrorCode::Incomplete => "the board did not receive the whole image",
+        FlashErrorCode::Unsigned => "the board accepts only signed models: sign it with `rsim sign`",
+        FlashErrorCode::BadSignature => {
+            "the signature does not verify with the board's keys (wrong key, modified or truncated image)"
+        }
+        FlashErrorCode::Rollback => {
+            "the model's signed version is below the board's security counter (an older model): sign it with a \
+             higher --version"
+        }
+        FlashErrorCode::TrialPending => {
+            "a model is on trial on the board: confirm it (`rsim confirm`) or reset the board (which reverts it) first"
+        }
+        FlashErrorCode::NotActive => "the model named in the confirm is not the board's active model",
     }
 }
 
@@ -53,7 +65,9 @@ pub fn explain(code: FlashErrorCode) -> &'static str {
 pub fn run_flash(args: &FlashArgs) -> Result<Outcome, String> {
     let image = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
     if !args.no_local_check {
-        rsim_model::Model::parse(&image).map_err(|e| format!("{} is not a valid model: {e}", args.model.display()))?;
+        let img = crate::flash::sign::split(&image).map_err(|e| format!("{}: {e}", args.model.display()))?;
+        rsim_model::Model::parse(img.rsm())
+            .map_err(|e| format!("{} is not a valid model: {e}", args.model.display()))?;
     }
     let sha: [u8; 32] = Sha256::digest(&image).into();
     let cfg = SenderConfig {

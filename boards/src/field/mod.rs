@@ -5,6 +5,8 @@ pub mod classmap;
 pub mod flash;
 pub mod ground;
 pub mod link;
+pub mod trust;
 
 pub use flash::{run_flash, FlashArgs};
 pub use ground::{run_ground, GroundArgs};
+pub use trust::{run_keygen, run_sign, run_verify, KeygenArgs, SignArgs, VerifyArgs};

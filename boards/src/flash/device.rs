@@ -25,6 +25,10 @@ pub struct Updater<F, T> {
     xfer: Option<Transfer>,
     /// Set by a successful commit until [`Updater::take_activated`]: the loop reloads its model.
     activated: Option<(u8, u32)>,
+    /// Successful inferences of the model on trial since its activation or this boot.
+    inferences: u32,
+    /// The trial (if any) was settled by inference count: stop reading the record per inference.
+    settled: bool,
 }
 
 impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
@@ -36,7 +40,7 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
         if !MAX_CHUNK.is_multiple_of(F::WRITE_SIZE.max(1)) {
             return Err(FlashError::Layout("flash write size must divide the chunk size"));
         }
-        Ok(Updater { flash, layout, limits, selftest, xfer: None, activated: None })
+        Ok(Updater { flash, layout, limits, selftest, xfer: None, activated: None, inferences: 0, settled: false })
     }
 
     pub fn flash(&self) -> &F {
@@ -44,6 +48,10 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
     }
     pub fn flash_mut(&mut self) -> &mut F {
         &mut self.flash
+    }
+    /// The self-test runner (tests read its counters).
+    pub fn selftest(&self) -> &T {
+        &self.selftest
     }
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -64,9 +72,43 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
     pub fn busy(&self) -> bool {
         self.xfer.is_some()
     }
-    /// Runs boot verification (and rollback) on this storage.
+    /// Runs boot verification (rollback, and the revert of an unconfirmed trial image) on this storage.
     pub fn boot(&mut self) -> Result<super::Booted, FlashError> {
+        self.inferences = 0;
+        self.settled = false;
         super::boot(&mut self.flash, &self.layout, &self.limits, &mut self.selftest)
+    }
+
+    /// Confirms the image on trial: it stays active across resets, and the security counter rises
+    /// to its signed version. Returns the active slot and new record sequence number, or `None`
+    /// when nothing was on trial.
+    pub fn confirm(&mut self) -> Result<Option<(u8, u32)>, FlashError> {
+        let Some((mut rec, copy)) = record::read(&mut self.flash, &self.layout)? else { return Ok(None) };
+        let Some((slot, info)) = rec.active_info() else { return Ok(None) };
+        if !rec.trial {
+            return Ok(None);
+        }
+        rec.trial = false;
+        rec.counter = rec.counter.max(info.version);
+        rec.seq = rec.seq.wrapping_add(1);
+        record::write(&mut self.flash, &self.layout, &rec, Some(copy))?;
+        Ok(Some((slot, rec.seq)))
+    }
+
+    /// The onboard loop reports one successful inference of the running model. After
+    /// [`BoardLimits::confirm_after`] of them (counted since activation or boot) an image on trial
+    /// is confirmed. Returns what [`Updater::confirm`] did, once.
+    pub fn inference_ok(&mut self) -> Result<Option<(u8, u32)>, FlashError> {
+        let Some(n) = self.limits.confirm_after else { return Ok(None) };
+        if n == 0 || self.settled {
+            return Ok(None);
+        }
+        self.inferences = self.inferences.saturating_add(1);
+        if self.inferences < n {
+            return Ok(None);
+        }
+        self.settled = true;
+        self.confirm()
     }
 
     /// Handles one host message; returns the reply to send (none for device-to-host messages).
@@ -75,12 +117,28 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
             Msg::FlashBegin(b) => self.begin(b),
             Msg::FlashChunk { offset, data } => self.chunk(offset, data),
             Msg::FlashCommit => self.commit(),
+            Msg::FlashConfirm { sha256 } => self.confirm_msg(&sha256),
             Msg::FlashAbort => {
                 self.xfer = None;
                 Msg::FlashAck { next: 0 }
             }
             _ => return None,
         })
+    }
+
+    fn confirm_msg(&mut self, sha256: &[u8; 32]) -> Msg<'static> {
+        let rec = match record::read(&mut self.flash, &self.layout) {
+            Ok(r) => r.map(|(r, _)| r),
+            Err(_) => return Msg::FlashNack { code: FlashErrorCode::Storage, next: 0 },
+        };
+        match rec.and_then(|r| r.active_info().map(|(s, i)| (r, s, i))) {
+            Some((r, slot, info)) if &info.sha256 == sha256 => match self.confirm() {
+                Ok(Some((slot, seq))) => Msg::FlashDone { slot, seq },
+                Ok(None) => Msg::FlashDone { slot, seq: r.seq }, // already confirmed
+                Err(_) => Msg::FlashNack { code: FlashErrorCode::Storage, next: 0 },
+            },
+            _ => Msg::FlashNack { code: FlashErrorCode::NotActive, next: 0 },
+        }
     }
 
     fn nack(&mut self, code: FlashErrorCode) -> Msg<'static> {
@@ -107,6 +165,10 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
                     self.xfer = None;
                     return Msg::FlashDone { slot, seq: r.seq }; // already installed and active
                 }
+            }
+            // Flashing now would overwrite the previous image, the trial image's only fallback.
+            if r.trial && r.active.is_some_and(|a| r.slots[1 - a as usize].len != 0) {
+                return self.nack(FlashErrorCode::TrialPending);
             }
         }
         let slot = match rec.and_then(|r| r.active) {
@@ -172,26 +234,36 @@ impl<F: MappedFlash, T: SelfTest> Updater<F, T> {
             return Msg::FlashNack { code: FlashErrorCode::Incomplete, next: x.next };
         }
         let (size, sha) = (x.begin.size, x.begin.sha256);
-        if let Err(e) = verify_slot(&mut self.flash, &self.layout, x.slot, size, &sha, &self.limits, &mut self.selftest)
-        {
-            let code = match e {
-                FlashError::Verify(v) => v.code(),
-                _ => FlashErrorCode::Storage,
-            };
-            return self.nack(code);
-        }
         let cur = match record::read(&mut self.flash, &self.layout) {
             Ok(r) => r,
             Err(_) => return self.nack(FlashErrorCode::Storage),
         };
         let mut rec = cur.map(|(r, _)| r).unwrap_or_default();
+        let (l, st) = (&self.limits, &mut self.selftest);
+        let version = match verify_slot(&mut self.flash, &self.layout, x.slot, size, &sha, l, rec.counter, st) {
+            Ok(v) => v,
+            Err(e) => {
+                let code = match e {
+                    FlashError::Verify(v) => v.code(),
+                    _ => FlashErrorCode::Storage,
+                };
+                return self.nack(code);
+            }
+        };
         rec.seq = rec.seq.wrapping_add(1);
         rec.active = Some(x.slot);
-        rec.slots[x.slot as usize] = SlotInfo { len: size, sha256: sha };
+        rec.slots[x.slot as usize] = SlotInfo { len: size, sha256: sha, version };
+        // With trial boot the image must earn its confirmation; without it, the commit confirms.
+        rec.trial = self.limits.confirm_after.is_some();
+        if !rec.trial {
+            rec.counter = rec.counter.max(version);
+        }
         if record::write(&mut self.flash, &self.layout, &rec, cur.map(|(_, c)| c)).is_err() {
             return self.nack(FlashErrorCode::Storage);
         }
         self.xfer = None;
+        self.inferences = 0;
+        self.settled = false;
         self.activated = Some((x.slot, rec.seq));
         Msg::FlashDone { slot: x.slot, seq: rec.seq }
     }

@@ -9,6 +9,7 @@ mod boot;
 mod device;
 pub mod host;
 mod record;
+pub mod sign;
 mod verify;
 
 #[cfg(feature = "std")]

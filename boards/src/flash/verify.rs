@@ -1,6 +1,8 @@
 //! What makes an image acceptable on this board: its SHA-256, a valid `.rsm`, limits the board can
-//! meet, and the model's own test vector reproduced by the board's runtime.
+//! meet, its signature and version (when the board holds keys), and the model's own test vector
+//! reproduced by the board's runtime.
 
+use super::sign::{self, SignError, TrustPolicy};
 use super::{storage, FlashError, Layout, MappedFlash};
 use crate::error::{Error, ErrorKind};
 use crate::wire::FlashErrorCode;
@@ -17,13 +19,50 @@ pub struct BoardLimits {
     pub max_input_bytes: u32,
     /// Refuse models without an embedded test vector (the boot self-test needs one).
     pub require_test_vector: bool,
+    /// Public keys and downgrade policy. `TrustPolicy::default()` (no keys): unsigned images are
+    /// accepted and signatures are not checked.
+    pub trust: TrustPolicy,
+    /// Trial boot: `None` confirms a new image at commit (no trial). `Some(n)`: a committed image
+    /// runs on trial and is confirmed after `n` successful inferences reported through
+    /// [`super::Updater::inference_ok`] (`n = 0`: only by an explicit confirm from the ground); a boot
+    /// before that reverts to the previous image.
+    pub confirm_after: Option<u32>,
+    /// Watchdog budget for one image verification (self-test included), in milliseconds, handed to
+    /// [`SelfTest::arm_watchdog`]; 0 = the board sets none.
+    pub verify_budget_ms: u32,
+}
+
+impl BoardLimits {
+    /// Limits with no keys, no trial and no watchdog budget (the behaviour before signed images).
+    pub const fn new(max_arena: u32, max_input_bytes: u32, require_test_vector: bool) -> Self {
+        BoardLimits {
+            max_arena,
+            max_input_bytes,
+            require_test_vector,
+            trust: TrustPolicy { keys: &[], allow_downgrade: false },
+            confirm_after: None,
+            verify_budget_ms: 0,
+        }
+    }
 }
 
 /// Runs a model on the board's runtime: the boot self-test. Implemented over `rsim_edge::Engine`
 /// by firmware and agent; tests use doubles.
+///
+/// Every verification builds the runtime for the model ([`SelfTest::build`], or [`SelfTest::run`]
+/// when the model has a test vector): no image becomes active without it.
 pub trait SelfTest {
+    /// Builds the board's runtime for `model` (decode, prepare, arena) without running it.
+    fn build(&mut self, model: &[u8]) -> Result<(), &'static str>;
     /// Runs `model` on raw input tensor bytes; `Ok(())` when the output bytes equal `expected`.
     fn run(&mut self, model: &[u8], input: &[u8], expected: &[u8]) -> Result<(), &'static str>;
+    /// Called before an image verification (hash, signature, decode, self-test) starts, with the
+    /// board's budget in milliseconds ([`BoardLimits::verify_budget_ms`], 0 = none). Firmware starts
+    /// its hardware watchdog here: a verification that hangs resets the board, and a reset during a
+    /// commit or a trial boot leaves the previous image active. The default does nothing.
+    fn arm_watchdog(&mut self, _budget_ms: u32) {}
+    /// Called when that verification ended (either way).
+    fn disarm_watchdog(&mut self) {}
 }
 
 /// Why an image was refused.
@@ -42,6 +81,9 @@ pub enum VerifyError {
     NoTestVector,
     /// The board's runtime gave a different output for the test vector (or failed to run it).
     SelfTest(&'static str),
+    /// Signature or version check failed (unsigned on a keyed board, wrong key, changed byte,
+    /// truncated image, rollback).
+    Sign(SignError),
 }
 
 impl VerifyError {
@@ -53,6 +95,9 @@ impl VerifyError {
             VerifyError::WrongBoard(_) => FlashErrorCode::WrongBoard,
             VerifyError::TooLarge { .. } => FlashErrorCode::TooLarge,
             VerifyError::SelfTest(_) => FlashErrorCode::SelfTestFailed,
+            VerifyError::Sign(SignError::Unsigned) => FlashErrorCode::Unsigned,
+            VerifyError::Sign(SignError::Rollback { .. }) => FlashErrorCode::Rollback,
+            VerifyError::Sign(_) => FlashErrorCode::BadSignature,
         }
     }
 }
@@ -66,6 +111,7 @@ impl fmt::Display for VerifyError {
             VerifyError::TooLarge { size, slot } => write!(f, "image of {size} bytes exceeds the {slot}-byte slot"),
             VerifyError::NoTestVector => f.write_str("model has no test vector for the boot self-test"),
             VerifyError::SelfTest(r) => write!(f, "boot self-test failed: {r}"),
+            VerifyError::Sign(e) => write!(f, "{e}"),
         }
     }
 }
@@ -109,7 +155,10 @@ pub fn hash_region<F: MappedFlash>(flash: &mut F, at: u32, len: u32) -> Result<[
     Ok(h.finalize().into())
 }
 
-/// Full verification of the image in slot `slot`: hash, decode, limits, self-test.
+/// Full verification of the image in slot `slot`: hash, signature and version against `counter`
+/// (when the board holds keys), decode, limits, and the runtime built (and its test vector run).
+/// Returns the image's signed model version (0 on a board without keys).
+#[allow(clippy::too_many_arguments, reason = "internal; each argument is one fact the check needs")]
 pub fn verify_slot<F: MappedFlash, T: SelfTest>(
     flash: &mut F,
     layout: &Layout,
@@ -117,8 +166,26 @@ pub fn verify_slot<F: MappedFlash, T: SelfTest>(
     len: u32,
     sha256: &[u8; 32],
     limits: &BoardLimits,
+    counter: u32,
     selftest: &mut T,
-) -> Result<(), FlashError> {
+) -> Result<u32, FlashError> {
+    selftest.arm_watchdog(limits.verify_budget_ms);
+    let r = verify_inner(flash, layout, slot, len, sha256, limits, counter, selftest);
+    selftest.disarm_watchdog();
+    r
+}
+
+#[allow(clippy::too_many_arguments, reason = "see verify_slot")]
+fn verify_inner<F: MappedFlash, T: SelfTest>(
+    flash: &mut F,
+    layout: &Layout,
+    slot: u8,
+    len: u32,
+    sha256: &[u8; 32],
+    limits: &BoardLimits,
+    counter: u32,
+    selftest: &mut T,
+) -> Result<u32, FlashError> {
     if len == 0 || len > layout.slot_len {
         return Err(FlashError::Verify(VerifyError::TooLarge { size: len, slot: layout.slot_len }));
     }
@@ -126,11 +193,17 @@ pub fn verify_slot<F: MappedFlash, T: SelfTest>(
     if &hash_region(flash, at, len)? != sha256 {
         return Err(FlashError::Verify(VerifyError::HashMismatch));
     }
-    let bytes = flash.mapped(at, len).ok_or(FlashError::Layout("slot is not memory-mapped"))?;
+    let image = flash.mapped(at, len).ok_or(FlashError::Layout("slot is not memory-mapped"))?;
+    let t = &limits.trust;
+    let checked =
+        sign::check(image, t.keys, counter, t.allow_downgrade).map_err(|e| FlashError::Verify(VerifyError::Sign(e)))?;
+    let bytes = checked.rsm;
     let model = Model::parse(bytes).map_err(|e| FlashError::Verify(VerifyError::BadModel(e)))?;
     check_limits(&model, limits).map_err(FlashError::Verify)?;
-    if let Some(tv) = model.test_vector {
-        selftest.run(bytes, tv.input, tv.output).map_err(|r| FlashError::Verify(VerifyError::SelfTest(r)))?;
-    }
-    Ok(())
+    let st = match model.test_vector {
+        Some(tv) => selftest.run(bytes, tv.input, tv.output),
+        None => selftest.build(bytes),
+    };
+    st.map_err(|r| FlashError::Verify(VerifyError::SelfTest(r)))?;
+    Ok(checked.version)
 }

@@ -53,6 +53,12 @@ pub struct EngineSelfTest<'a> {
 }
 
 impl SelfTest for EngineSelfTest<'_> {
+    fn build(&mut self, model: &[u8]) -> Result<(), &'static str> {
+        board_engine(model, self.arena).map(|_| ()).map_err(|e| match e {
+            EngineError::ArenaTooSmall { .. } => "board arena too small for the model",
+            _ => "runtime refused the model",
+        })
+    }
     fn run(&mut self, model: &[u8], input: &[u8], expected: &[u8]) -> Result<(), &'static str> {
         let mut e = board_engine(model, self.arena).map_err(|e| match e {
             EngineError::ArenaTooSmall { .. } => "board arena too small for the model",
@@ -78,6 +84,9 @@ pub struct OwnedSelfTest(pub Vec<u8>);
 
 #[cfg(feature = "std")]
 impl SelfTest for OwnedSelfTest {
+    fn build(&mut self, model: &[u8]) -> Result<(), &'static str> {
+        EngineSelfTest { arena: &mut self.0 }.build(model)
+    }
     fn run(&mut self, model: &[u8], input: &[u8], expected: &[u8]) -> Result<(), &'static str> {
         EngineSelfTest { arena: &mut self.0 }.run(model, input, expected)
     }

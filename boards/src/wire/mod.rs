@@ -101,6 +101,16 @@ pub enum FlashErrorCode {
     Storage,
     /// Commit before all bytes arrived.
     Incomplete,
+    /// The board holds public keys and the image is not signed.
+    Unsigned,
+    /// The signature does not verify with the board's keys, or the envelope is malformed or cut off.
+    BadSignature,
+    /// The signed model version is below the board's security counter.
+    Rollback,
+    /// A model is on trial: confirm it (or reset the board, which reverts it) before flashing another.
+    TrialPending,
+    /// A confirm named an image that is not the active one.
+    NotActive,
 }
 
 /// Every message on the link. Host-to-device: `FlashBegin`, `FlashChunk`, `FlashCommit`,
@@ -139,5 +149,11 @@ pub enum Msg<'a> {
         frame_id: u32,
         tile_index: u16,
         data: &'a [u8],
+    },
+    /// Confirm the image on trial (host → board): it stays active across resets and the security
+    /// counter rises to its version. Answered with `FlashDone` (also when it was already confirmed)
+    /// or `FlashNack { NotActive }` when `sha256` is not the active image's.
+    FlashConfirm {
+        sha256: [u8; 32],
     },
 }

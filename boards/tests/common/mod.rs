@@ -51,9 +51,26 @@ pub fn sha(b: &[u8]) -> [u8; 32] {
 #[derive(Default)]
 pub struct EchoSelfTest {
     pub runs: u32,
+    /// Runtime builds without a test vector.
+    pub builds: u32,
+    /// Watchdog arms, with the last budget handed over, and disarms.
+    pub arms: u32,
+    pub last_budget_ms: u32,
+    pub disarms: u32,
 }
 
 impl SelfTest for EchoSelfTest {
+    fn build(&mut self, model: &[u8]) -> Result<(), &'static str> {
+        self.builds += 1;
+        Model::parse(model).map(|_| ()).map_err(|_| "model does not parse")
+    }
+    fn arm_watchdog(&mut self, budget_ms: u32) {
+        self.arms += 1;
+        self.last_budget_ms = budget_ms;
+    }
+    fn disarm_watchdog(&mut self) {
+        self.disarms += 1;
+    }
     fn run(&mut self, model: &[u8], input: &[u8], expected: &[u8]) -> Result<(), &'static str> {
         self.runs += 1;
         let m = Model::parse(model).map_err(|_| "model does not parse")?;
@@ -70,7 +87,7 @@ impl SelfTest for EchoSelfTest {
     }
 }
 
-pub const LIMITS: BoardLimits = BoardLimits { max_arena: 64 * 1024, max_input_bytes: 4096, require_test_vector: true };
+pub const LIMITS: BoardLimits = BoardLimits::new(64 * 1024, 4096, true);
 
 /// A 1 KiB-page flash with two 32 KiB slots.
 pub fn device() -> Dev {
@@ -78,12 +95,22 @@ pub fn device() -> Dev {
 }
 
 pub fn device_on(flash: Flash) -> Dev {
+    device_with(flash, LIMITS)
+}
+
+/// A device over `flash` with other limits (keys, trial boot).
+pub fn device_with(flash: Flash, limits: BoardLimits) -> Dev {
     let layout = Layout::split(0, flash_len(&flash), 1024).unwrap();
-    Updater::new(flash, layout, LIMITS, EchoSelfTest::default()).unwrap()
+    Updater::new(flash, layout, limits, EchoSelfTest::default()).unwrap()
 }
 
 fn flash_len(f: &Flash) -> u32 {
     f.mem().len() as u32
+}
+
+/// A fresh 1 KiB-page flash with two 32 KiB slots.
+pub fn blank_flash() -> Flash {
+    Flash::new(2 * 1024 + 2 * 32 * 1024)
 }
 
 /// Bytes of the model the board would boot now, if any.
