@@ -1,6 +1,6 @@
 //! `rsim keygen/sign/verify`, run as the user runs them: keygen → sign → verify, and tampered,
-//! truncated, wrong-key, unsigned and rolled-back images refused with their reason. The same checks
-//! run against `rsim-field` in boards/tests/field_trust_cli.rs.
+//! truncated, wrong-key, unsigned and rolled-back images refused with their reason. The same
+//! library functions back `rsim-field`, the boards-only binary.
 use rsim_model::format::TestVector;
 use rsim_model::write::{encode, input_spec};
 use rsim_model::*;
