@@ -28,7 +28,8 @@ impl SelfTest for Accept {
 fn goodput(image: &[u8], faults: Faults, label: &str) {
     let flash: RamFlash<4, 4096> = RamFlash::new(2 * 4096 + 2 * 256 * 1024);
     let layout = Layout::split(0, flash.mem().len() as u32, 4096).unwrap();
-    let limits = BoardLimits { max_arena: 1 << 20, max_input_bytes: 1 << 20, require_test_vector: false };
+    let limits =
+        BoardLimits { max_arena: 1 << 20, max_input_bytes: 1 << 20, require_test_vector: false, max_macs: None };
     let mut dev = Updater::new(flash, layout, limits, Accept).unwrap();
     let sha: [u8; 32] = Sha256::digest(image).into();
     let mut s = Sender::new(image, sha, SenderConfig { timeout_us: 200_000, ..SenderConfig::default() });

@@ -17,6 +17,9 @@ pub struct BoardLimits {
     pub max_input_bytes: u32,
     /// Refuse models without an embedded test vector (the boot self-test needs one).
     pub require_test_vector: bool,
+    /// Most multiply-accumulates one inference may take ([`Model::macs`]); `None` = no limit. Bounds
+    /// the boot self-test and every onboard inference before the model can become active.
+    pub max_macs: Option<u64>,
 }
 
 /// Runs a model on the board's runtime: the boot self-test. Implemented over `rsim_edge::Engine`
@@ -42,6 +45,8 @@ pub enum VerifyError {
     NoTestVector,
     /// The board's runtime gave a different output for the test vector (or failed to run it).
     SelfTest(&'static str),
+    /// One inference needs `macs` multiply-accumulates, over the board's `limit`.
+    TooMuchCompute { macs: u64, limit: u64 },
 }
 
 impl VerifyError {
@@ -50,7 +55,7 @@ impl VerifyError {
         match self {
             VerifyError::HashMismatch => FlashErrorCode::HashMismatch,
             VerifyError::BadModel(_) | VerifyError::NoTestVector => FlashErrorCode::BadModel,
-            VerifyError::WrongBoard(_) => FlashErrorCode::WrongBoard,
+            VerifyError::WrongBoard(_) | VerifyError::TooMuchCompute { .. } => FlashErrorCode::WrongBoard,
             VerifyError::TooLarge { .. } => FlashErrorCode::TooLarge,
             VerifyError::SelfTest(_) => FlashErrorCode::SelfTestFailed,
         }
@@ -66,6 +71,9 @@ impl fmt::Display for VerifyError {
             VerifyError::TooLarge { size, slot } => write!(f, "image of {size} bytes exceeds the {slot}-byte slot"),
             VerifyError::NoTestVector => f.write_str("model has no test vector for the boot self-test"),
             VerifyError::SelfTest(r) => write!(f, "boot self-test failed: {r}"),
+            VerifyError::TooMuchCompute { macs, limit } => {
+                write!(f, "model needs {macs} multiply-accumulates per inference, over the board's {limit}")
+            }
         }
     }
 }
@@ -73,7 +81,9 @@ impl fmt::Display for VerifyError {
 impl Error for VerifyError {
     fn kind(&self) -> ErrorKind {
         match self {
-            VerifyError::WrongBoard(_) | VerifyError::TooLarge { .. } => ErrorKind::WrongBoard,
+            VerifyError::WrongBoard(_) | VerifyError::TooLarge { .. } | VerifyError::TooMuchCompute { .. } => {
+                ErrorKind::WrongBoard
+            }
             _ => ErrorKind::Verify,
         }
     }
@@ -90,6 +100,12 @@ pub fn check_limits(model: &Model<'_>, limits: &BoardLimits) -> Result<(), Verif
     }
     if limits.require_test_vector && model.test_vector.is_none() {
         return Err(VerifyError::NoTestVector);
+    }
+    if let Some(limit) = limits.max_macs {
+        let macs = model.macs().map_err(VerifyError::BadModel)?;
+        if macs > limit {
+            return Err(VerifyError::TooMuchCompute { macs, limit });
+        }
     }
     Ok(())
 }

@@ -70,7 +70,8 @@ impl SelfTest for EchoSelfTest {
     }
 }
 
-pub const LIMITS: BoardLimits = BoardLimits { max_arena: 64 * 1024, max_input_bytes: 4096, require_test_vector: true };
+pub const LIMITS: BoardLimits =
+    BoardLimits { max_arena: 64 * 1024, max_input_bytes: 4096, require_test_vector: true, max_macs: None };
 
 /// A 1 KiB-page flash with two 32 KiB slots.
 pub fn device() -> Dev {
