@@ -69,6 +69,8 @@ fn ground(bytes: &[u8], dir: &Path, name: &str) -> GroundReport {
         csv: Some(dir.join(format!("{name}.csv"))),
         map: None,
         map_scale: 8,
+        map_max_side: rsim_boards::field::ground::DEFAULT_MAP_MAX_SIDE,
+        max_reports: rsim_boards::field::ground::DEFAULT_MAX_REPORTS,
         seconds: 0,
         quiet: true,
     };

@@ -116,6 +116,8 @@ fn ground_replay_writes_csv_and_class_map() {
         csv: Some(dir.join("out.csv")),
         map: Some(dir.join("map.png")),
         map_scale: 8,
+        map_max_side: rsim_boards::field::ground::DEFAULT_MAP_MAX_SIDE,
+        max_reports: rsim_boards::field::ground::DEFAULT_MAX_REPORTS,
         seconds: 0,
         quiet: true,
     };

@@ -6,6 +6,7 @@ use common::*;
 use rsim_boards::flash::host::{Outcome, Sender, SenderConfig};
 use rsim_boards::sim::{run_flash, Faults, Rng, Wire};
 use rsim_boards::wire::{encode, FlashErrorCode, FrameReader, Msg, MAX_FRAME};
+use rsim_model::Model;
 
 fn flash(dev: &mut Dev, image: &[u8]) -> Outcome {
     let mut s = Sender::new(image, sha(image), SenderConfig::default());
@@ -136,4 +137,25 @@ fn interrupted_transfer_resumes_from_last_ack() {
         a.counts.bytes
     );
     assert_eq!(booted_image(&mut dev).unwrap(), img);
+}
+
+#[test]
+fn model_over_the_boards_compute_budget_is_refused() {
+    // The echo model's one Reshape of 4 elements costs 4 (Model::macs); a board allowing 3 refuses it
+    // before activation, one allowing 4 takes it.
+    let image = echo_model(4, 64, 100, 9, true);
+    assert_eq!(Model::parse(&image).unwrap().macs().unwrap(), 4);
+    for (limit, accepted) in [(3u64, false), (4, true)] {
+        let flash_mem = Flash::new(2 * 1024 + 2 * 32 * 1024);
+        let layout = rsim_boards::flash::Layout::split(0, flash_mem.mem().len() as u32, 1024).unwrap();
+        let limits = rsim_boards::flash::BoardLimits { max_macs: Some(limit), ..LIMITS };
+        let mut dev = rsim_boards::flash::Updater::new(flash_mem, layout, limits, EchoSelfTest::default()).unwrap();
+        let got = flash(&mut dev, &image);
+        if accepted {
+            assert!(matches!(got, Outcome::Done { .. }), "limit {limit}: {got:?}");
+        } else {
+            assert_eq!(got, Outcome::Refused(FlashErrorCode::WrongBoard), "limit {limit}");
+            assert!(booted_image(&mut dev).is_none(), "nothing may become active");
+        }
+    }
 }

@@ -32,11 +32,14 @@ pub struct Options {
     /// are decoded on every invoke and run with the reference kernels (on Cortex-M4/M7, dense int8 convs
     /// and FCs with the DSP kernel, which reads weights in place: `kernels::fast::cortex_m`).
     pub lean: bool,
+    /// Compute budget: refuse (with [`EngineError::OverBudget`]) a model whose inference needs more
+    /// multiply-accumulates than this ([`Model::macs`](rsim_model::Model::macs)); `None` = no limit.
+    pub max_macs: Option<u64>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { kernels: Kernels::Native, threads: 1, lean: false }
+        Options { kernels: Kernels::Native, threads: 1, lean: false, max_macs: None }
     }
 }
 
@@ -68,6 +71,8 @@ pub struct Engine<'m, 'a> {
     high_water: usize,
     /// Kernel family (lean mode plans each op on every invoke).
     kernels: Kernels,
+    /// Multiply-accumulates of one inference ([`Engine::macs`]).
+    macs: u64,
 }
 
 /// Bytes of arena a 16-byte-aligned buffer needs for this model with default [`Options`]: the planned
@@ -105,7 +110,8 @@ impl<'m, 'a> Engine<'m, 'a> {
     /// Errors: [`EngineError::Model`] when the bytes do not decode or validate;
     /// [`EngineError::ArenaTooSmall`] (`needed` includes the bytes skipped to reach 16-byte
     /// alignment); [`EngineError::Unsupported`] naming the first op this runtime cannot run and why;
-    /// [`EngineError::Aliasing`] when a plan puts an op's output over one of its inputs.
+    /// [`EngineError::Aliasing`] when a plan puts an op's output over one of its inputs;
+    /// [`EngineError::OverBudget`] when [`Options::max_macs`] is set and the model needs more.
     pub fn new(model: &'m [u8], arena: &'a mut [u8]) -> Result<Self, EngineError> {
         Self::with_options(model, arena, Options::default())
     }
@@ -133,19 +139,25 @@ impl<'m, 'a> Engine<'m, 'a> {
             high_water = high_water.max(end);
         }
         let mut count = 0usize;
+        let mut macs = 0u64;
         for (i, op) in model.ops().enumerate() {
             let op = op?;
             let hw = exec::prepare_op(i as u32, &op, &model, need)?;
             high_water = high_water.max(hw);
+            macs = macs.saturating_add(op.macs());
             count += 1;
+        }
+        if let Some(limit) = opts.max_macs.filter(|&limit| macs > limit) {
+            return Err(EngineError::OverBudget { macs, limit });
         }
         let isa = if opts.kernels == Kernels::Native { Isa::detect() } else { Isa::Portable };
         let (arena, rest) = arena.split_at_mut(need);
         let (prepared, persistent): (Option<&'a [PreparedOp]>, &'a [u8]) = match layout {
             None => (None, &[]),
             Some(l) => {
-                let rest = rest.get_mut(l.records_at - need..).unwrap_or_default();
-                let (records, data) = rest.split_at_mut(l.records.next_multiple_of(16).min(rest.len()));
+                let rest = rest.get_mut(l.records_at.saturating_sub(need)..).unwrap_or_default();
+                let (records, data) =
+                    rest.split_at_mut(l.records.checked_next_multiple_of(16).unwrap_or(usize::MAX).min(rest.len()));
                 let data = data.get_mut(..l.data).unwrap_or_default();
                 let mut ops = model.ops();
                 let mut at = 0u32;
@@ -179,6 +191,7 @@ impl<'m, 'a> Engine<'m, 'a> {
             threads: opts.threads.max(1),
             high_water,
             kernels: opts.kernels,
+            macs,
         })
     }
 
@@ -201,6 +214,12 @@ impl<'m, 'a> Engine<'m, 'a> {
 
     pub fn model(&self) -> &Model<'m> {
         &self.model
+    }
+
+    /// Multiply-accumulates of one inference (conv, fully connected, matmul; one per element for other
+    /// ops, per tap for pools; saturating): [`rsim_model::Model::macs`], computed once in `new`.
+    pub fn macs(&self) -> u64 {
+        self.macs
     }
 
     /// Highest arena byte any tensor occupies (from the aligned start), for board telemetry.

@@ -16,6 +16,9 @@ pub enum EngineError {
     Aliasing { op: u32 },
     /// The input given to `run_*` does not match the model's input spec.
     BadInput { reason: &'static str },
+    /// One inference needs `macs` multiply-accumulates, more than the `limit` the caller allows
+    /// ([`Options::max_macs`](crate::Options::max_macs)).
+    OverBudget { macs: u64, limit: u64 },
 }
 
 impl From<ModelError> for EngineError {
@@ -34,6 +37,9 @@ impl fmt::Display for EngineError {
             EngineError::Unsupported { op, name, reason } => write!(f, "op #{op} ({name}) cannot run: {reason}"),
             EngineError::Aliasing { op } => write!(f, "op #{op}: output overlaps an input in the arena plan"),
             EngineError::BadInput { reason } => write!(f, "bad input: {reason}"),
+            EngineError::OverBudget { macs, limit } => {
+                write!(f, "model needs {macs} multiply-accumulates per inference, over the budget of {limit}")
+            }
         }
     }
 }

@@ -53,6 +53,11 @@ pub(crate) fn prepare_op(op_index: u32, op: &Op, model: &Model<'_>, arena_len: u
     let out_span = arena_span(op.output()).ok_or(bad("output must be an arena tensor"))?;
     let mut high = 0usize;
     for t in ts.iter().take(n).flatten() {
+        // A zero-sized dim makes the tensor empty whatever the other dims say, so they could be
+        // anything (u32::MAX) and loops over them would run for years doing nothing.
+        if t.shape.dims().contains(&0) {
+            return Err(bad("tensor has a zero-sized dim"));
+        }
         match arena_span(t) {
             Some(span) => {
                 if span.1 > arena_len {

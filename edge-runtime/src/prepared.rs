@@ -31,8 +31,10 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Bytes in all; saturates (an arena that large is never given, so it ends as `ArenaTooSmall`).
     pub fn total(&self) -> usize {
-        self.records_at + self.records.next_multiple_of(16) + self.data
+        let records = self.records.checked_next_multiple_of(16).unwrap_or(usize::MAX);
+        self.records_at.saturating_add(records).saturating_add(self.data)
     }
 }
 
@@ -45,8 +47,9 @@ pub fn layout(model: &Model<'_>) -> Result<Layout, EngineError> {
         fast::plan(&op, model, &mut data);
         n += 1;
     }
-    let records_at = (model.info.arena_size as usize).next_multiple_of(16);
-    Ok(Layout { records_at, records: n * size_of::<PreparedOp>(), data: data as usize })
+    // u32 arena sizes near u32::MAX must not wrap a 32-bit usize.
+    let records_at = (model.info.arena_size as usize).checked_next_multiple_of(16).unwrap_or(usize::MAX);
+    Ok(Layout { records_at, records: n.saturating_mul(size_of::<PreparedOp>()), data: data as usize })
 }
 
 /// Writes `count` records produced by `make(i)` at the start of `bytes` and returns them; `None` when

@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod conv;
+pub mod cost;
 pub mod error;
 pub mod format;
 pub mod graph;

@@ -43,6 +43,26 @@ pub struct Feature {
     pub confidence: f32,
 }
 
+/// `s` as the inside of a JSON string: quotes, backslashes and every control character escaped
+/// (class names come from model files; a raw newline or quote would break the document).
+pub fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A FeatureCollection of tile polygons in the scene's map coordinates.
 pub fn geojson(g: &GeoRef, feats: &[Feature]) -> String {
     let mut s = String::from("{\"type\":\"FeatureCollection\",\"features\":[\n");
@@ -50,7 +70,7 @@ pub fn geojson(g: &GeoRef, feats: &[Feature]) -> String {
         let (x0, y0, x1, y1) = (f.x as f64, f.y as f64, (f.x + f.size) as f64, (f.y + f.size) as f64);
         let ring = [g.map(x0, y0), g.map(x1, y0), g.map(x1, y1), g.map(x0, y1), g.map(x0, y0)];
         let coords: Vec<String> = ring.iter().map(|(x, y)| format!("[{x},{y}]")).collect();
-        let class = f.class.replace('\\', "\\\\").replace('"', "\\\"");
+        let class = json_escape(&f.class);
         let _ = writeln!(
             s,
             "{{\"type\":\"Feature\",\"properties\":{{\"class\":\"{class}\",\"confidence\":{:.4},\"x\":{},\"y\":{},\"size\":{}}},\"geometry\":{{\"type\":\"Polygon\",\"coordinates\":[[{}]]}}}}{}",
@@ -59,4 +79,23 @@ pub fn geojson(g: &GeoRef, feats: &[Feature]) -> String {
     }
     s.push_str("]}\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_are_escaped_into_valid_json() {
+        assert_eq!(json_escape("water"), "water");
+        assert_eq!(json_escape("a\"b\\c"), "a\\\"b\\\\c");
+        assert_eq!(json_escape("two\nlines\u{1}"), "two\\nlines\\u0001");
+        let g = GeoRef { i: 0.0, j: 0.0, x: 0.0, y: 0.0, sx: 1.0, sy: 1.0 };
+        let f = Feature { x: 0, y: 0, size: 1, class: "evil\",\"x\":\"\n".into(), confidence: 0.5 };
+        let doc = geojson(&g, &[f]);
+        // One property named class, still one line per feature, the name intact inside it.
+        assert_eq!(doc.matches("\"class\":").count(), 1, "{doc}");
+        assert!(doc.contains("\"class\":\"evil\\\",\\\"x\\\":\\\"\\n\""), "{doc}");
+        assert_eq!(doc.lines().count(), 3, "{doc}");
+    }
 }

@@ -48,6 +48,17 @@ struct Args {
     /// GeoJSON results file, written when the scene is a georeferenced GeoTIFF.
     #[arg(long, default_value = "rsim-results.geojson")]
     geojson: PathBuf,
+    /// Largest image accepted, in pixels (width x height), checked from the file header before any
+    /// buffer is sized or any pixel decoded; larger images are an error naming their size.
+    #[arg(long, default_value_t = 100_000_000)]
+    max_pixels: u64,
+    /// Largest runtime arena the model may ask for, in bytes (the arena is allocated from what the
+    /// model file says).
+    #[arg(long, default_value_t = 256 << 20)]
+    max_arena: usize,
+    /// Refuse a model needing more multiply-accumulates per tile than this (default: no limit).
+    #[arg(long)]
+    max_macs: Option<u64>,
     /// Where to send telemetry (optional: without it the agent only writes files).
     #[command(flatten)]
     link: LinkArgs,
@@ -58,6 +69,38 @@ struct Files {
     paths: Vec<PathBuf>,
     next: usize,
     current: Option<PathBuf>,
+    max_pixels: u64,
+}
+
+/// An image's size from its header, refused above `max_pixels` before anything is allocated.
+fn checked_dimensions(p: &Path, max_pixels: u64) -> Result<(u32, u32), String> {
+    let (w, h) = image::image_dimensions(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > max_pixels {
+        return Err(format!("{} is {w}x{h} = {pixels} pixels, over --max-pixels {max_pixels}", p.display()));
+    }
+    Ok((w, h))
+}
+
+/// Decodes with the image crate's limits set from `--max-pixels`: the decoder itself refuses a
+/// header that lies about the size or an allocation beyond it.
+fn decode_limited(p: &Path, max_pixels: u64) -> Result<image::DynamicImage, String> {
+    let (w, h) = checked_dimensions(p, max_pixels)?;
+    let mut reader = image::ImageReader::open(p)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    // Up to 16-bit RGBA while decoding, before the RGB8 conversion.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 20));
+    reader.limits(limits);
+    reader.decode().map_err(|e| format!("cannot decode {}: {e}", p.display()))
+}
+
+/// A CSV field (RFC 4180 quoting when needed): image paths and class names must not add columns.
+fn csv_cell(s: &str) -> std::borrow::Cow<'_, str> {
+    rsim_boards::field::ground::csv_field(s)
 }
 
 impl FrameSource for Files {
@@ -65,7 +108,7 @@ impl FrameSource for Files {
     fn next_frame(&mut self, buf: &mut [u8]) -> Result<Option<FrameInfo>, String> {
         let Some(p) = self.paths.get(self.next).cloned() else { return Ok(None) };
         self.next += 1;
-        let img = image::open(&p).map_err(|e| format!("cannot decode {}: {e}", p.display()))?.to_rgb8();
+        let img = decode_limited(&p, self.max_pixels)?.to_rgb8();
         let px = img.as_raw();
         buf.get_mut(..px.len())
             .ok_or_else(|| format!("{} is larger than the frame buffer", p.display()))?
@@ -123,8 +166,15 @@ fn list_inputs(input: &Path) -> Result<Vec<PathBuf>, String> {
 fn run(a: &Args) -> Result<(), String> {
     let model = std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let need = rsim_edge::required_arena(&model).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    if need > a.max_arena {
+        return Err(format!(
+            "{}: the model needs a {need}-byte arena, over --max-arena {}",
+            a.model.display(),
+            a.max_arena
+        ));
+    }
     let mut arena = vec![0u8; need + 16];
-    let opts = rsim_edge::Options { threads: a.threads as usize, ..Default::default() };
+    let opts = rsim_edge::Options { threads: a.threads as usize, max_macs: a.max_macs, ..Default::default() };
     let engine =
         rsim_edge::Engine::with_options(&model, &mut arena, opts).map_err(|e| format!("{}: {e}", a.model.display()))?;
     let mut clf = EngineClassifier { engine };
@@ -149,15 +199,16 @@ fn run(a: &Args) -> Result<(), String> {
     };
     let mut tile = vec![0u8; (a.tile as usize).pow(2) * 3];
     let mut lp = OnboardLoop::new(cfg, StdClock::default(), &mut tile, &mut []);
-    let mut src = Files { paths, next: 0, current: None };
+    let mut src = Files { paths, next: 0, current: None, max_pixels: a.max_pixels };
     let mut csv = String::from("image,frame_id,tile_index,x,y,size,class,class_name,confidence,q,latency_us\n");
     let mut feats = Vec::new();
     let mut frame = Vec::new();
     loop {
         // Size the frame buffer for the next image (scenes can be large).
         if let Some(p) = src.paths.get(src.next) {
-            let (w, h) = image::image_dimensions(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            frame.resize(w as usize * h as usize * 3, 0);
+            let (w, h) = checked_dimensions(p, a.max_pixels)?;
+            let bytes = usize::try_from(u64::from(w) * u64::from(h) * 3).map_err(|_| "image too large".to_string())?;
+            frame.resize(bytes, 0);
         }
         if !lp.step(&mut src, &mut frame, &mut clf, &mut tee).map_err(|e| e.to_string())? {
             break;
@@ -174,14 +225,14 @@ fn run(a: &Args) -> Result<(), String> {
                 let _ = writeln!(
                     csv,
                     "{},{},{},{},{},{},{},{},{:.6},{},{}",
-                    name,
+                    csv_cell(&name),
                     t.frame_id,
                     t.tile_index,
                     t.tile_x,
                     t.tile_y,
                     t.tile_size,
                     top.class,
-                    cname,
+                    csv_cell(&cname),
                     top.confidence,
                     top.q,
                     t.latency_us

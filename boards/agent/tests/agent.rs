@@ -86,3 +86,32 @@ fn geotiff_scene_gets_geojson_in_map_coordinates() {
         "{gj}"
     );
 }
+
+#[test]
+fn image_and_arena_sizes_are_capped_before_allocating() {
+    let dir = std::env::temp_dir().join(format!("rsim-agent-caps-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("m.rsm"), rsim_boards::demo::tiny_f32_model(0)).unwrap();
+    let png = dir.join("big.png");
+    image::save_buffer(&png, &scene(64, 32), 64, 32, image::ExtendedColorType::Rgb8).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rsim-agent"))
+            .args(["--model", dir.join("m.rsm").to_str().unwrap(), "--input", png.to_str().unwrap(), "--tile", "32"])
+            .args(["--csv", dir.join("r.csv").to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--max-pixels", "2047"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("64x32 = 2048 pixels, over --max-pixels 2047"), "{err}");
+    let out = run(&["--max-arena", "16"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("arena, over --max-arena 16"), "{err}");
+    let out = run(&["--max-macs", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("over the budget of 1"), "{err}");
+    // Exactly at the caps it runs.
+    let out = run(&["--max-pixels", "2048"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

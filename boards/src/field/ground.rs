@@ -32,6 +32,14 @@ pub struct GroundArgs {
     /// Scene pixels per class-map pixel.
     #[arg(long, default_value_t = 8)]
     pub map_scale: u32,
+    /// Largest class-map side in pixels: tile positions come off the link (two u16 fields could ask
+    /// for a 131070 x 131070 map, tens of GB), so a larger map is an error naming its size.
+    #[arg(long, default_value_t = DEFAULT_MAP_MAX_SIDE)]
+    pub map_max_side: u32,
+    /// Most telemetry frames (and raw outputs) kept for the CSV and the map; later ones are still
+    /// shown and counted, and the summary says how many were not kept.
+    #[arg(long, default_value_t = DEFAULT_MAX_REPORTS)]
+    pub max_reports: usize,
     /// Stop after this many seconds (live links; 0 = until the link closes).
     #[arg(long, default_value_t = 0)]
     pub seconds: u64,
@@ -40,6 +48,11 @@ pub struct GroundArgs {
     pub quiet: bool,
 }
 
+/// Default of `--map-max-side`: 16384 x 16384 RGB is 768 MiB at most.
+pub const DEFAULT_MAP_MAX_SIDE: u32 = 16_384;
+/// Default of `--max-reports`: about 100 MB of buffered telemetry.
+pub const DEFAULT_MAX_REPORTS: usize = 1_000_000;
+
 /// What the ground station received.
 #[derive(Clone, Debug, Default)]
 pub struct GroundReport {
@@ -47,6 +60,18 @@ pub struct GroundReport {
     pub raw_outputs: Vec<(u32, u16, Vec<u8>)>,
     pub heartbeats: u32,
     pub bad_frames: u32,
+    /// Telemetry frames and raw outputs received beyond `--max-reports` (shown, not kept).
+    pub not_kept: u64,
+}
+
+/// A CSV field: quoted (with inner quotes doubled) when it holds a comma, quote or line break, as
+/// RFC 4180 says; class names come from model files and must not shift or add columns.
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        std::borrow::Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 fn class_names(model: &Option<PathBuf>) -> Result<Vec<String>, String> {
@@ -60,7 +85,8 @@ fn class_names(model: &Option<PathBuf>) -> Result<Vec<String>, String> {
 /// One table row for a telemetry frame.
 pub fn row(t: &Telemetry, names: &[String]) -> String {
     let mut s = format!("{:>7} {:>5} {:>6} {:>6} ", t.frame_id, t.tile_index, t.tile_x, t.tile_y);
-    for sc in &t.top[..t.count as usize] {
+    // The decoder refuses count > TOP_K_MAX; a Telemetry built elsewhere is clamped, never sliced past.
+    for sc in t.top.get(..t.count as usize).unwrap_or(&t.top) {
         let name = names.get(sc.class as usize).cloned().unwrap_or_else(|| format!("#{}", sc.class));
         let _ = write!(s, " {name}:{:.2}", sc.confidence);
     }
@@ -69,14 +95,25 @@ pub fn row(t: &Telemetry, names: &[String]) -> String {
 }
 
 /// Decodes `bytes` into the report, printing as it goes.
-fn consume(bytes: &[u8], reader: &mut FrameReader, rep: &mut GroundReport, names: &[String], quiet: bool) {
+pub fn consume(
+    bytes: &[u8],
+    reader: &mut FrameReader,
+    rep: &mut GroundReport,
+    names: &[String],
+    quiet: bool,
+    max_reports: usize,
+) {
     for &b in bytes {
         match reader.push(b) {
             Some(Ok(Msg::Telemetry(t))) => {
                 if !quiet {
                     println!("{}", row(&t, names));
                 }
-                rep.telemetry.push(t);
+                if rep.telemetry.len() < max_reports {
+                    rep.telemetry.push(t);
+                } else {
+                    rep.not_kept += 1;
+                }
             }
             Some(Ok(Msg::Heartbeat(h))) => {
                 rep.heartbeats += 1;
@@ -86,7 +123,11 @@ fn consume(bytes: &[u8], reader: &mut FrameReader, rep: &mut GroundReport, names
                 );
             }
             Some(Ok(Msg::RawOutput { frame_id, tile_index, data })) => {
-                rep.raw_outputs.push((frame_id, tile_index, data.to_vec()))
+                if rep.raw_outputs.len() < max_reports {
+                    rep.raw_outputs.push((frame_id, tile_index, data.to_vec()))
+                } else {
+                    rep.not_kept += 1;
+                }
             }
             Some(Ok(_)) => {}
             Some(Err(_)) => rep.bad_frames += 1,
@@ -112,7 +153,7 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
         std::fs::File::open(p)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        consume(&bytes, &mut reader, &mut rep, &names, args.quiet);
+        consume(&bytes, &mut reader, &mut rep, &names, args.quiet, args.max_reports);
     } else {
         let mut link: Box<dyn Link> = open(&args.link, Duration::from_millis(50))?;
         let t0 = Instant::now();
@@ -128,7 +169,7 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
             if let Some(f) = &mut record {
                 f.write_all(&buf[..n]).map_err(|e| format!("recording failed: {e}"))?;
             }
-            consume(&buf[..n], &mut reader, &mut rep, &names, args.quiet);
+            consume(&buf[..n], &mut reader, &mut rep, &names, args.quiet, args.max_reports);
         }
     }
     println!(
@@ -137,11 +178,17 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
         rep.heartbeats,
         rep.bad_frames
     );
+    if rep.not_kept > 0 {
+        println!(
+            "ground: {} reports beyond --max-reports {} were shown but not kept (the CSV and map cover the first {})",
+            rep.not_kept, args.max_reports, args.max_reports
+        );
+    }
     if let Some(p) = &args.csv {
         let mut s = String::from("frame_id,tile_index,x,y,size,class,class_name,confidence,q,latency_us,arena_hwm\n");
         for t in &rep.telemetry {
             let top = t.top[0];
-            let name = names.get(top.class as usize).map(String::as_str).unwrap_or("");
+            let name = csv_field(names.get(top.class as usize).map(String::as_str).unwrap_or(""));
             let _ = writeln!(
                 s,
                 "{},{},{},{},{},{},{},{:.6},{},{},{}",
@@ -172,7 +219,7 @@ pub fn run_ground(args: &GroundArgs) -> Result<GroundReport, String> {
                 class: t.top[0].class,
             })
             .collect();
-        let (w, h) = write_png(p, &tiles, args.map_scale)?;
+        let (w, h) = write_png(p, &tiles, args.map_scale, args.map_max_side)?;
         println!("ground: class map {w}x{h} written to {}", p.display());
     }
     Ok(rep)

@@ -30,6 +30,9 @@ pub struct BoardLimits {
     /// Watchdog budget for one image verification (self-test included), in milliseconds, handed to
     /// [`SelfTest::arm_watchdog`]; 0 = the board sets none.
     pub verify_budget_ms: u32,
+    /// Most multiply-accumulates one inference may take ([`Model::macs`]); `None` = no limit. Bounds
+    /// the boot self-test and every onboard inference before the model can become active.
+    pub max_macs: Option<u64>,
 }
 
 impl BoardLimits {
@@ -42,6 +45,7 @@ impl BoardLimits {
             trust: TrustPolicy { keys: &[], allow_downgrade: false },
             confirm_after: None,
             verify_budget_ms: 0,
+            max_macs: None,
         }
     }
 }
@@ -84,6 +88,8 @@ pub enum VerifyError {
     /// Signature or version check failed (unsigned on a keyed board, wrong key, changed byte,
     /// truncated image, rollback).
     Sign(SignError),
+    /// One inference needs `macs` multiply-accumulates, over the board's `limit`.
+    TooMuchCompute { macs: u64, limit: u64 },
 }
 
 impl VerifyError {
@@ -92,7 +98,7 @@ impl VerifyError {
         match self {
             VerifyError::HashMismatch => FlashErrorCode::HashMismatch,
             VerifyError::BadModel(_) | VerifyError::NoTestVector => FlashErrorCode::BadModel,
-            VerifyError::WrongBoard(_) => FlashErrorCode::WrongBoard,
+            VerifyError::WrongBoard(_) | VerifyError::TooMuchCompute { .. } => FlashErrorCode::WrongBoard,
             VerifyError::TooLarge { .. } => FlashErrorCode::TooLarge,
             VerifyError::SelfTest(_) => FlashErrorCode::SelfTestFailed,
             VerifyError::Sign(SignError::Unsigned) => FlashErrorCode::Unsigned,
@@ -112,6 +118,9 @@ impl fmt::Display for VerifyError {
             VerifyError::NoTestVector => f.write_str("model has no test vector for the boot self-test"),
             VerifyError::SelfTest(r) => write!(f, "boot self-test failed: {r}"),
             VerifyError::Sign(e) => write!(f, "{e}"),
+            VerifyError::TooMuchCompute { macs, limit } => {
+                write!(f, "model needs {macs} multiply-accumulates per inference, over the board's {limit}")
+            }
         }
     }
 }
@@ -119,7 +128,9 @@ impl fmt::Display for VerifyError {
 impl Error for VerifyError {
     fn kind(&self) -> ErrorKind {
         match self {
-            VerifyError::WrongBoard(_) | VerifyError::TooLarge { .. } => ErrorKind::WrongBoard,
+            VerifyError::WrongBoard(_) | VerifyError::TooLarge { .. } | VerifyError::TooMuchCompute { .. } => {
+                ErrorKind::WrongBoard
+            }
             _ => ErrorKind::Verify,
         }
     }
@@ -136,6 +147,12 @@ pub fn check_limits(model: &Model<'_>, limits: &BoardLimits) -> Result<(), Verif
     }
     if limits.require_test_vector && model.test_vector.is_none() {
         return Err(VerifyError::NoTestVector);
+    }
+    if let Some(limit) = limits.max_macs {
+        let macs = model.macs().map_err(VerifyError::BadModel)?;
+        if macs > limit {
+            return Err(VerifyError::TooMuchCompute { macs, limit });
+        }
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Framing: `COBS(version || postcard(msg) || crc32_le(version || postcard(msg))) || 0x00`.
 
-use super::{Msg, MAX_CHUNK, WIRE_VERSION};
+use super::{Msg, MAX_CHUNK, TOP_K_MAX, WIRE_VERSION};
 use crate::error::{Error, ErrorKind};
 use core::fmt;
 
@@ -88,6 +88,9 @@ fn decode_body(body: &[u8]) -> Result<Msg<'_>, WireError> {
         return Err(WireError::Version { found: payload[0] });
     }
     match postcard::take_from_bytes::<Msg<'_>>(&payload[1..]) {
+        // A top-k list longer than the array it sits in is not a telemetry frame: receivers slice
+        // `top[..count]`, so it must never reach them (it panicked `rsim ground`).
+        Ok((Msg::Telemetry(t), [])) if t.count as usize > TOP_K_MAX => Err(WireError::Decode),
         Ok((msg, [])) => Ok(msg),
         _ => Err(WireError::Decode),
     }

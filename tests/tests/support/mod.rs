@@ -86,7 +86,7 @@ fn conv_parts(
 
 /// TFLite's softmax preprocessing (`PreprocessSoftmaxScaling` with 5 integer bits, and
 /// `CalculateInputRadius`) for beta = 1.
-fn softmax_quant(input_scale: f32) -> SoftmaxQuant {
+pub fn softmax_quant(input_scale: f32) -> SoftmaxQuant {
     let real = (input_scale as f64 * (1u64 << 26) as f64).min(((1u64 << 31) - 1) as f64);
     let (input_multiplier, input_left_shift) = quantize_multiplier(real);
     let max_input_rescaled = ((1i64 << 5) - 1) as f64 * (1i64 << (31 - 5)) as f64 / (1i64 << input_left_shift) as f64;

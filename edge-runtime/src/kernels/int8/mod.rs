@@ -17,6 +17,8 @@ pub mod misc;
 pub mod pool;
 pub mod softmax;
 
+use crate::kernels::float::concat::concat_geom;
+use crate::kernels::float::pool::pool_geom;
 use crate::EngineError;
 use rsim_model::{Blob, ConvError, ConvGeometry, ConvKind, DType, Model, Multiplier, Op, Quant, Requant, Tensor};
 
@@ -70,6 +72,11 @@ fn want(t: &Tensor, d: DType, what: &'static str) -> KResult<()> {
     } else {
         Err(what)
     }
+}
+
+/// Product of dims, `None` on overflow (a 32-bit `usize` included).
+fn checked_product(d: &[usize]) -> Option<usize> {
+    d.iter().try_fold(1usize, |acc, &v| acc.checked_mul(v))
 }
 
 fn len(t: &Tensor) -> KResult<usize> {
@@ -137,7 +144,7 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
             let s = stage(requant, output, weights)?;
             if let Mults::PerChannel { mult, .. } = s.mult {
                 let channels = output.shape.dims().last().copied().unwrap_or(1) as usize;
-                if mult.len() != channels * 4 {
+                if Some(mult.len()) != channels.checked_mul(4) {
                     return Err("per-channel multiplier count differs from the output channels");
                 }
             }
@@ -146,15 +153,21 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                 ConvGeometry::new(input, w, bias.as_ref(), output, params).map_err(ConvError::reason)?;
             } else {
                 let wd = w.shape.dims();
-                if wd.len() != 2
-                    || len(input)? % (wd[1].max(1) as usize) != 0
-                    || len(output)? % (wd[0].max(1) as usize) != 0
-                {
+                let (units, depth) = match wd {
+                    [u, d] if *u > 0 && *d > 0 => (*u as usize, *d as usize),
+                    _ => return Err("fully connected weights are not [units, depth] matching input and output"),
+                };
+                let (li, lo) = (len(input)?, len(output)?);
+                if li % depth != 0 || lo % units != 0 {
                     return Err("fully connected weights are not [units, depth] matching input and output");
+                }
+                // The kernel runs output-rows x units x depth: the rows must be the input's rows.
+                if li / depth != lo / units {
+                    return Err("fully connected input and output differ in batch");
                 }
             }
             if let Some(b) = bias {
-                if len(b)? != output.shape.nhwc()[3] * 4 {
+                if Some(len(b)?) != output.shape.nhwc()[3].checked_mul(4) {
                     return Err("bias length differs from the output channels");
                 }
             }
@@ -173,24 +186,31 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
                     return Err("input shapes do not broadcast to the output shape");
                 }
             }
+            // The kernel loops over the output's NHWC dims: their product must be its length.
+            if checked_product(&so) != Some(len(output)?) {
+                return Err("add/mul output is not rank 1 to 4 or its size overflows");
+            }
         }
-        Op::AvgPool2d { input, output, act_min, act_max, .. }
-        | Op::MaxPool2d { input, output, act_min, act_max, .. } => {
+        Op::AvgPool2d { input, output, act_min, act_max, params }
+        | Op::MaxPool2d { input, output, act_min, act_max, params } => {
             i8a(input)?;
             i8a(output)?;
             if (*act_min).max(-128) > (*act_max).min(127) {
                 return Err("activation clamp range is empty (act_min > act_max)");
             }
-            if input.shape.nhwc()[3] != output.shape.nhwc()[3] || input.shape.nhwc()[0] != output.shape.nhwc()[0] {
-                return Err("pooling changes batch or channels");
-            }
+            // The float path's full window geometry: rank 4, kernel and padding against the input,
+            // output size from kernel, stride and padding, batch and channels kept, sizes in usize.
+            pool_geom(&input.shape, &output.shape, params)?;
         }
         Op::GlobalAvgPool { input, output, requant } => {
             i8a(input)?;
             i8a(output)?;
             let (i, o) = (input.shape.nhwc(), output.shape.nhwc());
-            if i[0] != o[0] || i[3] != o[3] || o[1] * o[2] != 1 {
+            if i[0] != o[0] || i[3] != o[3] || o[1] != 1 || o[2] != 1 {
                 return Err("global pool output is not [N, 1, 1, C]");
+            }
+            if input.shape.rank != 4 || checked_product(&i) != Some(len(input)?) {
+                return Err("global pool input is not rank 4 (NHWC) or its size overflows");
             }
             if input.quant != output.quant {
                 stage(requant, output, weights)?;
@@ -213,22 +233,14 @@ fn check(op: &Op, weights: &[u8]) -> KResult<()> {
         }
         Op::Concat { inputs, output, axis } => {
             i8a(output)?;
-            let rank = output.shape.rank;
-            let mut total = 0u64;
             for t in inputs.iter().flatten() {
                 i8a(t)?;
-                if t.shape.rank != rank {
-                    return Err("concat inputs differ in rank");
-                }
-                for d in 0..rank as usize {
-                    if d != *axis as usize && t.shape.dims[d] != output.shape.dims[d] {
-                        return Err("concat inputs differ outside the axis");
-                    }
-                }
-                total += t.shape.dims[*axis as usize % 4] as u64;
             }
-            if *axis >= rank || total != output.shape.dims[*axis as usize] as u64 {
-                return Err("concat sizes along the axis do not add up");
+            // The float path's checked geometry (ranks, dims off the axis, axis sum, sizes in usize);
+            // the int8 kernel's outer x (axis x inner) rows then stay inside every tensor.
+            concat_geom(&inputs.map(|t| t.map(|t| t.shape)), &output.shape, *axis)?;
+            if output.shape.rank == 0 {
+                return Err("concat output must have rank 1 to 4");
             }
         }
         Op::Quantize { input, output } => {
