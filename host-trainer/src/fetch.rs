@@ -21,6 +21,9 @@ pub struct DatasetSpec {
     pub md5: Option<String>,
     /// Top-level folder inside the archive to unwrap (EuroSAT.zip holds `2750/<class>/...`).
     pub strip_top: Option<&'static str>,
+    /// Lower-case hex [`content_sha256`] of the extracted dataset, when pinned: checked before the
+    /// dataset is moved into place, so the images a run reads are exactly the ones pinned.
+    pub content_sha256: Option<&'static str>,
     pub description: &'static str,
 }
 
@@ -31,6 +34,10 @@ pub struct DatasetSpec {
 /// be confirmed from a primary source here, so the entry has none: compute it from a download
 /// whose MD5 matches (`sha256sum EuroSAT.zip`) and put it in this table; until then the MD5 is
 /// the check. `--sha256` on the command line supplies one for any URL.
+///
+/// The extracted images are pinned by SHA-256 ([`content_sha256`]): the digest of the 27,000 RGB
+/// images as published (`sha256 of MANIFEST.sha256` in the dataset's SOURCE.md; the test
+/// `eurosat_content_pin_matches_the_real_images` recomputes it from a local copy).
 pub fn known_datasets() -> Vec<DatasetSpec> {
     vec![DatasetSpec {
         name: "eurosat-rgb",
@@ -38,9 +45,13 @@ pub fn known_datasets() -> Vec<DatasetSpec> {
         sha256: None,
         md5: Some("c8fa014336c82ac7804f0398fcb19387".into()),
         strip_top: Some("2750"),
+        content_sha256: Some(EUROSAT_RGB_CONTENT_SHA256),
         description: "EuroSAT RGB: 27,000 Sentinel-2 64x64 JPEG tiles, 10 classes (Helber et al., MIT); ~90 MB",
     }]
 }
+
+/// [`content_sha256`] of EuroSAT RGB's 27,000 images.
+pub const EUROSAT_RGB_CONTENT_SHA256: &str = "feefa5e365ffbf7cf1bf39f68dc5e96efc80f5234d9c1b91889277593b3627e1";
 
 #[derive(Debug)]
 pub enum FetchError {
@@ -130,6 +141,20 @@ pub fn fetch(spec: &DatasetSpec, dest: &Path, progress: bool, attempts: usize) -
         return Err(e);
     }
     let inner = spec.strip_top.map(|t| work.join(t)).filter(|p| p.is_dir()).unwrap_or_else(|| work.clone());
+    if let Some(want) = spec.content_sha256 {
+        let got = match content_sha256(&inner) {
+            Ok(got) => got,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&work);
+                return Err(e);
+            }
+        };
+        if !want.eq_ignore_ascii_case(&got) {
+            let _ = std::fs::remove_dir_all(&work);
+            let _ = std::fs::remove_file(&part);
+            return Err(FetchError::HashMismatch { what: "content sha256", expected: want.into(), got });
+        }
+    }
     if dest.exists() {
         // An empty leftover folder; replace it.
         std::fs::remove_dir(dest).map_err(io(dest))?;
@@ -241,6 +266,35 @@ pub fn file_hashes(path: &Path) -> Result<(String, String), FetchError> {
         md5.update(&buf[..n]);
     }
     Ok((hex(&sha.finalize()), hex(&md5.finalize())))
+}
+
+/// SHA-256 of a dataset's files below its top level (`<class>/<file>`, at any depth), as
+/// `sha256sum` lists them: the digest of the lines `"<hex sha256>  <relative/path>\n"` sorted by
+/// path bytes. Top-level files (split CSVs, README, the manifest itself) are not part of it, so a
+/// copy with extra metadata files hashes like the bare archive.
+pub fn content_sha256(root: &Path) -> Result<String, FetchError> {
+    let mut files = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            if entry.file_type().map_err(io(&path))?.is_dir() {
+                stack.push((path, child));
+            } else if !rel.is_empty() {
+                files.push((child, path));
+            }
+        }
+    }
+    files.sort();
+    let mut manifest = sha2::Sha256::new();
+    for (rel, path) in files {
+        let digest = sha2::Sha256::digest(std::fs::read(&path).map_err(io(&path))?);
+        manifest.update(format!("{}  {rel}\n", hex(&digest)).as_bytes());
+    }
+    Ok(hex(&manifest.finalize()))
 }
 
 fn verify(part: &Path, spec: &DatasetSpec) -> Result<(), FetchError> {

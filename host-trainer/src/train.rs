@@ -51,6 +51,8 @@ pub struct Trainer {
     pub step: u64,
     pub device: Device,
     scale: Option<(Tensor, Tensor)>,
+    /// Step of the last checkpoint written or resumed from: a second save of the same step is a no-op.
+    saved: Option<(u64, PathBuf)>,
 }
 
 impl Trainer {
@@ -61,7 +63,7 @@ impl Trainer {
         let opt = Optimizer::new(cfg.opt.clone(), model.params());
         let scale = (cfg.amp == Amp::Fp16 && device.is_cuda())
             .then(|| (Tensor::from(65536.0f32).to_device(device), Tensor::zeros([], (Kind::Int, device))));
-        Ok(Trainer { cfg, model, opt, step: 0, device, scale })
+        Ok(Trainer { cfg, model, opt, step: 0, device, scale, saved: None })
     }
 
     /// Starts from the backbone weights in a safetensors file (torchvision keys), e.g. TOV stage 2.
@@ -129,15 +131,24 @@ impl Trainer {
         } else {
             loss.backward();
         }
+        let value = loss.double_value(&[]);
+        // A non-finite loss never reaches the weights (the caller stops the run on it).
+        skip |= !value.is_finite();
         if !skip {
             self.opt.step(lr);
             self.model.after_step(self.step as f64 / self.cfg.steps.max(1) as f64);
         }
         self.step += 1;
-        loss.double_value(&[])
+        value
     }
 
-    pub fn save(&self, run: &Path) -> Result<PathBuf, String> {
+    /// Writes a checkpoint of the current step (once: saving the same step again returns its directory).
+    pub fn save(&mut self, run: &Path) -> Result<PathBuf, String> {
+        if let Some((step, dir)) = &self.saved {
+            if *step == self.step && dir.starts_with(run) {
+                return Ok(dir.clone());
+            }
+        }
         let state = serde_json::json!({ "step": self.step, "config": self.cfg });
         let mut optim = self.opt.state();
         if let Some((s, g)) = &self.scale {
@@ -146,6 +157,7 @@ impl Trainer {
         }
         let dir = checkpoint::save(run, self.step, &self.model.all_state(), &optim, &state)?;
         checkpoint::prune(run, self.cfg.keep_ckpts.max(1));
+        self.saved = Some((self.step, dir.clone()));
         Ok(dir)
     }
 
@@ -165,6 +177,7 @@ impl Trainer {
             }
         }
         self.step = ck.state["step"].as_u64().ok_or_else(|| format!("{}/state.json has no step", ck.dir.display()))?;
+        self.saved = Some((self.step, ck.dir));
         Ok(())
     }
 }
@@ -215,8 +228,17 @@ pub fn pretrain_from(
         let (x1, x2) = stream.views(trainer.step)?;
         let loss = trainer.train_step(&x1, &x2);
         if !loss.is_finite() {
-            trainer.save(run)?;
-            return Err(format!("loss became {loss} at step {}; checkpoint written, lower --lr?", trainer.step));
+            // Weights and batch-norm statistics may already hold the bad values: nothing is saved,
+            // the last good checkpoint stays LATEST.
+            bar.abandon();
+            let kept = match &trainer.saved {
+                Some((step, dir)) => format!("the last good checkpoint is step {step} ({})", dir.display()),
+                None => "no checkpoint was written in this run".into(),
+            };
+            return Err(format!(
+                "loss became {loss} at step {}; stopped without saving, {kept}; lower --lr?",
+                trainer.step
+            ));
         }
         losses.push(loss);
         window_imgs += 2 * cfg.batch;

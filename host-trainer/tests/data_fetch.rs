@@ -1,6 +1,6 @@
 //! `fetch` against a local HTTP server the test runs: resume after a mid-way disconnect,
 //! hash checks that leave nothing half-written, archive safety.
-use rsim_train::fetch::{download_dataset, fetch, DatasetSpec, FetchError};
+use rsim_train::fetch::{content_sha256, download_dataset, fetch, DatasetSpec, FetchError, EUROSAT_RGB_CONTENT_SHA256};
 use sha2::Digest;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -78,7 +78,15 @@ fn serve(body: Vec<u8>, max_conns: usize, cut_first: bool) -> (String, Arc<Mutex
 }
 
 fn spec(url: String, sha256: Option<String>) -> DatasetSpec {
-    DatasetSpec { name: "test-set", url, sha256, md5: None, strip_top: Some("top"), description: "test" }
+    DatasetSpec {
+        name: "test-set",
+        url,
+        sha256,
+        md5: None,
+        strip_top: Some("top"),
+        content_sha256: None,
+        description: "test",
+    }
 }
 
 #[test]
@@ -135,4 +143,39 @@ fn unknown_dataset_names_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let err = download_dataset("imagenet", &dir.path().join("x"), false).unwrap_err().to_string();
     assert!(err.contains("eurosat-rgb"), "{err}");
+}
+
+/// The extracted dataset is checked against its pinned content digest before it is moved into place:
+/// a changed image (archive hash not pinned, as for EuroSAT) leaves no dataset behind.
+#[test]
+fn changed_content_is_refused_before_the_dataset_appears() {
+    let zip = build_zip(&[("top/c/x.bin", payload(5000)), ("top/c/y.bin", payload(7))]);
+    let (url, _) = serve(zip, 4, false);
+    let dir = tempfile::tempdir().unwrap();
+    // The pin of the genuine content, from a copy written as sha256sum would list it.
+    let genuine = dir.path().join("genuine");
+    std::fs::create_dir_all(genuine.join("c")).unwrap();
+    std::fs::write(genuine.join("c/x.bin"), payload(5000)).unwrap();
+    std::fs::write(genuine.join("c/y.bin"), payload(7)).unwrap();
+    std::fs::write(genuine.join("README"), b"top-level files are not content").unwrap();
+    let pin: &'static str = Box::leak(content_sha256(&genuine).unwrap().into_boxed_str());
+    let good = DatasetSpec { content_sha256: Some(pin), ..spec(url.clone(), None) };
+    let dest = dir.path().join("ok");
+    fetch(&good, &dest, false, 1).unwrap();
+    assert_eq!(content_sha256(&dest).unwrap(), pin);
+
+    let (url, _) = serve(build_zip(&[("top/c/x.bin", payload(5000)), ("top/c/y.bin", payload(8))]), 2, false);
+    let bad = DatasetSpec { content_sha256: Some(pin), ..spec(url, None) };
+    let dest = dir.path().join("bad/eurosat-rgb");
+    let err = fetch(&bad, &dest, false, 1).unwrap_err();
+    assert!(matches!(err, FetchError::HashMismatch { what: "content sha256", .. }), "{err}");
+    assert!(!dest.exists());
+    assert_eq!(std::fs::read_dir(dir.path().join("bad")).unwrap().count(), 0, "no .part, no extraction folder");
+}
+
+/// The EuroSAT pin is the digest of the real images: recomputed here from the local copy.
+#[test]
+fn eurosat_content_pin_matches_the_real_images() {
+    let Some(root) = rsim_test_support::dataset("eurosat-rgb") else { return };
+    assert_eq!(content_sha256(&root).unwrap(), EUROSAT_RGB_CONTENT_SHA256);
 }

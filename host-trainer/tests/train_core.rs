@@ -7,6 +7,8 @@ use std::rc::Rc;
 use rsim_model::arch::{ConvSpec, NetBuilder};
 use rsim_model::graph::Activation;
 use rsim_train::bank::{Bank, Part};
+use rsim_train::checkpoint;
+use rsim_train::loader_views::ViewSource;
 use rsim_train::loss::{self, FalseCfg};
 use rsim_train::methods::{MethodCfg, MethodKind};
 use rsim_train::net::TchBuilder;
@@ -245,4 +247,79 @@ fn resumed_run_gives_the_same_next_losses() {
         assert_eq!(rest.len(), 4);
         assert_eq!(&all[4..], &rest[..], "{kind:?}: resumed losses differ");
     }
+}
+
+/// Real views, except that from `poison_from` on one image is NaN (a corrupt tile, a bad band).
+struct PoisonedViews<'a> {
+    inner: ViewStream<'a>,
+    poison_from: u64,
+}
+
+impl ViewSource for PoisonedViews<'_> {
+    fn views(&mut self, step: u64) -> Result<(Tensor, Tensor), String> {
+        let (x1, x2) = self.inner.views(step);
+        if step >= self.poison_from {
+            let _ = x1.get(0).fill_(f64::NAN);
+        }
+        Ok((x1, x2))
+    }
+    fn steps_per_epoch(&self) -> usize {
+        ViewSource::steps_per_epoch(&self.inner)
+    }
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_never_becomes_a_checkpoint() {
+    let Some(bank) = bank() else { return };
+    let mut c = cfg(MethodKind::SimClr, 8);
+    c.ckpt_every = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(c.clone(), Device::Cpu).unwrap();
+    let inner = ViewStream::new(&bank, c.views.clone(), c.batch, c.seed, Device::Cpu).unwrap();
+    let mut views = PoisonedViews { inner, poison_from: 3 };
+    let err = train::pretrain_from(&mut t, &mut views, dir.path(), None, true).unwrap_err();
+    assert!(err.contains("loss became NaN at step 4") && err.contains("last good checkpoint is step 2"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("ckpt/LATEST")).unwrap(), "step-0000002");
+    assert!(!dir.path().join("ckpt/step-0000004").exists());
+    // The kept checkpoint is finite and resumable. The step that saw NaN did not touch the trained
+    // weights; its forward pass did poison batch-norm running statistics, which is why nothing is saved.
+    let mut resumed = Trainer::new(c.clone(), Device::Cpu).unwrap();
+    resumed.resume(dir.path()).unwrap();
+    assert_eq!(resumed.step, 2);
+    let finite = |t: &Tensor| t.isfinite().all().int64_value(&[]) == 1;
+    let is_stat = |name: &str| name.contains("running_") || name.contains("num_batches");
+    for (name, p) in t.model.params().into_iter().filter(|(n, _)| !is_stat(n)) {
+        assert!(finite(&p), "{name} became non-finite although its step was skipped");
+    }
+    assert!(t.model.params().iter().any(|(n, p)| is_stat(n) && !finite(p)), "the NaN batch reached no statistic");
+    assert!(resumed.model.params().iter().all(|(_, p)| finite(p)));
+    // The checkpoint writer refuses non-finite weights whatever calls it.
+    let nan = vec![("w".to_string(), Tensor::from_slice(&[1.0f32, f32::NAN]))];
+    let err = checkpoint::save(dir.path(), 9, &nan, &[], &serde_json::json!({"step": 9})).unwrap_err();
+    assert!(err.contains("`w`") && err.contains("NaN"), "{err}");
+    assert!(!dir.path().join("ckpt/step-0000009").exists());
+}
+
+#[test]
+fn a_torn_latest_checkpoint_falls_back_to_the_previous_one_and_a_step_is_saved_once() {
+    let Some(bank) = bank() else { return };
+    let mut c = cfg(MethodKind::SimClr, 4);
+    c.ckpt_every = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(c.clone(), Device::Cpu).unwrap();
+    train::pretrain(&mut t, &bank, dir.path(), None, true).unwrap();
+    let last = dir.path().join("ckpt/step-0000004");
+    // Saved once: a second save of step 4 (the run end after a checkpoint step) keeps the directory.
+    std::fs::write(last.join("marker"), b"x").unwrap();
+    assert_eq!(t.save(dir.path()).unwrap(), last);
+    assert!(last.join("marker").exists(), "step 4 was written again");
+    // A torn model file in the newest checkpoint: loading the run falls back to step 2.
+    let model = last.join("model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 3]).unwrap();
+    let ck = checkpoint::load(dir.path()).unwrap();
+    assert_eq!(ck.dir, dir.path().join("ckpt/step-0000002"));
+    assert_eq!(ck.state["step"], 2);
+    // Naming the torn checkpoint directly is an error, not a silent fallback.
+    assert!(checkpoint::load(&last).is_err());
 }
