@@ -5,7 +5,8 @@ mod common;
 use common::*;
 use rsim_boards::field::classmap::PALETTE;
 use rsim_boards::field::link::LinkArgs;
-use rsim_boards::field::{run_flash, run_ground, FlashArgs, GroundArgs};
+use rsim_boards::field::{run_confirm, run_flash, run_ground, ConfirmArgs, FlashArgs, GroundArgs};
+use rsim_boards::flash::BoardLimits;
 use rsim_boards::flash::host::Outcome;
 use rsim_boards::wire::{encode, FrameReader, Msg, Score, Telemetry, MAX_FRAME, TOP_K_MAX};
 use std::io::{Read, Write};
@@ -75,6 +76,46 @@ fn flash_over_tcp_activates_the_model_and_reports_refusals() {
     std::fs::write(&p, b"not a model").unwrap();
     let e = run_flash(&flash_args("127.0.0.1:9".into(), p)).unwrap_err();
     assert!(e.contains("is not a valid model"), "{e}");
+}
+
+/// `confirm` over TCP: a flashed model on trial is confirmed by its file's hash and then survives a
+/// reset; a confirm naming another model is refused with the reason.
+#[test]
+fn confirm_over_tcp_keeps_the_trial_model_across_a_reset() {
+    let dir = std::env::temp_dir().join(format!("rsim-confirm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, second) = (echo_model(4, 64, 3000, 1, true), echo_model(4, 64, 4000, 2, true));
+    let (p1, p2) = (dir.join("first.rsm"), dir.join("second.rsm"));
+    std::fs::write(&p1, &first).unwrap();
+    std::fs::write(&p2, &second).unwrap();
+    // Trial boot with confirmation by the ground only (n = 0).
+    let dev = device_with(blank_flash(), BoardLimits { confirm_after: Some(0), ..LIMITS });
+    let (addr, h) = board_on_tcp(dev);
+    run_flash(&flash_args(addr, p1.clone())).unwrap();
+    let (addr, h) = board_on_tcp(h.join().unwrap());
+    run_confirm(&confirm_args(addr, &p1)).unwrap();
+    let (addr, h) = board_on_tcp(h.join().unwrap());
+    run_flash(&flash_args(addr, p2.clone())).unwrap();
+    let mut dev = h.join().unwrap();
+    assert!(dev.record().unwrap().unwrap().trial, "the second model must be on trial");
+    // Confirming a model that is not the active one is refused.
+    let (addr, h) = board_on_tcp(dev);
+    let e = run_confirm(&confirm_args(addr, &p1)).unwrap_err();
+    assert!(e.contains("NotActive") && e.contains("not the board's active model"), "{e}");
+    let (addr, h) = board_on_tcp(h.join().unwrap());
+    run_confirm(&confirm_args(addr, &p2)).unwrap();
+    let mut dev = h.join().unwrap();
+    assert!(!dev.record().unwrap().unwrap().trial);
+    assert_eq!(booted_image(&mut dev).unwrap(), second, "a confirmed model survives the reset");
+}
+
+fn confirm_args(addr: String, model: &std::path::Path) -> ConfirmArgs {
+    ConfirmArgs {
+        link: LinkArgs { tcp: Some(addr), ..Default::default() },
+        model: model.to_path_buf(),
+        timeout_ms: 500,
+        retries: 3,
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use rsim_boards::field::{
-    run_flash, run_ground, run_keygen, run_sign, run_verify, FlashArgs, GroundArgs, KeygenArgs, SignArgs, VerifyArgs,
+    run_confirm, run_flash, run_ground, run_keygen, run_sign, run_verify, ConfirmArgs, FlashArgs, GroundArgs,
+    KeygenArgs, SignArgs, VerifyArgs,
 };
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,8 @@ pub enum Cmd {
     Convert(ConvertArgs),
     /// Flash a .rsm model to a board over a serial port or TCP (resumable; the board verifies, then swaps).
     Flash(FlashArgs),
+    /// Confirm the model on trial on a board (it then survives resets; unconfirmed, a reset reverts it).
+    Confirm(ConfirmArgs),
     /// Ground station: decode board telemetry live into a table; write CSV and a class-map PNG.
     Ground(GroundArgs),
     /// Generate an Ed25519 key pair for signing models (secret file mode 0600; never printed).
@@ -184,6 +187,7 @@ pub fn main() -> i32 {
         Cmd::Data(c) => data(c),
         Cmd::Convert(a) => convert(a),
         Cmd::Flash(a) => run_flash(a).map(|_| ()),
+        Cmd::Confirm(a) => run_confirm(a).map(|_| ()),
         Cmd::Ground(a) => run_ground(a).map(|_| ()),
         Cmd::Keygen(a) => run_keygen(a).map(|_| ()),
         Cmd::Sign(a) => run_sign(a).map(|_| ()),

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use rsim_boards::field::{
-    run_flash, run_ground, run_keygen, run_sign, run_verify, FlashArgs, GroundArgs, KeygenArgs, SignArgs, VerifyArgs,
+    run_confirm, run_flash, run_ground, run_keygen, run_sign, run_verify, ConfirmArgs, FlashArgs, GroundArgs,
+    KeygenArgs, SignArgs, VerifyArgs,
 };
 
 #[derive(Parser)]
@@ -16,6 +17,8 @@ struct Cli {
 enum Cmd {
     /// Flash a .rsm model over a serial port or TCP (resumable; the board verifies, then swaps).
     Flash(FlashArgs),
+    /// Confirm the model on trial on a board (it then survives resets; unconfirmed, a reset reverts it).
+    Confirm(ConfirmArgs),
     /// Decode telemetry live into a table; write CSV and a class-map PNG.
     Ground(GroundArgs),
     /// Generate an Ed25519 key pair for signing models (secret file mode 0600; never printed).
@@ -30,6 +33,7 @@ fn main() {
     let cli = Cli::parse();
     let res = match &cli.cmd {
         Cmd::Flash(a) => run_flash(a).map(|_| ()),
+        Cmd::Confirm(a) => run_confirm(a).map(|_| ()),
         Cmd::Ground(a) => run_ground(a).map(|_| ()),
         Cmd::Keygen(a) => run_keygen(a).map(|_| ()),
         Cmd::Sign(a) => run_sign(a).map(|_| ()),

@@ -2,7 +2,7 @@
 
 use super::link::{open, read_some, LinkArgs};
 use crate::flash::host::{Outcome, Sender, SenderConfig};
-use crate::wire::{encode, FlashErrorCode, FrameReader, MAX_CHUNK, MAX_FRAME};
+use crate::wire::{encode, FlashErrorCode, FrameReader, Msg, MAX_CHUNK, MAX_FRAME};
 use clap::Args;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -128,4 +128,59 @@ pub fn run_flash(args: &FlashArgs) -> Result<Outcome, String> {
             image.len()
         )),
     }
+}
+
+/// Confirm the model on trial on a board: it then stays active across resets and the board's
+/// security counter rises to its signed version. Without a confirm, a board configured for trial
+/// boot reverts to its previous model at the next reset.
+#[derive(Args, Clone, Debug)]
+pub struct ConfirmArgs {
+    #[command(flatten)]
+    pub link: LinkArgs,
+    /// The model file that was flashed (signed or not, byte for byte): its SHA-256 names the image to
+    /// confirm, so a confirm never applies to another model.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Milliseconds to wait for the board's answer before asking again.
+    #[arg(long, default_value_t = 1000)]
+    pub timeout_ms: u64,
+    /// Times to ask again before giving up.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// Sends `FlashConfirm` for the model's SHA-256 until the board answers. Ok: (slot, boot record
+/// sequence) of the confirmed model. Err: the refusal or silence, in words.
+pub fn run_confirm(args: &ConfirmArgs) -> Result<(u8, u32), String> {
+    let image = std::fs::read(&args.model).map_err(|e| format!("cannot read {}: {e}", args.model.display()))?;
+    let sha: [u8; 32] = Sha256::digest(&image).into();
+    let mut link = open(&args.link, Duration::from_millis(5))?;
+    let mut reader: FrameReader = FrameReader::new();
+    let (mut out, mut inbuf) = ([0u8; MAX_FRAME], [0u8; 4096]);
+    let n = encode(&Msg::FlashConfirm { sha256: sha }, &mut out).map_err(|e| e.to_string())?;
+    link.write_all(&[0]).map_err(|e| format!("link write failed: {e}"))?; // flush a half frame on the board
+    for _ in 0..=args.retries {
+        link.write_all(&out[..n]).map_err(|e| format!("link write failed: {e}"))?;
+        let asked = Instant::now();
+        while asked.elapsed() < Duration::from_millis(args.timeout_ms) {
+            let k = read_some(link.as_mut(), &mut inbuf)?;
+            for &b in &inbuf[..k] {
+                match reader.push(b) {
+                    Some(Ok(Msg::FlashDone { slot, seq })) => {
+                        let slot_name = if slot == 0 { 'A' } else { 'B' };
+                        eprintln!("confirm: the model in slot {slot_name} is confirmed (boot record {seq})");
+                        return Ok((slot, seq));
+                    }
+                    Some(Ok(Msg::FlashNack { code, .. })) => {
+                        return Err(format!("board refused the confirm ({code:?}): {}", explain(code)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Err(format!(
+        "board did not answer the confirm after {} tries; a model on trial stays unconfirmed (a reset reverts it)",
+        args.retries + 1
+    ))
 }

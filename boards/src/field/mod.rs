@@ -7,6 +7,6 @@ pub mod ground;
 pub mod link;
 pub mod trust;
 
-pub use flash::{run_flash, FlashArgs};
+pub use flash::{run_confirm, run_flash, ConfirmArgs, FlashArgs};
 pub use ground::{run_ground, GroundArgs};
 pub use trust::{run_keygen, run_sign, run_verify, KeygenArgs, SignArgs, VerifyArgs};
