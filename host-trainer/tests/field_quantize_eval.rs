@@ -62,6 +62,7 @@ fn eargs(model: &Path, data: &Path, out: &Path) -> EvalArgs {
         csv: None,
         limit: None,
         out: Some(out.into()),
+        max_macs: None,
         quiet: true,
     }
 }
@@ -160,4 +161,9 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     let feats = tiny_model(tmp.path(), None);
     let e = eval(&eargs(&feats, &data, &tmp.path().join("e"))).unwrap_err();
     assert!(e.contains("model has no class head"), "{e}");
+    // A board's compute budget: refused before any image is scored, naming both numbers.
+    let out = tmp.path().join("budget");
+    let e = eval(&EvalArgs { max_macs: Some(1000), ..eargs(&f32_path, &data, &out) }).unwrap_err();
+    assert!(e.contains("multiply-accumulates per inference, over the budget of 1000"), "{e}");
+    assert!(!out.exists(), "nothing written for a refused model");
 }

@@ -4,7 +4,7 @@
 use super::images::{load_u8, select, Part};
 use crate::metrics::Confusion;
 use clap::Args;
-use rsim_edge::Engine;
+use rsim_edge::{Engine, Options};
 use rsim_model::{DType, Model, Op};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +33,10 @@ pub struct EvalArgs {
     /// Folder for results.json and confusion.png (created if missing).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Refuse a model whose one inference needs more multiply-accumulates than this (a board's
+    /// compute budget), before anything runs. results.json records the model's count either way.
+    #[arg(long)]
+    pub max_macs: Option<u64>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -54,6 +58,8 @@ pub struct EvalResults {
     pub data: String,
     pub split: String,
     pub images: usize,
+    /// Multiply-accumulates of one inference (`Model::macs`).
+    pub macs: u64,
     pub oa: f64,
     pub aa: f64,
     pub kappa: f64,
@@ -119,7 +125,10 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
     let bands = model.info.input_spec.channels;
     let mut arena =
         vec![0u8; rsim_edge::required_arena(&bytes).map_err(|e| format!("{}: {e}", a.model.display()))? + 16];
-    let mut engine = Engine::new(&bytes, &mut arena).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let opts = Options { max_macs: a.max_macs, ..Options::default() };
+    let mut engine =
+        Engine::with_options(&bytes, &mut arena, opts).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    let macs = engine.macs();
     let n = a.limit.unwrap_or(usize::MAX).min(ds.len());
     let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(n as u64) };
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -167,6 +176,7 @@ pub fn run(a: &EvalArgs) -> Result<EvalResults, String> {
         data: a.data.display().to_string(),
         split,
         images: n,
+        macs,
         oa: sc.oa,
         aa: sc.aa,
         kappa: sc.kappa,
@@ -202,7 +212,7 @@ fn print_results(r: &EvalResults) {
     for (c, acc) in &r.per_class {
         println!("  {c:<24} {:>6.2}%", acc * 100.0);
     }
-    println!("model bytes {}  arena bytes {}", r.model_bytes, r.arena_bytes);
+    println!("model bytes {}  arena bytes {}  MACs per inference {}", r.model_bytes, r.arena_bytes, r.macs);
     println!(
         "latency per image: invoke median {:.3} ms (p90 {:.3}), preprocess median {:.3} ms (p90 {:.3}) [{}]",
         r.invoke.median_ms, r.invoke.p90_ms, r.preprocess.median_ms, r.preprocess.p90_ms, r.machine
