@@ -11,29 +11,16 @@ use crate::requant::{requant_scalar, ChannelData};
 use crate::{check_micro, check_operands, Avx2, KResult, MR};
 use core::arch::x86_64::*;
 
-impl Avx2 {
-    /// Runs `f(self, p, first, x, w, c, out)` inside a function compiled with AVX2, so that the token's
-    /// `#[inline(always)]` methods (and `f`'s own loops) inline into it as AVX2 code: pass an
-    /// `#[inline(always)]` function or closure. The operands go through that function's own
-    /// parameters rather than captures, so the compiler keeps their no-alias facts (a captured
-    /// `&mut` output costs reloads after every store). Safe for any `f`: it only changes which
-    /// instructions the compiler may use, and the token proves the CPU has them.
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn vectorize<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
-        self,
-        p: &P,
-        first: usize,
-        x: &X,
-        w: &W,
-        c: &C,
-        out: &mut O,
-        f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
-    ) -> R {
-        #[target_feature(enable = "avx2")]
+/// One safe entry into code compiled with `$features`: the public method runs `f` inside an inner
+/// `#[target_feature]` function (see [`Avx2::vectorize`]). The features must be ones
+/// [`Avx2::detect`] checks.
+macro_rules! entry {
+    ($(#[$doc:meta])* $name:ident, $features:literal) => {
+        $(#[$doc])*
+        #[inline]
         #[allow(clippy::too_many_arguments)]
-        fn with_avx2<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
-            t: Avx2,
+        pub fn $name<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+            self,
             p: &P,
             first: usize,
             x: &X,
@@ -42,41 +29,41 @@ impl Avx2 {
             out: &mut O,
             f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
         ) -> R {
-            f(t, p, first, x, w, c, out)
+            #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
+            fn with_features<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
+                t: Avx2,
+                p: &P,
+                first: usize,
+                x: &X,
+                w: &W,
+                c: &C,
+                out: &mut O,
+                f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
+            ) -> R {
+                f(t, p, first, x, w, c, out)
+            }
+            // SAFETY: an `Avx2` exists only when the CPU has AVX2 and FMA (`Avx2::detect`), which cover
+            // every feature an `entry!` enables.
+            unsafe { with_features(self, p, first, x, w, c, out, f) }
         }
-        // SAFETY: an `Avx2` exists only when the CPU has AVX2 (`Avx2::detect`).
-        unsafe { with_avx2(self, p, first, x, w, c, out, f) }
+    };
+}
+
+impl Avx2 {
+    entry! {
+        /// Runs `f(self, p, first, x, w, c, out)` inside a function compiled with AVX2, so that the token's
+        /// `#[inline(always)]` methods (and `f`'s own loops) inline into it as AVX2 code: pass an
+        /// `#[inline(always)]` function or closure. The operands go through that function's own
+        /// parameters rather than captures, so the compiler keeps their no-alias facts (a captured
+        /// `&mut` output costs reloads after every store). Safe for any `f`: it only changes which
+        /// instructions the compiler may use, and the token proves the CPU has them.
+        vectorize, "avx2"
     }
 
-    /// [`vectorize`](Self::vectorize) with AVX2 and FMA (the f32 kernels).
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    pub fn vectorize_fma<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
-        self,
-        p: &P,
-        first: usize,
-        x: &X,
-        w: &W,
-        c: &C,
-        out: &mut O,
-        f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
-    ) -> R {
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        fn with_avx2_fma<P: ?Sized, X: ?Sized, W: ?Sized, C: ?Sized, O: ?Sized, R>(
-            t: Avx2,
-            p: &P,
-            first: usize,
-            x: &X,
-            w: &W,
-            c: &C,
-            out: &mut O,
-            f: impl FnOnce(Avx2, &P, usize, &X, &W, &C, &mut O) -> R,
-        ) -> R {
-            f(t, p, first, x, w, c, out)
-        }
-        // SAFETY: an `Avx2` exists only when the CPU has AVX2 and FMA (`Avx2::detect`).
-        unsafe { with_avx2_fma(self, p, first, x, w, c, out, f) }
+    entry! {
+        /// [`vectorize`](Self::vectorize) with AVX2 and FMA (the f32 kernels).
+        vectorize_fma, "avx2,fma"
     }
 
     /// The int8 GEMM micro-kernel: `acc[r][l] (+)= sum_j a[r * lda + 2j] * w[j][l][0] +
