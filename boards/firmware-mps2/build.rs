@@ -1,4 +1,5 @@
-//! Embeds the model (`RSIM_FW_MODEL`) and what to classify, validates both on the host, sizes the
+//! Embeds the model (`RSIM_FW_MODEL`) and what to classify (not with the `receiver` feature, whose
+//! firmware reads its model from flash and its frames from the host), validates both on the host, sizes the
 //! static arena from the model header, writes the loop settings and picks the board's memory map.
 //!
 //! What to classify, first match wins:
@@ -26,6 +27,12 @@ fn main() {
     println!("cargo:rerun-if-changed=memory-an386.x");
     println!("cargo:rerun-if-changed=memory-an547.x");
 
+    // The receiver firmware boots whatever model its flash holds and takes new ones over the UART:
+    // nothing to embed, one build for every model.
+    if env::var_os("CARGO_FEATURE_RECEIVER").is_some() {
+        write_keys(&out);
+        return;
+    }
     let model = read_var("RSIM_FW_MODEL", "the .rsm model to embed").unwrap_or_else(|| {
         fail("set RSIM_FW_MODEL to the path of the .rsm model to embed (`cargo xtask test` does this)")
     });
@@ -101,6 +108,29 @@ fn main() {
     ] {
         println!("cargo:rerun-if-env-changed={v}");
     }
+}
+
+/// `RSIM_FW_KEYS`: the receiver's trusted Ed25519 public keys, `.pub` files (`rsim keygen`: 64 hex
+/// digits) separated by `:`. None: the board accepts unsigned models (development boards).
+fn write_keys(out: &Path) {
+    println!("cargo:rerun-if-env-changed=RSIM_FW_KEYS");
+    let mut keys = Vec::new();
+    for path in env::var("RSIM_FW_KEYS").unwrap_or_default().split(':').filter(|p| !p.is_empty()) {
+        println!("cargo:rerun-if-changed={path}");
+        let text = fs::read_to_string(path).unwrap_or_else(|e| fail(&format!("RSIM_FW_KEYS: {path}: {e}")));
+        let hex = text.trim();
+        let bytes: Option<Vec<u8>> = (hex.len() == 64)
+            .then(|| (0..32).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()).collect())
+            .flatten();
+        let key = bytes.unwrap_or_else(|| fail(&format!("RSIM_FW_KEYS: {path} is not a public key (64 hex digits)")));
+        keys.push(format!("{key:?}"));
+    }
+    let text = format!(
+        "/// Public keys the receiver trusts (RSIM_FW_KEYS at build time); empty: unsigned models accepted.\n\
+         pub const KEYS: &[[u8; 32]] = &[{}];\n",
+        keys.join(", ")
+    );
+    fs::write(out.join("keys.rs"), text).expect("write keys.rs into OUT_DIR");
 }
 
 fn env_str(var: &str) -> Option<String> {

@@ -1,32 +1,43 @@
 //! Cortex-M test firmware for QEMU `mps2-an386` (Cortex-M4; `mps3-an547` Cortex-M55 with the
-//! `an547` feature).
+//! `an547` feature), in two builds:
 //!
-//! Runs the rsim onboard loop (`rsim_boards::onboard`, no heap) over the frames embedded at build
-//! time (see build.rs: camera tiles, ready input tensors, or the model's test vector) with the
-//! model embedded 16-byte aligned in flash and the arena on the stack. Telemetry frames (postcard
-//! + COBS + CRC32, with each tile's raw int8 output) and heartbeats go out of UART0; QEMU's
-//! `-serial` hands them to the host (`rsim ground` decodes them). Over semihosting it prints
-//! parseable lines and exits QEMU:
+//! - embedded (default, `embedded.rs`): runs the rsim onboard loop (`rsim_boards::onboard`, no heap)
+//!   over the frames embedded at build time (see build.rs: camera tiles, ready input tensors, or the
+//!   model's test vector) with the model embedded 16-byte aligned in flash, then exits;
+//! - receiver (feature `receiver`, `receiver.rs`): no model built in. It boots the model in its A/B
+//!   flash slots, receives new ones over UART0 (`rsim flash`), and classifies frames read from the
+//!   host until QEMU is stopped.
+//!
+//! Telemetry frames (postcard + COBS + CRC32, with each tile's raw int8 output) and heartbeats go
+//! out of UART0; QEMU's `-serial` hands them to the host (`rsim ground` decodes them). Over
+//! semihosting it prints parseable lines:
 //! ```text
-//! RSIM_OUTPUT <output tensor bytes as lowercase hex>     one line per classified tile
+//! RSIM_OUTPUT <output tensor bytes as lowercase hex>     one line per classified tile (embedded)
 //! RSIM_DONE frames=<n> tiles=<n> late=<n> dropped=<n> us=<loop time> cycles=<SysTick ticks>
+//! RSIM_BOOT ...  RSIM_MODEL ...  RSIM_ACTIVATED ...      receiver events (see receiver.rs)
 //! RSIM_ERROR <message>                                   exit status 1
 //! ```
 #![no_std]
 #![no_main]
 
 mod clock;
+#[cfg(not(feature = "receiver"))]
+mod embedded;
+#[cfg(not(feature = "receiver"))]
 mod frames;
+#[cfg(feature = "receiver")]
+mod receiver;
+#[cfg(feature = "receiver")]
+mod semiflash;
 mod uart;
 
 use core::fmt::Write;
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug, hio};
-use embedded_io::Write as _;
-use rsim_boards::clock::Clock;
-use rsim_boards::onboard::{EngineClassifier, FrameInfo, LoopConfig, OnboardLoop};
-
-include!(concat!(env!("OUT_DIR"), "/model_consts.rs"));
+#[cfg(not(feature = "receiver"))]
+use embedded::run;
+#[cfg(feature = "receiver")]
+use receiver::run;
 
 #[cfg(not(feature = "an547"))]
 mod board {
@@ -34,6 +45,11 @@ mod board {
     pub const UART0: usize = 0x4000_4000;
     /// AN386 system clock (SysTick counts it).
     pub const CORE_HZ: u32 = 25_000_000;
+    /// 16 MiB of PSRAM outside the linker's regions: the receiver's flash mirror and buffers.
+    #[cfg(feature = "receiver")]
+    pub const BULK: usize = 0x2100_0000;
+    #[cfg(feature = "receiver")]
+    pub const BULK_LEN: usize = 16 << 20;
 }
 #[cfg(feature = "an547")]
 mod board {
@@ -41,14 +57,17 @@ mod board {
     pub const UART0: usize = 0x5930_3000;
     /// AN547 system clock.
     pub const CORE_HZ: u32 = 32_000_000;
+    /// 4 MiB of SRAM outside the linker's regions: the receiver's flash mirror and buffers.
+    #[cfg(feature = "receiver")]
+    pub const BULK: usize = 0x2100_0000;
+    #[cfg(feature = "receiver")]
+    pub const BULK_LEN: usize = 4 << 20;
 }
 
+#[cfg(not(feature = "receiver"))]
 /// Forces 16-byte alignment on embedded bytes: the runtime reads f32/i32 constants in place.
 #[repr(C, align(16))]
-struct Aligned<T: ?Sized>(T);
-
-static MODEL: &Aligned<[u8]> = &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/model.rsm")));
-static FRAMES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/frames.bin"));
+pub struct Aligned<T: ?Sized>(pub T);
 
 #[entry]
 fn main() -> ! {
@@ -68,7 +87,7 @@ fn main() -> ! {
 }
 
 /// Message of a failed run (the runtime's errors print through `Display`).
-struct Msg(heapless_fmt::Buf);
+pub struct Msg(heapless_fmt::Buf);
 
 mod heapless_fmt {
     /// A fixed-size text buffer for one error line.
@@ -93,67 +112,15 @@ impl core::fmt::Display for Msg {
     }
 }
 
-fn msg(args: core::fmt::Arguments<'_>) -> Msg {
+pub fn msg(args: core::fmt::Arguments<'_>) -> Msg {
     let mut b = heapless_fmt::Buf { bytes: [0; 160], len: 0 };
     let _ = b.write_fmt(args);
     Msg(b)
 }
 
-fn run() -> Result<(), Msg> {
-    let cp = cortex_m::Peripherals::take().ok_or_else(|| msg(format_args!("core peripherals already taken")))?;
-    let clock = clock::SysTickClock::start(cp.SYST, board::CORE_HZ);
-    // SAFETY: UART0 is this board's CMSDK UART and only this function drives it.
-    let mut uart = unsafe { uart::Uart::new(board::UART0, 16) };
-    let mut stdout = hio::hstdout().ok();
-
-    // Arena, frame and tile buffers live on main's stack frame, which never returns: no heap, no `static mut`.
-    let mut arena = Aligned([0u8; ARENA_SIZE]);
-    let mut frame = [0u8; FRAME_LEN];
-    let mut tile = [0u8; TILE_BUF];
-    let inner = EngineClassifier::new(&MODEL.0, &mut arena.0).map_err(|e| msg(format_args!("model refused: {e}")))?;
-    let mut clf = frames::Firmware {
-        inner,
-        raw: RAW_TENSORS,
-        report: |bytes: &[u8]| {
-            if let (true, Some(out)) = (HEX_LINES, stdout.as_mut()) {
-                let _ = report_hex(out, bytes);
-            }
-        },
-    };
-    let cfg = LoopConfig {
-        tile: TILE,
-        stride: STRIDE,
-        top_k: TOP_K,
-        deadline_us: DEADLINE_US,
-        heartbeat_us: 1_000_000,
-        smoothing: None,
-        send_raw_output: true,
-    };
-    let info = FrameInfo { width: FRAME_W, height: FRAME_H, channels: FRAME_C };
-    let mut source = frames::Embedded::new(FRAMES, info, FRAME_LEN, REPEAT);
-    let mut lp = OnboardLoop::new(cfg, &clock, &mut tile, &mut []);
-    let (t0, c0) = (clock.now_us(), clock.ticks());
-    while lp.step(&mut source, &mut frame, &mut clf, &mut uart).map_err(|e| msg(format_args!("loop stopped: {e}")))? {}
-    let (us, cycles) = (clock.now_us() - t0, clock.ticks() - c0);
-    lp.send_heartbeat(&mut uart);
-    let _ = uart.flush();
-    let s = lp.stats;
-    drop(clf);
-    if let Some(out) = stdout.as_mut() {
-        let _ = writeln!(
-            out,
-            "RSIM_DONE frames={} tiles={} late={} dropped={} tx_errors={} classify_errors={} us={us} cycles={cycles}",
-            s.frames, s.tiles, s.frames_late, s.tiles_dropped, s.tx_errors, s.classify_errors
-        );
-    }
-    if s.classify_errors > 0 {
-        return Err(msg(format_args!("{} tiles failed to classify", s.classify_errors)));
-    }
-    Ok(())
-}
-
+#[cfg(not(feature = "receiver"))]
 /// One semihosting write per 32 output bytes: each write traps to the host, so fewer is faster.
-fn report_hex(out: &mut hio::HostStream, bytes: &[u8]) -> core::fmt::Result {
+pub fn report_hex(out: &mut hio::HostStream, bytes: &[u8]) -> core::fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.write_str("RSIM_OUTPUT ")?;
     let mut line = [0u8; 64];

@@ -9,6 +9,7 @@ mod boot;
 mod device;
 pub mod host;
 mod record;
+mod service;
 pub mod sign;
 mod verify;
 
@@ -18,6 +19,7 @@ pub mod emu;
 pub use boot::{boot, Booted};
 pub use device::Updater;
 pub use record::{BootRecord, SlotInfo, RECORD_LEN};
+pub use service::{Activated, ActiveImage, LinkService, Polled};
 pub use verify::{BoardLimits, SelfTest, VerifyError};
 
 use crate::error::{Error, ErrorKind};

@@ -161,6 +161,28 @@ pub fn build_firmware(board: Board, dir: &Path, repeat: u32, hex: bool) -> PathB
     target_dir.join(board.target()).join("release/rsim-firmware-mps2")
 }
 
+/// Builds the receiver firmware for `board` (feature `receiver`: no model built in, one build for
+/// every model it is flashed with), trusting the public key file `key` (`RSIM_FW_KEYS`).
+pub fn build_receiver(board: Board, key: &Path) -> PathBuf {
+    let target_dir = rsim_test_support::emulator::cross_target_dir("firmware-receiver");
+    let mut cmd = cargo();
+    cmd.current_dir(workspace().join("boards/firmware-mps2"))
+        .args(["build", "--release", "--target", board.target(), "--target-dir"])
+        .arg(&target_dir);
+    for v in ["RSIM_FW_MODEL", "RSIM_FW_FRAMES", "RSIM_FW_INPUT"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("RSIM_FW_KEYS", key);
+    cmd.args(["--features", if board == Board::M55 { "receiver an547" } else { "receiver" }]);
+    check(&mut cmd, &format!("building the {} receiver firmware", board.name()));
+    target_dir.join(board.target()).join("release/rsim-firmware-mps2")
+}
+
+/// The machine arguments of `board` for qemu-system-arm.
+pub fn machine_args(board: Board) -> &'static [&'static str] {
+    board.machine()
+}
+
 /// Runs the firmware with UART0 written to `uart`; returns its semihosting output. `icount`: QEMU
 /// counts one instruction per virtual nanosecond, so the SysTick clock measures instructions.
 pub fn run_firmware(board: Board, elf: &Path, uart: &Path, icount: bool) -> String {
