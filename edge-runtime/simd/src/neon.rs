@@ -88,8 +88,9 @@ unsafe fn block(
 
 impl NeonDot {
     /// The dot-product int8 GEMM micro-kernel: `acc[r][l] (+)= sum_k a[r * lda + k] * w(l, k)` over raw
-    /// int8 bytes `a` (rows `r < MR`, `k < kc`) and the packed weights of [module docs](self) (block `b`
-    /// of 8 channels at `b * bstride`, lanes `l < 8 * nb`), wrapping i32; `first` overwrites the lanes
+    /// int8 bytes `a` (rows `r < MR`, `k < kc`) and packed weights (block `b` of 8 channels at
+    /// `b * bstride`, lanes `l < 8 * nb`; per 4 `k` 32 bytes `[c0 k0..k3, ..., c7 k0..k3]`, then when
+    /// `kc % 4 == 2` 16 bytes `[c0 k0, c0 k1, ..., c7 k1]`), wrapping i32; `first` overwrites the lanes
     /// instead of adding. Errors (touching nothing) unless [`check_micro_dot`] accepts the shapes.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]

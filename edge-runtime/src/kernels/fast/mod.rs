@@ -8,7 +8,7 @@
 //! - [`depthwise`]: depthwise convolution with multiplier 1, channels innermost.
 //! - [`requant`]: TFLM's double-rounding requantization on arrays of accumulators.
 //! - [`x86`]: AVX2 micro-kernels and requantization (x86_64, runtime-detected in std builds).
-//! - [`neon`]: the aarch64 GEMM micro-kernels: `smlal` (NEON), `sdot` (dot-product extension,
+//! - `neon` (aarch64): the GEMM micro-kernels: `smlal` (NEON), `sdot` (dot-product extension,
 //!   runtime-detected in std builds).
 //!
 //! The instruction-set code itself (intrinsics, assembly) is in the rsim-edge-simd crate, behind safe
