@@ -18,6 +18,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT" # the repository's .cargo/config.toml names the aarch64 linker
 abs() { case "$1" in /*) realpath -m "$1" ;; *) realpath -m "$ROOT/$1" ;; esac; }
 MODELS="$(abs "${RSIM_MODELS:-../shared/models}")"
 export CARGO_TARGET_DIR="$(abs "${CARGO_TARGET_DIR:-target/bench-aarch64}")"
@@ -50,17 +51,23 @@ BIN="$CARGO_TARGET_DIR/$TARGET/release/rsim-aarch64-count"
 ADDR="$(aarch64-linux-gnu-nm "$BIN" | awk '$3 == "rsim_mark" { print $1 }')"
 [ -n "$ADDR" ] || { echo "error: no rsim_mark symbol in $BIN" >&2; exit 1; }
 
+# The guest's stack placement (hence the alignment of stack buffers, which memcpy's paths depend on)
+# follows from its arguments and environment: run with fixed short names, in $WORK, with an empty
+# environment, so the counts do not depend on where the checkout or the models are.
+cp "$BIN" "$WORK/rsim-aarch64-count"
+cp "$MODELS/mlperf-tiny-ic/pretrainedResnet_quant.tflite" "$WORK/ic.tflite"
+cp "$MODELS/mlperf-tiny-ic/inputs/000.bin" "$WORK/ic.bin"
+cp "$MODELS/mlperf-tiny-kws/kws_ref_model.tflite" "$WORK/kws.tflite"
+cp "$MODELS/mlperf-tiny-kws/inputs/000.bin" "$WORK/kws.bin"
+QEMU="$(command -v qemu-aarch64)"
 RUNS=("max native" "max nodot" "cortex-a57 native")
 for model in ic kws; do
-    case $model in
-        ic) tflite="$MODELS/mlperf-tiny-ic/pretrainedResnet_quant.tflite"; input="$MODELS/mlperf-tiny-ic/inputs/000.bin" ;;
-        kws) tflite="$MODELS/mlperf-tiny-kws/kws_ref_model.tflite"; input="$MODELS/mlperf-tiny-kws/inputs/000.bin" ;;
-    esac
     for run in "${RUNS[@]}"; do
         read -r cpu kernels <<<"$run"
-        step "$model: qemu-aarch64 -cpu $cpu, kernels $kernels"
-        qemu-aarch64 -cpu "$cpu" -plugin "$WORK/libmarkcount.so,addr=0x$ADDR,out=$WORK/$model.$cpu.$kernels.marks" \
-            "$BIN" "$tflite" "$input" "$kernels" >"$WORK/$model.$cpu.$kernels.out"
+        step "$model: qemu-aarch64 -cpu $cpu ./rsim-aarch64-count $model.tflite $model.bin $kernels"
+        (cd "$WORK" && env -i "$QEMU" -cpu "$cpu" \
+            -plugin "$WORK/libmarkcount.so,addr=0x$ADDR,out=$WORK/$model.$cpu.$kernels.marks" \
+            ./rsim-aarch64-count "$model.tflite" "$model.bin" "$kernels" >"$WORK/$model.$cpu.$kernels.out")
     done
 done
 
