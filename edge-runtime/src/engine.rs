@@ -50,8 +50,13 @@ pub enum Kernels {
     Reference,
     /// Fast kernels in plain Rust only (what non-x86 64-bit targets run; for tests on x86 too).
     Portable,
-    /// The fastest this CPU offers (AVX2 on x86_64 when detected at run time), else portable.
+    /// The fastest this CPU offers (AVX2 on x86_64 when detected at run time; NEON on aarch64, with the
+    /// dot-product extension's `sdot` when detected at run time), else portable.
     Native,
+    /// As [`Native`](Self::Native) but never the aarch64 dot-product (`sdot`) kernels: NEON `smlal` on
+    /// every aarch64 CPU (to test and measure that fallback on CPUs that have the extension); the same
+    /// as `Native` on other targets.
+    NativeNoDotProd,
 }
 
 /// One model running in one caller-owned arena. Feed it with [`set_input_f32`](Self::set_input_f32),
@@ -150,7 +155,11 @@ impl<'m, 'a> Engine<'m, 'a> {
         if let Some(limit) = opts.max_macs.filter(|&limit| macs > limit) {
             return Err(EngineError::OverBudget { macs, limit });
         }
-        let isa = if opts.kernels == Kernels::Native { Isa::detect() } else { Isa::Portable };
+        let isa = match opts.kernels {
+            Kernels::Native => Isa::detect(),
+            Kernels::NativeNoDotProd => Isa::detect_with(false),
+            Kernels::Reference | Kernels::Portable => Isa::Portable,
+        };
         let (arena, rest) = arena.split_at_mut(need);
         let (prepared, persistent): (Option<&'a [PreparedOp]>, &'a [u8]) = match layout {
             None => (None, &[]),
@@ -170,7 +179,7 @@ impl<'m, 'a> Engine<'m, 'a> {
                     } else {
                         Kernel::Reference
                     };
-                    fast::pack(&kernel, &op, &model, data).map_err(|reason| EngineError::Unsupported {
+                    fast::pack(&kernel, &op, &model, data, isa).map_err(|reason| EngineError::Unsupported {
                         op: index,
                         name: op.name(),
                         reason,

@@ -1,5 +1,6 @@
 //! Seeded property tests: every fast int8 kernel (packed GEMM for dense conv and fully connected,
-//! depthwise channel runs; portable and the CPU's native instruction set, one thread and several)
+//! depthwise channel runs; portable and the CPU's native instruction set, one thread and several; on
+//! aarch64 both the dot-product `sdot` GEMM, where the CPU has it, and the NEON `smlal` one)
 //! gives exactly the bytes of the TFLM-exact reference kernels, over random shapes, strides,
 //! paddings, dilations, zero points, clamps and per-tensor or per-channel multipliers (including
 //! hostile multipliers and shifts no converter would write).
@@ -197,12 +198,45 @@ fn check(m: &Built, rng: &mut Rng, what: &str) {
     let reference = Options { kernels: Kernels::Reference, ..Options::default() };
     let (want, fast) = run(m, &x, reference);
     assert_eq!(fast, 0, "{what}: the reference engine ran a fast kernel");
-    for (kernels, threads) in [(Kernels::Portable, 1), (Kernels::Native, 1), (Kernels::Native, 3)] {
+    for (kernels, threads) in
+        [(Kernels::Portable, 1), (Kernels::Native, 1), (Kernels::NativeNoDotProd, 1), (Kernels::Native, 3)]
+    {
         let (got, fast) = run(m, &x, Options { kernels, threads, lean: false, max_macs: None });
         if m.fast_expected {
             assert_eq!(fast, 1, "{what}: no fast kernel took a shape the fast paths claim ({kernels:?})");
         }
         assert!(got == want, "{what}: {kernels:?} x{threads} differs from the reference");
+    }
+}
+
+/// The instruction set each kernel choice runs. On aarch64 `Native` takes the dot-product GEMM exactly
+/// when the CPU reports the extension and `NativeNoDotProd` never does, so both are compared above on a
+/// CPU with it (qemu-aarch64's default `max`), and `smlal` alone on one without (`QEMU_CPU=cortex-a57`).
+/// `RSIM_EXPECT_ISA=<name>` makes a run fail unless `Native` chose that one (a CI guard that the `sdot`
+/// path really ran).
+#[test]
+fn native_kernels_use_the_cpus_instruction_set() {
+    let m = fc_case(&mut Rng::new(1), false);
+    let isa = |kernels| {
+        let opts = Options { kernels, ..Options::default() };
+        let mut arena = vec![0u8; required_arena_with(&m.bytes, &opts).unwrap() + 16];
+        let e = Engine::with_options(&m.bytes, &mut arena, opts).unwrap();
+        assert_eq!(e.report().fast_ops, 1, "{kernels:?}: the fully connected op is not on a fast kernel");
+        e.report().isa
+    };
+    let native = isa(Kernels::Native);
+    eprintln!("native kernels: {native}");
+    assert_eq!(isa(Kernels::Portable), "portable");
+    #[cfg(target_arch = "aarch64")]
+    {
+        let dot = std::arch::is_aarch64_feature_detected!("dotprod");
+        assert_eq!(native, if dot { "neon-dotprod" } else { "neon" });
+        assert_eq!(isa(Kernels::NativeNoDotProd), "neon");
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    assert_eq!(isa(Kernels::NativeNoDotProd), native);
+    if let Ok(want) = std::env::var("RSIM_EXPECT_ISA") {
+        assert_eq!(native, want, "RSIM_EXPECT_ISA");
     }
 }
 

@@ -29,7 +29,8 @@ Runs every check CI runs, cheapest first:
   2. cargo test, built through clippy-driver with -D warnings (the lints of cargo clippy --all-targets):
      every member with the torch in .venv if it exists (cargo xtask setup), else every member but the
      trainer plus rsim-train's torch-free tests; includes emulated Cortex-M4/M55 and aarch64
-  3. the fast-kernel property tests built for aarch64, run under qemu-aarch64
+  3. the fast-kernel property tests built for aarch64, run under qemu-aarch64 (-cpu max: sdot and
+     smlal GEMMs; -cpu cortex-a57: smlal)
 
 options:
   --no-train   leave the libtorch part of rsim-train out even when .venv exists
@@ -131,21 +132,28 @@ fn fast_kernels_on_aarch64() -> Result<(), String> {
         eprintln!("\n*** SKIPPED aarch64 fast-kernel tests: {msg}\n");
         return Ok(());
     }
-    gates::cargo(
-        &[
-            "test",
-            "-p",
-            "rsim-edge",
-            "--target",
-            "aarch64-unknown-linux-gnu",
-            "--test",
-            "fast_int8",
-            "--test",
-            "fast_f32",
-        ],
-        None,
-        &[],
-    )
+    // Twice: on QEMU's `max` CPU (dot product: the `sdot` GEMM and, forced, the `smlal` one) and on a
+    // Cortex-A57 (no dot product: `Kernels::Native` must fall back to `smlal` by itself). The expected
+    // instruction set is asserted (`RSIM_EXPECT_ISA`), so a detection change cannot skip a kernel.
+    for (cpu, isa) in [("max", "neon-dotprod"), ("cortex-a57", "neon")] {
+        eprintln!("qemu-aarch64 -cpu {cpu} (expects {isa})");
+        gates::cargo(
+            &[
+                "test",
+                "-p",
+                "rsim-edge",
+                "--target",
+                "aarch64-unknown-linux-gnu",
+                "--test",
+                "fast_int8",
+                "--test",
+                "fast_f32",
+            ],
+            None,
+            &[("QEMU_CPU".into(), cpu.into()), ("RSIM_EXPECT_ISA".into(), isa.into())],
+        )?;
+    }
+    Ok(())
 }
 
 fn step(what: &str) {

@@ -4,7 +4,9 @@
 //! - [`Avx2`] (x86_64): the int8 GEMM micro-kernel, im2col widening, 8-lane requantization,
 //!   depthwise and ADD sweeps, the f32 GEMM micro-kernel, and [`Avx2::vectorize`], which runs a
 //!   caller's (safe) driver loop compiled with AVX2 so these inline into it.
-//! - [`Neon`] (aarch64): the int8 GEMM micro-kernel.
+//! - [`Neon`] (aarch64): the int8 GEMM micro-kernel (`smlal` on i16 pairs).
+//! - [`NeonDot`] (aarch64 with the dot-product extension, FEAT_DotProd): the int8 GEMM micro-kernel on
+//!   raw int8 bytes with `sdot` (4 products per lane per instruction), detected at run time in std builds.
 //! - `cortex_m` (Armv7E-M, cfg `rsim_arm_dsp`): the `SXTAB16` im2col widening and the `SMLAD`
 //!   2 x 2 micro-kernel of the DSP convolution.
 //! - [`records`]: writing `Copy` records into an aligned byte buffer and viewing them as a slice.
@@ -91,11 +93,50 @@ impl Neon {
     }
 }
 
+/// Proof that this CPU runs NEON with the Armv8.2 dot-product instructions (`sdot`, FEAT_DotProd):
+/// [`NeonDot::detect`] is the only way to get one. On other architectures it is never constructed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeonDot {
+    _private: (),
+}
+
+impl NeonDot {
+    /// `Some` on aarch64 when the CPU has the dot-product instructions: detected at run time in std
+    /// builds (`is_aarch64_feature_detected!("dotprod")`, the kernel's HWCAP on Linux), else when the
+    /// target enables them at compile time (`-C target-feature=+dotprod`); `None` elsewhere.
+    pub fn detect() -> Option<NeonDot> {
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon", any(feature = "std", test)))]
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Some(NeonDot { _private: () });
+        }
+        #[cfg(all(
+            target_arch = "aarch64",
+            target_feature = "neon",
+            not(any(feature = "std", test)),
+            target_feature = "dotprod"
+        ))]
+        return Some(NeonDot { _private: () });
+        #[allow(unreachable_code)]
+        None
+    }
+}
+
 /// The shape check of the SIMD GEMM micro-kernels, done before their unchecked loads: even `kc`, one
 /// or two 8-channel blocks, `lda >= kc`, `a` holding [`MR`] rows of `kc` at stride `lda`, and `w`
 /// holding `nb` blocks of `kc * 8` bytes at stride `bstride` (overflowing sizes fail too).
 #[inline(always)]
 pub fn check_micro(a: &[i16], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize) -> KResult<()> {
+    if !kc.is_multiple_of(2) || !(1..=2).contains(&nb) || lda < kc {
+        return Err("gemm micro-kernel called with a bad shape");
+    }
+    check_operands(a.len(), lda, kc, w.len(), bstride, nb, 8)
+}
+
+/// The shape check of the dot-product GEMM micro-kernel ([`NeonDot`]), as [`check_micro`] with rows of
+/// raw int8 bytes: even `kc`, one or two 8-channel blocks, `lda >= kc`, `a` holding [`MR`] rows of `kc`
+/// bytes at stride `lda`, and `w` holding `nb` blocks of `kc * 8` bytes at stride `bstride`.
+#[inline(always)]
+pub fn check_micro_dot(a: &[u8], lda: usize, kc: usize, w: &[u8], bstride: usize, nb: usize) -> KResult<()> {
     if !kc.is_multiple_of(2) || !(1..=2).contains(&nb) || lda < kc {
         return Err("gemm micro-kernel called with a bad shape");
     }

@@ -109,7 +109,7 @@ pub fn pack(p: &DwPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KR
         None => None,
     };
     let stage = super::out_stage(requant, output, model.weights).ok_or("requantization parameters")?;
-    p.ch.fill(b, &stage, persistent)
+    p.ch.fill(b, &stage, persistent, |_| 0)
 }
 
 pub fn run(p: &DwPlan, isa: Isa, x: &[u8], w: &[u8], persistent: &[u8], out: &mut [u8]) -> KResult<()> {

@@ -8,6 +8,13 @@
 //!
 //! Weights are packed once into blocks of 8 output channels: for each pair of `k`, 16 bytes
 //! `[c0 k0, c0 k1, c1 k0, c1 k1, ..., c7 k1]`, so one broadcast of a row's pair meets 8 channels.
+//!
+//! The aarch64 dot-product kernel ([`Isa::NeonDot`], `sdot`) takes the same bytes in another order and
+//! other rows: for each 4 `k`, 32 bytes `[c0 k0..k3, c1 k0..k3, ..., c7 k0..k3]` (a last odd pair of
+//! `k` keeps the pair layout), so the packed size is the same for either kernel; rows hold the raw
+//! int8 input (padding taps hold the input zero point, so `x + offset` is 0 there as well), and
+//! `offset * sum_k w[c, k]` is added to the prepared bias of channel `c` instead:
+//! `sum_k (x_k + offset) w_k = sum_k x_k w_k + offset * sum_k w_k`, equal in wrapping i32 too.
 
 use super::{im2col, ChannelData, Channels, Isa, Span};
 use crate::kernels::int8::{KResult, OutStage};
@@ -127,39 +134,56 @@ fn op_parts<'w>(op: &Op, model: &Model<'w>) -> KResult<(&'w [u8], Option<&'w [u8
     Ok((w, b, stage))
 }
 
-/// Packs the weights into 8-channel pair blocks and writes the channel arrays.
-pub fn pack(p: &GemmPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
+/// Packs the weights into 8-channel blocks (the pair layout, or the dot-product kernel's quad layout
+/// when `isa` takes it: [`Isa::gemm_dot`]) and writes the channel arrays.
+pub fn pack(p: &GemmPlan, op: &Op, model: &Model<'_>, persistent: &mut [u8], isa: Isa) -> KResult<()> {
     let (w, bias, stage) = op_parts(op, model)?;
     let (k, kp, oc) = (p.k as usize, p.kp as usize, p.geom.out_c as usize);
     if w.len() < k * oc {
         return Err("weights shorter than their shape");
     }
+    let at = |c: usize, kk: usize| if c < oc && kk < k { w[c * k + kk] } else { 0 };
     let dst = p.packed.get_mut(persistent)?;
+    let dot = isa.gemm_dot();
+    // k below `quads` goes in 4-k groups (dot layout only), the rest in pairs.
+    let quads = if dot { kp / 4 * 4 } else { 0 };
     for (b, block) in dst.chunks_exact_mut(kp * 8).enumerate() {
-        for (j, pair) in block.chunks_exact_mut(16).enumerate() {
-            for lane in 0..8 {
-                let c = b * 8 + lane;
-                for h in 0..2 {
-                    let kk = 2 * j + h;
-                    let v = if c < oc && kk < k { w[c * k + kk] } else { 0 };
-                    pair[lane * 2 + h] = v;
-                }
+        let (quad_part, pair_part) = block.split_at_mut(quads * 8);
+        for (j, quad) in quad_part.chunks_exact_mut(32).enumerate() {
+            for (i, v) in quad.iter_mut().enumerate() {
+                *v = at(b * 8 + i / 4, 4 * j + i % 4);
+            }
+        }
+        for (j, pair) in pair_part.chunks_exact_mut(16).enumerate() {
+            for (i, v) in pair.iter_mut().enumerate() {
+                *v = at(b * 8 + i / 2, quads + 2 * j + i % 2);
             }
         }
     }
-    p.ch.fill(bias, &stage, persistent)
+    if !dot {
+        return p.ch.fill(bias, &stage, persistent, |_| 0);
+    }
+    // The dot kernel sums raw inputs: the input offset's share, `offset * sum_k w[c, k]`, joins the bias.
+    let off = p.in_offset;
+    p.ch.fill(bias, &stage, persistent, |c| {
+        let row = w.get(c * k..(c + 1) * k).unwrap_or_default();
+        off.wrapping_mul(row.iter().fold(0i32, |s, &v| s.wrapping_add(v as i8 as i32)))
+    })
 }
 
 /// The instruction-set-specific inner loops of the GEMM, called on a value of the implementing type
 /// (for the SIMD ones, the rsim-edge-simd token that proves the instruction set is there).
 pub trait Micro: Copy {
-    /// `acc[r][l] (+)= sum_j a[r * lda + 2j] * w[j][l][0] + a[r * lda + 2j + 1] * w[j][l][1]` for rows
-    /// `r < MR`, lanes `l < 8 * nb` (block `b` of `w` at `b * bstride`), pairs `j < kc / 2`; `first`
+    /// Element of the gathered rows: `x + offset` as i16 (the pair kernels) or the raw int8 byte (the
+    /// dot-product kernel, whose offset is in the bias).
+    type A: Copy + Default;
+    /// `acc[r][l] (+)= sum_k a[r * lda + k] * w(l, k)` for rows `r < MR`, lanes `l < 8 * nb` (block `b`
+    /// of `w` at `b * bstride`), `k < kc` (`w` in this kernel's packed layout: module docs); `first`
     /// overwrites the lanes instead of adding (the first chunk of a reduction: no zeroing pass).
     #[allow(clippy::too_many_arguments)]
     fn micro(
         self,
-        a: &[i16],
+        a: &[Self::A],
         lda: usize,
         kc: usize,
         w: &[u8],
@@ -170,13 +194,14 @@ pub trait Micro: Copy {
     ) -> KResult<()>;
     /// Requantizes `n <= 16` lanes of `acc` for channels `c0..c0 + n` into `out[..n]`.
     fn requant(self, acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()>;
-    /// `dst[i] = src[i] as i8 + off` for `i < dst.len()` (`src` at least as long).
-    fn widen(self, src: &[u8], off: i16, dst: &mut [i16]) {
-        widen_scalar(src, off, dst)
-    }
+    /// `dst[i]` = input byte `src[i]` as a row element (`src[i] as i8 + off` for i16 rows) for
+    /// `i < dst.len()` (`src` at least as long).
+    fn widen(self, src: &[u8], off: i16, dst: &mut [Self::A]);
+    /// The row element of a tap in the padding, whose `x + offset` is 0.
+    fn pad(self, off: i32) -> Self::A;
     /// The whole reduction of rows `p0 .. p0 + nr` into `a` at stride `kp` (see [`im2col::gather`]).
     #[inline(always)]
-    fn gather_whole(self, p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [i16]) -> KResult<()> {
+    fn gather_whole(self, p: &GemmPlan, p0: usize, nr: usize, x: &[u8], a: &mut [Self::A]) -> KResult<()> {
         gather_whole_generic(self, p, p0, nr, x, a)
     }
 }
@@ -189,15 +214,15 @@ pub fn gather_whole_generic<M: Micro>(
     p0: usize,
     nr: usize,
     x: &[u8],
-    a: &mut [i16],
+    a: &mut [M::A],
 ) -> KResult<()> {
     let off = p.in_offset as i16;
-    let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
+    let mut widen = |at: usize, dst: &mut [M::A]| -> KResult<()> {
         m.widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
         Ok(())
     };
     let kp = p.kp as usize;
-    im2col::gather(&p.geom, p.k as usize, kp, MR, p0, nr, 0, kp, a, &mut widen)
+    im2col::gather(&p.geom, p.k as usize, kp, MR, p0, nr, 0, kp, m.pad(p.in_offset), a, &mut widen)
 }
 
 /// Plain-Rust [`Micro::widen`].
@@ -213,6 +238,8 @@ pub fn widen_scalar(src: &[u8], off: i16, dst: &mut [i16]) {
 pub struct Portable;
 
 impl Micro for Portable {
+    type A = i16;
+
     fn micro(
         self,
         a: &[i16],
@@ -247,6 +274,14 @@ impl Micro for Portable {
 
     fn requant(self, acc: &[i32; 16], ch: &ChannelData<'_>, c0: usize, n: usize, out: &mut [u8]) -> KResult<()> {
         requant_scalar(acc, ch, c0, n, out)
+    }
+
+    fn widen(self, src: &[u8], off: i16, dst: &mut [i16]) {
+        widen_scalar(src, off, dst)
+    }
+
+    fn pad(self, _off: i32) -> i16 {
+        0
     }
 }
 
@@ -283,6 +318,8 @@ fn rows(
         Isa::Avx2(t) => super::x86::rows(t, p, first, x, packed, ch, out),
         #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
         Isa::Neon(t) => rows_with(t, p, first, x, packed, ch, out),
+        #[cfg(all(target_arch = "aarch64", target_feature = "neon"))]
+        Isa::NeonDot(t) => rows_with(t, p, first, x, packed, ch, out),
         _ => rows_with(Portable, p, first, x, packed, ch, out),
     }
 }
@@ -324,17 +361,18 @@ fn rows_block<M: Micro, const LEN: usize>(
     let blocks = oc.div_ceil(8);
     let bstride = kp * 8;
     let count = out.len() / oc.max(1);
-    let mut a = [0i16; LEN];
+    let mut a = [M::A::default(); LEN];
     // Reused for every block: each lane the requantization reads is written by the block's first
     // micro-kernel call (`first`), so it is never zeroed again.
     let mut acc = [[0i32; 16]; MR];
+    let pad = m.pad(p.in_offset);
     let mut done = 0;
     while done < count {
         let nr = MR.min(count - done);
         let p0 = first + done;
         let one_chunk = kp <= chunk;
         let off = p.in_offset as i16;
-        let mut widen = |at: usize, dst: &mut [i16]| -> KResult<()> {
+        let mut widen = |at: usize, dst: &mut [M::A]| -> KResult<()> {
             m.widen(x.get(at..at + dst.len()).ok_or("gemm input short")?, off, dst);
             Ok(())
         };
@@ -348,7 +386,7 @@ fn rows_block<M: Micro, const LEN: usize>(
             while k0 < kp {
                 let kc = chunk.min(kp - k0);
                 if !one_chunk {
-                    im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, &mut a, &mut widen)?;
+                    im2col::gather(&p.geom, p.k as usize, kc, MR, p0, nr, k0, kc, pad, &mut a, &mut widen)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
                 m.micro(&a, kc, kc, w, bstride, nb, k0 == 0, &mut acc)?;

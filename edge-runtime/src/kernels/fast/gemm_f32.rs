@@ -256,7 +256,7 @@ fn rows_block<M: MicroF32, const LEN: usize>(
         let p0 = first + done;
         let rows_in_place = if in_place && one_chunk && nr == MR { x.get(p0 * k..(p0 + MR) * k) } else { None };
         if one_chunk && rows_in_place.is_none() {
-            im2col::gather(&p.geom, k, k, MR, p0, nr, 0, k, &mut a, &mut copy)?;
+            im2col::gather(&p.geom, k, k, MR, p0, nr, 0, k, 0.0, &mut a, &mut copy)?;
         }
         let mut b = 0;
         while b < blocks {
@@ -266,7 +266,7 @@ fn rows_block<M: MicroF32, const LEN: usize>(
             while k0 < k {
                 let kc = chunk.min(k - k0);
                 if !one_chunk {
-                    im2col::gather(&p.geom, k, kc, MR, p0, nr, k0, kc, &mut a, &mut copy)?;
+                    im2col::gather(&p.geom, k, kc, MR, p0, nr, k0, kc, 0.0, &mut a, &mut copy)?;
                 }
                 let w = packed.get(b * bstride + k0 * 8..).ok_or("packed weights short")?;
                 m.micro(rows_in_place.unwrap_or(&a), kc, kc, w, bstride, nb, &mut acc)?;

@@ -6,8 +6,8 @@ use crate::kernels::int8::KResult;
 
 /// Fills `a[r * ld + j]` for rows `r < mr` with element `k0 + j` (`j < kc`) of output pixel `p0 + r`'s
 /// receptive field (`k = (ky * kw + kx) * ic + ci`, the OHWI weights' order). `fill(at, dst)` converts
-/// `dst.len()` input elements starting at input index `at`; taps in the padding, `k >= k_total` and
-/// rows `r >= nr` are `T::default()` (zero).
+/// `dst.len()` input elements starting at input index `at`; taps in the padding are `pad` (zero, or the
+/// input zero point where rows hold raw int8), `k >= k_total` and rows `r >= nr` are `T::default()`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn gather<T: Copy + Default>(
@@ -19,6 +19,7 @@ pub fn gather<T: Copy + Default>(
     nr: usize,
     k0: usize,
     kc: usize,
+    pad: T,
     a: &mut [T],
     fill: &mut impl FnMut(usize, &mut [T]) -> KResult<()>,
 ) -> KResult<()> {
@@ -50,7 +51,7 @@ pub fn gather<T: Copy + Default>(
             let ix = (x0 + kx * dw).checked_sub(pl).filter(|&v| v < iw);
             match (iy, ix) {
                 (Some(iy), Some(ix)) => fill(((b * ih + iy) * iw + ix) * ic + (s - t * ic), dst)?,
-                _ => dst.fill(T::default()),
+                _ => dst.fill(pad),
             }
             t += 1;
             kx += 1;

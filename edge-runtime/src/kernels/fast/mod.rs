@@ -8,10 +8,12 @@
 //! - [`depthwise`]: depthwise convolution with multiplier 1, channels innermost.
 //! - [`requant`]: TFLM's double-rounding requantization on arrays of accumulators.
 //! - [`x86`]: AVX2 micro-kernels and requantization (x86_64, runtime-detected in std builds).
+//! - `neon` (aarch64): the GEMM micro-kernels: `smlal` (NEON), `sdot` (dot-product extension,
+//!   runtime-detected in std builds).
 //!
 //! The instruction-set code itself (intrinsics, assembly) is in the rsim-edge-simd crate, behind safe
-//! functions of the tokens [`Avx2`] and [`Neon`], which exist only where the CPU has that instruction
-//! set; `x86` and `neon` here are the safe glue between those and the generic drivers.
+//! functions of the tokens [`Avx2`], [`Neon`] and [`NeonDot`], which exist only where the CPU has that
+//! instruction set; `x86` and `neon` here are the safe glue between those and the generic drivers.
 //!
 //! The fast paths exist for 64-bit application processors (x86_64, aarch64), where packing weights
 //! into RAM pays; microcontrollers keep reading weights in place from flash through the reference.
@@ -31,7 +33,7 @@ pub mod requant;
 pub mod x86;
 
 use crate::kernels::int8::{get_i32, KResult, Mults, OutStage};
-pub use rsim_edge_simd::{Avx2, ChannelData, Neon};
+pub use rsim_edge_simd::{Avx2, ChannelData, Neon, NeonDot};
 use rsim_model::{Model, Multiplier, Op, Quant, Requant, Tensor};
 
 /// Instruction set a fast kernel runs with, detected once per engine.
@@ -41,6 +43,9 @@ pub enum Isa {
     Portable,
     /// aarch64 NEON (`smlal` int8 GEMM on i16 pairs); the token proves NEON is there.
     Neon(Neon),
+    /// aarch64 NEON with the dot-product extension (`sdot` int8 GEMM on raw bytes, its own weight
+    /// layout and bias: `gemm`); the token proves the CPU has it. Other kernels run as on [`Isa::Neon`].
+    NeonDot(NeonDot),
     /// x86_64 AVX2 with FMA (`vpmaddwd` int8 dot products on i16 pairs, vector requantization,
     /// `vfmadd` f32); the token proves the CPU has both.
     Avx2(Avx2),
@@ -48,10 +53,20 @@ pub enum Isa {
 
 impl Isa {
     /// The best instruction set this CPU offers to the fast kernels: AVX2 + FMA on x86_64 (detected at
-    /// run time in std builds, else when the target enables them), NEON on aarch64.
+    /// run time in std builds, else when the target enables them); on aarch64 NEON with the dot-product
+    /// extension (detected at run time in std builds, else when the target enables it), else NEON.
     pub fn detect() -> Isa {
+        Self::detect_with(true)
+    }
+
+    /// As [`detect`](Self::detect); `dot: false` never takes [`Isa::NeonDot`] (the `smlal` kernels
+    /// even on a CPU with the dot-product extension: how tests and benchmarks reach that path).
+    pub fn detect_with(dot: bool) -> Isa {
         if let Some(t) = Avx2::detect() {
             return Isa::Avx2(t);
+        }
+        if let Some(t) = NeonDot::detect().filter(|_| dot) {
+            return Isa::NeonDot(t);
         }
         if let Some(t) = Neon::detect() {
             return Isa::Neon(t);
@@ -63,8 +78,14 @@ impl Isa {
         match self {
             Isa::Portable => "portable",
             Isa::Neon(_) => "neon",
+            Isa::NeonDot(_) => "neon-dotprod",
             Isa::Avx2(_) => "avx2",
         }
+    }
+
+    /// Whether the int8 GEMM runs the dot-product kernel (its packed weights and bias differ: `gemm`).
+    pub fn gemm_dot(self) -> bool {
+        matches!(self, Isa::NeonDot(_))
     }
 }
 
@@ -165,8 +186,15 @@ impl Channels {
         })
     }
 
-    /// Writes the four arrays: `bias[c]`, `mult[c]`, `left[c]`, `right[c]` (TFLM's shift split).
-    fn fill(&self, bias: Option<&[u8]>, stage: &OutStage<'_>, persistent: &mut [u8]) -> KResult<()> {
+    /// Writes the four arrays: `bias[c] + extra(c)` (wrapping), `mult[c]`, `left[c]`, `right[c]`
+    /// (TFLM's shift split).
+    fn fill(
+        &self,
+        bias: Option<&[u8]>,
+        stage: &OutStage<'_>,
+        persistent: &mut [u8],
+        extra: impl Fn(usize) -> i32,
+    ) -> KResult<()> {
         let dst = self.span.get_mut(persistent)?;
         let p = self.padded as usize;
         for c in 0..p {
@@ -176,7 +204,7 @@ impl Channels {
                     None => 0,
                 };
                 let (m, s) = stage.multiplier(c)?;
-                (b, m, s)
+                (b.wrapping_add(extra(c)), m, s)
             } else {
                 (0, 0, 0)
             };
@@ -300,11 +328,12 @@ pub fn plan_lean(op: &Op, model: &Model<'_>) -> Kernel {
     Kernel::Reference
 }
 
-/// Fills the persistent bytes of a planned kernel (packed weights, channel arrays).
-pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8]) -> KResult<()> {
+/// Fills the persistent bytes of a planned kernel (packed weights, channel arrays) for the kernels
+/// `isa` runs (the int8 GEMM's layout depends on it: the same size either way).
+pub fn pack(kernel: &Kernel, op: &Op, model: &Model<'_>, persistent: &mut [u8], isa: Isa) -> KResult<()> {
     match kernel {
         Kernel::Reference => Ok(()),
-        Kernel::Gemm(p) => gemm::pack(p, op, model, persistent),
+        Kernel::Gemm(p) => gemm::pack(p, op, model, persistent, isa),
         Kernel::GemmF32(p) => gemm_f32::pack(p, op, model, persistent),
         Kernel::DepthwiseF32(p) => depthwise_f32::pack(p, op, model, persistent),
         Kernel::Depthwise(p) => depthwise::pack(p, op, model, persistent),

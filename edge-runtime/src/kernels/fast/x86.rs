@@ -39,6 +39,8 @@ pub fn rows(
 }
 
 impl Micro for Avx2 {
+    type A = i16;
+
     #[inline(always)]
     fn micro(
         self,
@@ -72,6 +74,11 @@ impl Micro for Avx2 {
     #[inline(always)]
     fn widen(self, src: &[u8], off: i16, dst: &mut [i16]) {
         Avx2::widen(self, src, off, dst)
+    }
+
+    #[inline(always)]
+    fn pad(self, _off: i32) -> i16 {
+        0
     }
 }
 
