@@ -8,7 +8,7 @@ use std::process::Command;
 
 /// Crates outside the workspace (their own targets or toolchains) that `cargo fmt --all` misses.
 const EXTRA_CRATES: &[&str] =
-    &["boards/firmware-mps2", "tests/firmware-dsp", "fuzz", "bench/cortex-m/fw", "bench/cortex-m/gen"];
+    &["boards/firmware-mps2", "tests/firmware-dsp", "fuzz", "bench/cortex-m/fw", "bench/cortex-m/gen", "bench/aarch64"];
 
 /// The crates a microcontroller links, compiled without default features for every Cortex-M target.
 const NO_STD_CRATES: &[&str] = &["rsim-model", "rsim-edge", "rsim-boards"];
