@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 const FIELD: &str = env!("CARGO_BIN_EXE_rsim-field");
 
-/// One emulated board: QEMU with its UART0 on `port`, its semihosting files (flash, frames) in `dir`
-/// and its console lines in `dir/console-<n>.txt`.
+/// One emulated board: the receiver firmware under qemu-system-arm (UART0 on `port`, semihosting
+/// files in `dir`) or the agent under qemu-aarch64; its console lines go to `dir/console-<n>.txt`.
 struct Qemu {
     child: Child,
     console: PathBuf,
@@ -55,18 +55,38 @@ impl Qemu {
         Qemu { child, console }
     }
 
-    /// Waits until the console has a line starting with `prefix`; returns it.
-    fn wait_line(&mut self, prefix: &str, limit: Duration) -> String {
+    /// `rsim-agent --flash` under qemu-aarch64, listening on `port`, frames from `dir/frames`.
+    fn agent(exe: &Path, dir: &Path, key: &Path, port: u16, run: usize) -> Qemu {
+        let console = dir.join(format!("console-{run}.txt"));
+        let out = std::fs::File::create(&console).expect("create console file");
+        let child = Command::new("qemu-aarch64")
+            .current_dir(dir)
+            .args(["-L", "/usr/aarch64-linux-gnu"])
+            .arg(exe)
+            .args(["--flash", "store.bin", "--flash-size-mib", "4", "--trust"])
+            .arg(key)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--input", "frames", "--tile", "32", "--raw-output"])
+            .args(["--rounds", "0", "--csv", "agent.csv"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start qemu-aarch64");
+        Qemu { child, console }
+    }
+
+    /// Waits until the console has a line containing `text`; returns it.
+    fn wait_line(&mut self, text: &str, limit: Duration) -> String {
         let t0 = Instant::now();
         loop {
-            let text = std::fs::read_to_string(&self.console).unwrap_or_default();
-            if let Some(l) = text.lines().find(|l| l.starts_with(prefix)) {
+            let all = std::fs::read_to_string(&self.console).unwrap_or_default();
+            if let Some(l) = all.lines().find(|l| l.contains(text)) {
                 return l.to_string();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("QEMU exited ({status}) before printing {prefix:?}; console:\n{text}");
+                panic!("the board exited ({status}) before printing {text:?}; console:\n{all}");
             }
-            assert!(t0.elapsed() < limit, "no {prefix:?} line within {limit:?}; console:\n{text}");
+            assert!(t0.elapsed() < limit, "no {text:?} line within {limit:?}; console:\n{all}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -127,6 +147,9 @@ fn field(args: &[&std::ffi::OsStr]) {
 
 /// The fleet key pair (`rsim keygen`), kept between runs so the firmware build stays cached.
 fn fleet_key() -> (PathBuf, PathBuf) {
+    // Both tests of this file ask at once: one of them makes the pair.
+    static KEY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = KEY.lock().unwrap_or_else(|e| e.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firmware_receiver_keys");
     std::fs::create_dir_all(&dir).expect("create key dir");
     let prefix = dir.join("fleet");
@@ -281,64 +304,135 @@ fn receiver_firmware_takes_models_over_its_uart_and_survives_a_restart_mid_trans
     assert_ne!(host_a, host_b, "the two models must be told apart by their outputs");
 
     let (key, public) = fleet_key();
+    let models = Models { a: model_a, b: model_b, name_a, host_a, host_b, frames: frames.len() };
     for board in boards {
-        let t0 = Instant::now();
-        let elf = emulation::build_receiver(board, &public);
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("firmware_receiver_{board:?}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create board dir");
+        let dir = fresh_dir(&format!("firmware_receiver_{board:?}"));
+        let elf = emulation::build_receiver(board, &public, &dir.join("receiver.elf"));
         std::fs::write(dir.join("rsim-frames.bin"), frames_file(&frames)).expect("write frames");
-        let (a_plain, b_plain) = (dir.join("a.rsm"), dir.join("b.rsm"));
-        std::fs::write(&a_plain, &model_a).expect("write model A");
-        std::fs::write(&b_plain, &model_b).expect("write model B");
-        let (a, b) = (dir.join("a.signed.rsm"), dir.join("b.signed.rsm"));
-        sign(&a_plain, &key, 1, &a);
-        sign(&b_plain, &key, 2, &b);
-        let port = free_port();
-        let wait = Duration::from_secs(120);
-
-        // An empty board takes its first model.
-        let mut q = Qemu::start(board, &elf, &dir, port, 1);
-        q.wait_line("RSIM_BOOT none", wait);
-        flash_refused(port, &a_plain, "Unsigned");
-        flash(port, &a);
-        q.wait_line("RSIM_MODEL slot=A", wait);
-        let rep = ground(port, &dir, "ground-a", 4);
-        let n = check_outputs(board.name(), name_a, &rep, &host_a, frames.len());
-        assert!(n >= 2, "{}: only {n} outputs of model A in 4 s; console:\n{}", board.name(), q.console());
-        assert!(rep.heartbeats >= 1, "{}: no heartbeat", board.name());
-
-        // The second model: QEMU stops in the middle of the transfer.
-        let mut child =
-            flash_command(port, &b).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("rsim flash");
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let mut seen = String::new();
-        let mut buf = [0u8; 256];
-        while !past_a_fifth(&seen) {
-            let k = stderr.read(&mut buf).expect("read rsim flash output");
-            assert!(k > 0, "rsim flash ended before a quarter of the transfer:\n{seen}");
-            seen.push_str(&String::from_utf8_lossy(&buf[..k]));
-        }
-        q.kill();
-        let status = child.wait().expect("rsim flash exits");
-        stderr.read_to_string(&mut seen).ok();
-        assert!(!status.success(), "rsim flash reported success although the board stopped mid-transfer:\n{seen}");
-
-        // After the restart the first model still runs; the same command then installs the second.
-        let mut q = Qemu::start(board, &elf, &dir, port, 2);
-        let boot = q.wait_line("RSIM_BOOT", wait);
-        assert!(boot.starts_with("RSIM_BOOT slot=A"), "{}: after the cut: {boot}", board.name());
-        q.wait_line("RSIM_MODEL slot=A", wait);
-        flash(port, &b);
-        q.wait_line("RSIM_MODEL slot=B", wait);
-        let rep = ground(port, &dir, "ground-b", 4);
-        let n = check_outputs(board.name(), "model B", &rep, &host_b, frames.len());
-        assert!(n >= 2, "{}: only {n} outputs of model B in 4 s; console:\n{}", board.name(), q.console());
-        // Model B runs on trial and is confirmed by its own successful inferences.
-        q.wait_line("RSIM_CONFIRMED slot=B", wait);
-        // Confirmed, B's version 2 is the board's security counter: the older A is refused.
-        flash_refused(port, &a, "Rollback");
-        q.kill();
-        eprintln!("{}: flashed, cut, restarted and reflashed in {:?}", board.name(), t0.elapsed());
+        let marks = Marks {
+            empty: "RSIM_BOOT none",
+            running_a: "RSIM_MODEL slot=A",
+            boot: "RSIM_BOOT",
+            booted_a: "RSIM_BOOT slot=A",
+            running_b: "RSIM_MODEL slot=B",
+            confirmed_b: "RSIM_CONFIRMED slot=B",
+        };
+        scenario(board.name(), &dir, &key, &models, &marks, |port, run| Qemu::start(board, &elf, &dir, port, run));
     }
+}
+
+/// Issue 11 item 0, the Linux half: `rsim-agent --flash` built for aarch64 under qemu-aarch64 keeps
+/// its models in an A/B store file and takes new ones over TCP, through the same scenario.
+#[test]
+fn agent_takes_models_over_tcp_into_its_store_and_survives_a_restart_mid_transfer() {
+    let missing = emulation::missing_tools(&[]);
+    if !missing.is_empty() {
+        let msg = format!("agent receiver test {}", emulation::install_hint(&missing));
+        assert!(!rsim_test_support::emulator::qemu_required(), "{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
+        eprintln!("\n*** SKIPPED: {msg}\n");
+        return;
+    }
+    let (name_a, model_a) = emulation::model();
+    let model_b = rsim_boards::demo::tiny_int8_model();
+    let frames = emulation::frames(1);
+    let (host_a, host_b) = (host_outputs(&model_a, &frames), host_outputs(&model_b, &frames));
+    let (key, public) = fleet_key();
+    let exe = emulation::build_agent();
+    let dir = fresh_dir("agent_receiver");
+    emulation::stage(&dir, &model_a, &frames); // frames/ as PNGs, the agent's camera
+    let models = Models { a: model_a, b: model_b, name_a, host_a, host_b, frames: frames.len() };
+    let marks = Marks {
+        empty: "is empty: waiting",
+        running_a: "running the model in slot A",
+        boot: "model store store.bin",
+        booted_a: "store.bin: slot A",
+        running_b: "running the model in slot B",
+        confirmed_b: "model in slot B confirmed",
+    };
+    scenario("aarch64 agent", &dir, &key, &models, &marks, |port, run| Qemu::agent(&exe, &dir, &public, port, run));
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create board dir");
+    dir
+}
+
+/// The two models and the host runtime's outputs for them.
+struct Models {
+    a: Vec<u8>,
+    b: Vec<u8>,
+    name_a: &'static str,
+    host_a: HashMap<(u32, u16), Vec<u8>>,
+    host_b: HashMap<(u32, u16), Vec<u8>>,
+    frames: usize,
+}
+
+/// What the board prints at each point of the scenario.
+struct Marks {
+    empty: &'static str,
+    running_a: &'static str,
+    boot: &'static str,
+    booted_a: &'static str,
+    running_b: &'static str,
+    confirmed_b: &'static str,
+}
+
+/// Unsigned refused, signed A installed on the empty board and seen through `rsim ground`, the board
+/// stopped in the middle of B's transfer, restarted on A, B installed, seen, confirmed by inferences,
+/// and the older A refused.
+fn scenario(what: &str, dir: &Path, key: &Path, m: &Models, marks: &Marks, start: impl Fn(u16, usize) -> Qemu) {
+    let t0 = Instant::now();
+    let (a_plain, b_plain) = (dir.join("a.rsm"), dir.join("b.rsm"));
+    std::fs::write(&a_plain, &m.a).expect("write model A");
+    std::fs::write(&b_plain, &m.b).expect("write model B");
+    let (a, b) = (dir.join("a.signed.rsm"), dir.join("b.signed.rsm"));
+    sign(&a_plain, key, 1, &a);
+    sign(&b_plain, key, 2, &b);
+    let port = free_port();
+    let wait = Duration::from_secs(120);
+
+    // An empty board takes its first model.
+    let mut q = start(port, 1);
+    q.wait_line(marks.empty, wait);
+    flash_refused(port, &a_plain, "Unsigned");
+    flash(port, &a);
+    q.wait_line(marks.running_a, wait);
+    let rep = ground(port, dir, "ground-a", 4);
+    let n = check_outputs(what, m.name_a, &rep, &m.host_a, m.frames);
+    assert!(n >= 2, "{what}: only {n} outputs of model A in 4 s; console:\n{}", q.console());
+    assert!(rep.heartbeats >= 1, "{what}: no heartbeat");
+
+    // The second model: the board stops in the middle of the transfer.
+    let mut child = flash_command(port, &b).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("rsim flash");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !past_a_fifth(&seen) {
+        let k = stderr.read(&mut buf).expect("read rsim flash output");
+        assert!(k > 0, "rsim flash ended before a fifth of the transfer:\n{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..k]));
+    }
+    q.kill();
+    let status = child.wait().expect("rsim flash exits");
+    stderr.read_to_string(&mut seen).ok();
+    assert!(!status.success(), "rsim flash reported success although the board stopped mid-transfer:\n{seen}");
+
+    // After the restart the first model still runs; the same command then installs the second.
+    let mut q = start(port, 2);
+    let boot = q.wait_line(marks.boot, wait);
+    assert!(boot.contains(marks.booted_a), "{what}: after the cut: {boot}");
+    q.wait_line(marks.running_a, wait);
+    flash(port, &b);
+    q.wait_line(marks.running_b, wait);
+    let rep = ground(port, dir, "ground-b", 4);
+    let n = check_outputs(what, "model B", &rep, &m.host_b, m.frames);
+    assert!(n >= 2, "{what}: only {n} outputs of model B in 4 s; console:\n{}", q.console());
+    // Model B runs on trial and is confirmed by its own successful inferences.
+    q.wait_line(marks.confirmed_b, wait);
+    // Confirmed, B's version 2 is the board's security counter: the older A is refused.
+    flash_refused(port, &a, "Rollback");
+    q.kill();
+    eprintln!("{what}: flashed, cut, restarted and reflashed in {:?}", t0.elapsed());
 }

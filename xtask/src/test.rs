@@ -42,7 +42,8 @@ environment:
   CI=1                  missing system packages, data, peer models, emulators or the MSRV toolchain
                         fail the run instead of being skipped
   RSIM_REQUIRE_QEMU=1   only missing emulators fail
-  RSIM_DATA, RSIM_MODELS datasets and peer models (default ../shared/datasets, ../shared/models)";
+  RSIM_DATA, RSIM_MODELS datasets and peer models (default ../shared/datasets, ../shared/models)
+  RSIM_CARGO_TIMINGS=1  cargo's timing report of the test build in target/cargo-timings/";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let (ours, passthrough) = match args.iter().position(|a| a == "--") {
@@ -90,7 +91,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
         step(&format!(
             "cargo test --workspace (incl. emulated Cortex-M4/M55 and aarch64, and rsim-train with the torch in .venv){linted}"
         ));
-        gates::cargo(&["test", "--workspace"], None, &torch_lint)?;
+        let mut args = vec!["test", "--workspace"];
+        if timings() {
+            args.push("--timings");
+        }
+        gates::cargo(&args, None, &torch_lint)?;
     } else {
         step(&format!(
             "cargo test --workspace --exclude rsim-train (incl. emulated Cortex-M4/M55 and aarch64){linted}"
@@ -154,6 +159,12 @@ fn fast_kernels_on_aarch64() -> Result<(), String> {
         )?;
     }
     Ok(())
+}
+
+/// `RSIM_CARGO_TIMINGS=1`: the test build writes cargo's timing report
+/// (`target/cargo-timings/cargo-timing.html`), to see where a cold CI run spends its time.
+fn timings() -> bool {
+    std::env::var("RSIM_CARGO_TIMINGS").is_ok_and(|v| v == "1")
 }
 
 fn step(what: &str) {

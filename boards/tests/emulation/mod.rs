@@ -163,8 +163,10 @@ pub fn build_firmware(board: Board, dir: &Path, repeat: u32, hex: bool) -> PathB
 
 /// Builds the receiver firmware for `board` (feature `receiver`: no model built in, one build for
 /// every model it is flashed with), trusting the public key file `key` (`RSIM_FW_KEYS`).
-pub fn build_receiver(board: Board, key: &Path) -> PathBuf {
-    let target_dir = rsim_test_support::emulator::cross_target_dir("firmware-receiver");
+/// Shares the target directory of [`build_firmware`] (the same dependencies for the same targets,
+/// compiled once); the ELF is copied to `out` at once, before another build can replace it.
+pub fn build_receiver(board: Board, key: &Path, out: &Path) -> PathBuf {
+    let target_dir = rsim_test_support::emulator::cross_target_dir("firmware");
     let mut cmd = cargo();
     cmd.current_dir(workspace().join("boards/firmware-mps2"))
         .args(["build", "--release", "--target", board.target(), "--target-dir"])
@@ -175,7 +177,9 @@ pub fn build_receiver(board: Board, key: &Path) -> PathBuf {
     cmd.env("RSIM_FW_KEYS", key);
     cmd.args(["--features", if board == Board::M55 { "receiver an547" } else { "receiver" }]);
     check(&mut cmd, &format!("building the {} receiver firmware", board.name()));
-    target_dir.join(board.target()).join("release/rsim-firmware-mps2")
+    std::fs::copy(target_dir.join(board.target()).join("release/rsim-firmware-mps2"), out)
+        .expect("copy the receiver firmware");
+    out.to_path_buf()
 }
 
 /// The machine arguments of `board` for qemu-system-arm.
