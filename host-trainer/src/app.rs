@@ -94,6 +94,10 @@ pub struct ConvertArgs {
     /// runtime and its output must match byte for byte; any difference fails the command.
     #[arg(long, value_name = "DIR")]
     pub reference: Option<PathBuf>,
+    /// Refuse a model whose one inference needs more multiply-accumulates than this (a board's
+    /// compute budget); nothing is written.
+    #[arg(long)]
+    pub max_macs: Option<u64>,
 }
 
 fn convert(a: &ConvertArgs) -> Result<(), String> {
@@ -107,10 +111,12 @@ fn convert(a: &ConvertArgs) -> Result<(), String> {
     let bytes = std::fs::read(&a.input).map_err(|e| format!("cannot read {}: {e}", a.input.display()))?;
     opts.source = a.input.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let c = convert(&bytes, &opts).map_err(|e| format!("{}: {e}", a.input.display()))?;
+    let parsed = rsim_model::Model::parse(&c.bytes).map_err(|e| format!("{}: {e}", a.input.display()))?;
+    let macs = crate::field::check_macs(&parsed, a.max_macs, &a.input.display().to_string())?;
     rsim_model::write::write_atomic(&a.output, &c.bytes)
         .map_err(|e| format!("cannot write {}: {e}", a.output.display()))?;
     println!(
-        "{} -> {}: {} ops, {} bytes, arena {} bytes (liveness lower bound {})",
+        "{} -> {}: {} ops, {} bytes, arena {} bytes (liveness lower bound {}), {macs} MACs per inference",
         a.input.display(),
         a.output.display(),
         c.op_count,

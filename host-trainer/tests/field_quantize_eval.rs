@@ -48,6 +48,7 @@ fn qargs(model: &Path, calib: &Path, out: &Path) -> QuantizeArgs {
         f16: false,
         name: None,
         layers: true,
+        max_macs: None,
         quiet: true,
         output: out.into(),
     }
@@ -156,6 +157,10 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
 
     let e = quantize(&QuantizeArgs { calibrator: "entropy".into(), ..qargs(&f32_path, &empty, &out) }).unwrap_err();
     assert!(e.contains("unknown calibrator"), "{e}");
+    // Over a board's compute budget: refused before calibration (the folder is not even read).
+    let e = quantize(&QuantizeArgs { max_macs: Some(10), ..qargs(&f32_path, &missing, &out) }).unwrap_err();
+    assert!(e.contains("over --max-macs 10") && e.contains("nothing written"), "{e}");
+    assert!(!out.exists());
 
     let Some(data) = ci20() else { return };
     let feats = tiny_model(tmp.path(), None);

@@ -44,6 +44,10 @@ pub struct QuantizeArgs {
     /// Print one line per int8 op output: observed range, scale and zero point.
     #[arg(long)]
     pub layers: bool,
+    /// Refuse a model whose one inference needs more multiply-accumulates than this (a board's
+    /// compute budget; quantization keeps the count), before any calibration; nothing is written.
+    #[arg(long)]
+    pub max_macs: Option<u64>,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -131,6 +135,7 @@ fn calibrate(calib: &[u8], images: &[U8Image], bands: u32, cal: Calibrator, quie
 pub fn run(a: &QuantizeArgs) -> Result<QuantizeSummary, String> {
     let float = std::fs::read(&a.model).map_err(|e| format!("cannot read {}: {e}", a.model.display()))?;
     let fm = Model::parse(&float).map_err(|e| format!("{}: {e}", a.model.display()))?;
+    super::check_macs(&fm, a.max_macs, &a.model.display().to_string())?;
     let bands = fm.info.input_spec.channels;
     let write = |bytes: &[u8]| {
         rsim_model::write::write_atomic(&a.output, bytes)
