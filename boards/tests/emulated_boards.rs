@@ -12,6 +12,9 @@
 //! missing tool skips loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails (`.ci/run` installs them).
 
 mod emulation;
+/// The receiver firmware and the agent's model store flashed over their links (issue 11 item 0).
+#[path = "emulation/receivers.rs"]
+mod receivers;
 
 use emulation::{Board, DEADLINE_MS, FRAME, TILE, TOP_K};
 use rsim_boards::clock::FakeClock;

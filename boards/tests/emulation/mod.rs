@@ -158,7 +158,10 @@ pub fn build_firmware(board: Board, dir: &Path, repeat: u32, hex: bool) -> PathB
         cmd.args(["--features", "an547"]);
     }
     check(&mut cmd, &format!("building the {} firmware", board.name()));
-    target_dir.join(board.target()).join("release/rsim-firmware-mps2")
+    // Copied out at once: the receiver test builds into the same target directory meanwhile.
+    let elf = dir.join(format!("firmware-{board:?}.elf"));
+    std::fs::copy(target_dir.join(board.target()).join("release/rsim-firmware-mps2"), &elf).expect("copy the firmware");
+    elf
 }
 
 /// Builds the receiver firmware for `board` (feature `receiver`: no model built in, one build for

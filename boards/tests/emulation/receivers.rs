@@ -12,10 +12,11 @@
 //! The commands are run as `rsim-field` (the field tools of `rsim` without the trainer: the same
 //! code, in this crate). Needs qemu-system-arm and the rustup targets: locally a missing tool skips
 //! loudly; with `CI=1` or `RSIM_REQUIRE_QEMU=1` it fails.
+//!
+//! A module of the `emulated_boards` test binary, so its tests run beside the telemetry test (the
+//! emulators wait on sockets and timers as much as they compute).
 
-mod emulation;
-
-use emulation::{Board, FRAME};
+use super::emulation::{self, Board, FRAME};
 use rsim_boards::clock::FakeClock;
 use rsim_boards::field::ground::{run_ground, GroundArgs, GroundReport};
 use rsim_boards::field::link::LinkArgs;
