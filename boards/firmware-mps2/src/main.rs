@@ -30,6 +30,8 @@ mod receiver;
 #[cfg(feature = "receiver")]
 mod semiflash;
 mod uart;
+#[cfg(feature = "receiver")]
+mod watchdog;
 
 use core::fmt::Write;
 use cortex_m_rt::entry;

@@ -8,6 +8,9 @@
 //! transfer is in progress it only serves the link; a commit that activates a new model makes the
 //! loop load it before the next frame. A new model runs on trial and is confirmed after
 //! [`CONFIRM_AFTER`] successful inferences (or `rsim confirm`); a reset before that reverts it.
+//! Every verification runs under the hardware watchdog (`watchdog.rs`): one that overruns its budget
+//! ([`VERIFY_BUDGET_MS`], or `verify_budget_ms=<n>` in the host file `rsim-board.txt`, the board's
+//! configuration) resets the board.
 //! Built with `RSIM_FW_KEYS` (public key files, see build.rs) it runs only models signed by one of
 //! those keys, at or above its security counter.
 //!
@@ -24,6 +27,7 @@
 //! ```
 
 use crate::semiflash::{HostFile, SemiFlash, ERASE_SIZE};
+use crate::watchdog::Watched;
 use crate::{board, clock, msg, uart, Msg};
 use core::fmt::Write;
 use cortex_m_semihosting::{hio, nr};
@@ -34,6 +38,7 @@ use rsim_boards::onboard::{EngineClassifier, EngineSelfTest, FrameInfo, FrameSou
 
 const FLASH_FILE: &str = "rsim-flash.bin\0";
 const FRAMES_FILE: &str = "rsim-frames.bin\0";
+const CONFIG_FILE: &str = "rsim-board.txt\0";
 
 const MIB: usize = 1 << 20;
 /// The board's model flash: two boot-record pages and two slots of (1 MiB - 8 KiB) / 2.
@@ -60,13 +65,18 @@ const STALL_US: u64 = 200_000;
 
 include!(concat!(env!("OUT_DIR"), "/keys.rs"));
 
+/// Watchdog budget of one image verification (emulated boards on a loaded machine are slow; a real
+/// board sets what its largest model needs).
+const VERIFY_BUDGET_MS: u32 = 30_000;
+
 const LIMITS: BoardLimits = BoardLimits {
     confirm_after: Some(CONFIRM_AFTER),
+    verify_budget_ms: VERIFY_BUDGET_MS,
     trust: TrustPolicy { keys: KEYS, allow_downgrade: false },
     ..BoardLimits::new(ARENA_LEN as u32, TILE_MAX as u32, false)
 };
 
-type Service = LinkService<SemiFlash, EngineSelfTest<'static>>;
+type Service = LinkService<SemiFlash, Watched>;
 
 /// Takes `len` bytes of RAM at `at` for one purpose.
 ///
@@ -97,7 +107,8 @@ pub fn run() -> Result<(), Msg> {
         )
     };
     let layout = Layout::split(0, FLASH_LEN as u32, ERASE_SIZE as u32).map_err(|e| msg(format_args!("{e}")))?;
-    let updater = Updater::new(flash, layout, LIMITS, EngineSelfTest { arena: test_arena })
+    let limits = BoardLimits { verify_budget_ms: configured_budget().unwrap_or(VERIFY_BUDGET_MS), ..LIMITS };
+    let updater = Updater::new(flash, layout, limits, Watched(EngineSelfTest { arena: test_arena }))
         .map_err(|e| msg(format_args!("{e}")))?;
     let mut link = LinkService::new(updater);
 
@@ -170,6 +181,18 @@ pub fn run() -> Result<(), Msg> {
             tile_buf,
         )?;
     }
+}
+
+/// `verify_budget_ms=<n>` from the board's configuration file on the host, if it has one.
+fn configured_budget() -> Option<u32> {
+    let mut f = HostFile::open(CONFIG_FILE, nr::open::R_BINARY)?;
+    let mut buf = [0u8; 64];
+    let n = f.len()?.min(buf.len());
+    if !f.read_exact(&mut buf[..n]) {
+        return None;
+    }
+    let text = core::str::from_utf8(&buf[..n]).ok()?;
+    text.lines().find_map(|l| l.trim().strip_prefix("verify_budget_ms=")?.parse().ok())
 }
 
 /// The bytes of the active image in the flash mirror.

@@ -123,6 +123,10 @@ pub fn run_flash(args: &FlashArgs) -> Result<Outcome, String> {
              either the new model or the previous one. Run the same command again: an active model answers at once"
                 .to_string(),
         ),
+        Outcome::BoardReset { resets } => Err(format!(
+            "board reset {resets} times while verifying the model (its watchdog budget ran out, or it crashed); \
+             the previous model stays active"
+        )),
         Outcome::TimedOut { acked } => Err(format!(
             "board stopped answering after {acked} of {} bytes; the previous model stays active. Run the same command again to resume",
             image.len()

@@ -49,7 +49,14 @@ pub enum Outcome {
     /// came back before the retries ran out: the board runs the new model (the answer was lost)
     /// or the old one. Flashing the same image again settles it (an active image answers `FlashDone`).
     Unconfirmed { acked: u32 },
+    /// The board lost the transfer after the commit [`MAX_BOARD_RESETS`] times: it reset while
+    /// verifying the image (its watchdog budget ran out, or it crashed). It runs the previous image.
+    BoardReset { resets: u32 },
 }
+
+/// Commits answered by a lost transfer (the board reset during verification) before the sender
+/// gives up instead of sending the image again.
+pub const MAX_BOARD_RESETS: u32 = 3;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -81,6 +88,8 @@ pub struct Sender<'a> {
     pub rewinds: u32,
     /// Rewinds triggered by the round-trip estimate rather than the full timeout (also in `rewinds`).
     pub early_rewinds: u32,
+    /// Commits answered by a lost transfer: the board reset while verifying the image.
+    pub board_resets: u32,
     /// Smoothed chunk-to-ack round trip in µs (none measured yet).
     srtt: Option<u64>,
     /// The chunk being timed: the offset its ack must reach, and when it was sent.
@@ -118,6 +127,7 @@ impl<'a> Sender<'a> {
             resent_bytes: 0,
             rewinds: 0,
             early_rewinds: 0,
+            board_resets: 0,
             srtt: None,
             probe: None,
             max_sent: 0,
@@ -188,6 +198,14 @@ impl<'a> Sender<'a> {
                 self.state = State::Sending;
             }
             (Msg::FlashNack { code: FlashErrorCode::NoTransfer, .. }, State::Sending | State::Committing) => {
+                if self.state == State::Committing {
+                    // Lost after the commit: the board reset while verifying. Not forever.
+                    self.board_resets += 1;
+                    if self.board_resets >= MAX_BOARD_RESETS {
+                        self.state = State::Finished(Outcome::BoardReset { resets: self.board_resets });
+                        return;
+                    }
+                }
                 // The device lost the transfer (reboot): start over; it resumes nothing.
                 self.state = State::Begin;
                 self.last_tx = None;

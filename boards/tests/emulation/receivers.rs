@@ -81,7 +81,9 @@ impl Qemu {
         let t0 = Instant::now();
         loop {
             let all = std::fs::read_to_string(&self.console).unwrap_or_default();
-            if let Some(l) = all.lines().find(|l| l.contains(text)) {
+            // Whole lines only: the board may be in the middle of writing the last one.
+            let complete = &all[..all.rfind('\n').map_or(0, |i| i + 1)];
+            if let Some(l) = complete.lines().find(|l| l.contains(text)) {
                 return l.to_string();
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -320,6 +322,51 @@ fn receiver_firmware_takes_models_over_its_uart_and_survives_a_restart_mid_trans
         };
         scenario(board.name(), &dir, &key, &models, &marks, |port, run| Qemu::start(board, &elf, &dir, port, run));
     }
+}
+
+/// Issue 11 item 3: the receiver firmware verifies every image under its hardware watchdog (the
+/// CMSDK watchdog of mps2-an386). With a 1 ms budget (the board's configuration file) every commit
+/// overruns it: the board resets, keeps no half-activated image, and `rsim flash` stops after three
+/// such resets with a message saying so. With the default budget the same image then installs.
+#[test]
+fn receiver_watchdog_resets_a_verification_over_its_budget() {
+    let missing = rsim_test_support::emulator::missing(&["qemu-system-arm"], &[Board::M4.target()]);
+    if !missing.is_empty() {
+        let msg = format!("receiver watchdog test needs {}", missing.join(", "));
+        assert!(!rsim_test_support::emulator::qemu_required(), "{msg}; required because CI/RSIM_REQUIRE_QEMU is set");
+        eprintln!("\n*** SKIPPED: {msg}\n");
+        return;
+    }
+    let (key, public) = fleet_key();
+    let dir = fresh_dir("receiver_watchdog");
+    let elf = emulation::build_receiver(Board::M4, &public, &dir.join("receiver.elf"));
+    std::fs::write(dir.join("rsim-frames.bin"), frames_file(&emulation::frames(1))).expect("write frames");
+    let (plain, signed) = (dir.join("m.rsm"), dir.join("m.signed.rsm"));
+    std::fs::write(&plain, rsim_boards::demo::tiny_int8_model()).expect("write model");
+    sign(&plain, &key, 1, &signed);
+    let port = free_port();
+    let wait = Duration::from_secs(120);
+
+    std::fs::write(dir.join("rsim-board.txt"), "verify_budget_ms=1\n").expect("write board config");
+    let mut q = Qemu::start(Board::M4, &elf, &dir, port, 1);
+    q.wait_line("RSIM_BOOT none", wait);
+    let out = flash_command(port, &signed).output().expect("run rsim-field flash");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a verification over its watchdog budget activated the model:\n{err}");
+    assert!(err.contains("board reset 3 times while verifying"), "rsim flash did not say why:\n{err}");
+    let console = q.console();
+    let boots = console.lines().filter(|l| l.starts_with("RSIM_BOOT none")).count();
+    assert!(boots >= 4, "expected a reset per commit (3) after the first boot, saw {boots} boots:\n{console}");
+    assert!(!console.contains("RSIM_MODEL"), "a model ran although no verification finished:\n{console}");
+    q.kill();
+
+    // The default budget: the same image verifies and runs.
+    std::fs::remove_file(dir.join("rsim-board.txt")).expect("remove board config");
+    let mut q = Qemu::start(Board::M4, &elf, &dir, port, 2);
+    q.wait_line("RSIM_BOOT none", wait);
+    flash(port, &signed);
+    q.wait_line("RSIM_MODEL slot=A", wait);
+    q.kill();
 }
 
 /// Issue 11 item 0, the Linux half: `rsim-agent --flash` built for aarch64 under qemu-aarch64 keeps
