@@ -24,7 +24,7 @@ Runs every check CI runs, cheapest first:
      (rustfmt, clippy); names missing system packages (qemu, aarch64 cross gcc) with the apt-get line
   1. gates: cargo fmt --check; no_std cargo check of rsim-model/rsim-edge/rsim-boards for thumbv6m-none-eabi,
      thumbv7em-none-eabihf and thumbv8m.main-none-eabihf (and no std/alloc feature in that graph);
-     cargo doc of the libraries with warnings denied; cargo +MSRV check of the embeddable libraries
+     cargo doc of the libraries with warnings denied (the runtime's also for aarch64); cargo +MSRV check of the embeddable libraries
      (toolchain from Cargo.toml's rust-version, installed by rustup)
   2. cargo test, built through clippy-driver with -D warnings (the lints of cargo clippy --all-targets):
      every member with the torch in .venv if it exists (cargo xtask setup), else every member but the

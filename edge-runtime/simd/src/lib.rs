@@ -2,7 +2,7 @@
 //! so that `rsim-edge` itself is `#![forbid(unsafe_code)]`.
 //!
 //! - [`Avx2`] (x86_64): the int8 GEMM micro-kernel, im2col widening, 8-lane requantization,
-//!   depthwise and ADD sweeps, the f32 GEMM micro-kernel, and [`Avx2::vectorize`], which runs a
+//!   depthwise and ADD sweeps, the f32 GEMM micro-kernel, and `Avx2::vectorize`, which runs a
 //!   caller's (safe) driver loop compiled with AVX2 so these inline into it.
 //! - [`Neon`] (aarch64): the int8 GEMM micro-kernel (`smlal` on i16 pairs).
 //! - [`NeonDot`] (aarch64 with the dot-product extension, FEAT_DotProd): the int8 GEMM micro-kernel on

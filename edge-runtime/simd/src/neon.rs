@@ -19,7 +19,7 @@ use crate::{check_micro, check_micro_dot, KResult, Neon, NeonDot, MR};
 use core::arch::aarch64::*;
 
 impl Neon {
-    /// The int8 GEMM micro-kernel, as [`Avx2::gemm_micro`](crate::Avx2::gemm_micro): errors (touching
+    /// The int8 GEMM micro-kernel, as `Avx2::gemm_micro` (x86_64): errors (touching
     /// nothing) unless [`check_micro`] accepts the shapes.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]

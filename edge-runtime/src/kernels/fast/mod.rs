@@ -7,7 +7,7 @@
 //!   as one packed int8 GEMM over im2col rows widened to i16 with the input offset applied.
 //! - [`depthwise`]: depthwise convolution with multiplier 1, channels innermost.
 //! - [`requant`]: TFLM's double-rounding requantization on arrays of accumulators.
-//! - [`x86`]: AVX2 micro-kernels and requantization (x86_64, runtime-detected in std builds).
+//! - `x86` (x86_64): AVX2 micro-kernels and requantization (runtime-detected in std builds).
 //! - `neon` (aarch64): the GEMM micro-kernels: `smlal` (NEON), `sdot` (dot-product extension,
 //!   runtime-detected in std builds).
 //!
