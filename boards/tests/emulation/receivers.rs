@@ -18,9 +18,8 @@
 
 use super::emulation::{self, Board, FRAME};
 use rsim_boards::clock::FakeClock;
-use rsim_boards::field::ground::{run_ground, GroundArgs, GroundReport};
-use rsim_boards::field::link::LinkArgs;
-use rsim_boards::onboard::{EngineClassifier, FrameInfo, FrameSource, LoopConfig, OnboardLoop};
+use rsim_boards::field::ground::GroundReport;
+use rsim_boards::onboard::{EngineClassifier, LoopConfig, OnboardLoop};
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -180,7 +179,7 @@ fn sign(model: &Path, key: &Path, version: u32, out: &Path) {
 
 /// `rsim ground --tcp ... --seconds <s> --record <capture>`, then the capture decoded.
 fn ground(port: u16, dir: &Path, name: &str, seconds: u64) -> GroundReport {
-    let capture = dir.join(format!("{name}.bin"));
+    let capture = dir.join(format!("{name}-live.bin"));
     let out = Command::new(FIELD)
         .args(["ground", "--tcp", &format!("127.0.0.1:{port}"), "--quiet", "--seconds", &seconds.to_string()])
         .arg("--record")
@@ -188,30 +187,7 @@ fn ground(port: u16, dir: &Path, name: &str, seconds: u64) -> GroundReport {
         .output()
         .expect("run rsim-field ground");
     assert!(out.status.success(), "rsim ground failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    run_ground(&GroundArgs {
-        link: LinkArgs::default(),
-        replay: Some(capture),
-        record: None,
-        model: None,
-        csv: None,
-        map: None,
-        map_scale: 8,
-        map_max_side: rsim_boards::field::ground::DEFAULT_MAP_MAX_SIDE,
-        max_reports: rsim_boards::field::ground::DEFAULT_MAX_REPORTS,
-        seconds: 0,
-        quiet: true,
-    })
-    .expect("decode the ground capture")
-}
-
-struct Frames<'a>(std::slice::Iter<'a, Vec<u8>>);
-impl FrameSource for Frames<'_> {
-    type Error = ();
-    fn next_frame(&mut self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ()> {
-        let Some(f) = self.0.next() else { return Ok(None) };
-        buf.get_mut(..f.len()).ok_or(())?.copy_from_slice(f);
-        Ok(Some(FrameInfo { width: FRAME, height: FRAME, channels: 3 }))
-    }
+    super::ground(&std::fs::read(&capture).expect("read the ground capture"), dir, &format!("{name}-replay"))
 }
 
 /// The host runtime's int8 output for every (frame index, tile index): the same loop and engine.
@@ -232,7 +208,7 @@ fn host_outputs(model: &[u8], frames: &[Vec<u8>]) -> HashMap<(u32, u16), Vec<u8>
     let clock = FakeClock::new(0);
     let mut lp = OnboardLoop::new(cfg, &clock, &mut tile_buf, &mut []);
     let mut frame = vec![0u8; (FRAME * FRAME * 3) as usize];
-    let mut src = Frames(frames.iter());
+    let mut src = super::Frames(frames.iter());
     let mut link = Vec::new();
     while lp.step(&mut src, &mut frame, &mut clf, &mut link).expect("host loop") {}
     let mut reader: rsim_boards::wire::FrameReader = rsim_boards::wire::FrameReader::new();
